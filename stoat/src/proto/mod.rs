@@ -1,0 +1,33 @@
+//! The sans-IO HTTP/1.1 protocol core.
+//!
+//! Contract: every function here takes bytes (and, where time matters, a
+//! caller-supplied `now`) and returns indices into those bytes, events, bytes
+//! written into a caller's buffer, and deadlines. Nothing here opens a socket,
+//! reads a clock, spawns a thread or uses `unsafe`.
+//!
+//! - [`head`]: incremental request-head parsing on `httparse`, plus the
+//!   RFC 9112 framing rules that `httparse` leaves to its caller.
+//! - [`body`]: body framing (none, `Content-Length`, `chunked`) as a streaming
+//!   decoder.
+//! - [`encode`]: response encoding into a caller's buffer; [`date`] caches the
+//!   `Date` header value.
+//! - [`conn`]: one connection's state machine: keep-alive, pipelining order,
+//!   `Expect: 100-continue`, half-close, errors and deadlines.
+//! - [`error`]: every protocol error, one status code each.
+//! - [`limits`]: the configurable limits and timeouts, with defaults.
+
+pub mod body;
+pub mod conn;
+pub mod date;
+pub mod encode;
+pub mod error;
+pub mod head;
+pub mod limits;
+
+pub use body::{BodyDecoder, BodyKind, Decoded};
+pub use conn::{Conn, Event};
+pub use date::DateCache;
+pub use encode::{Header, ResponseBody};
+pub use error::ProtoError;
+pub use head::{HeadParser, Method, RequestHead, Span, Version};
+pub use limits::Limits;
