@@ -9,4 +9,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod proto;
+pub mod sys;
