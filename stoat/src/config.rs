@@ -1,1 +1,1078 @@
-//! Configuration (stub; being written).
+//! The TOML configuration: schema, defaults and validation.
+//!
+//! Contract: [`Config::from_toml_str`] and [`Config::load`] return either a
+//! [`Config`] that passed [`Config::validate`], or a [`ConfigError`] naming the
+//! file and the key at fault (`http.port`, `http.pipelines.work.threads`).
+//! Every key is optional and takes the default shown in [`DEFAULT_CONFIG`]; an
+//! unknown key is an error, so a typo is reported, never silently ignored. No
+//! input makes anything here panic. The defaults serve on a 2-core machine.
+//!
+//! The protocol layer's view of the configuration is [`Config::limits`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_path_to_error::Segment;
+
+use crate::proto::Limits;
+
+/// The shipped configuration file: every key at its default, each with a
+/// one-line comment, plus the `commit_status` pipeline that Weasel uses.
+pub const DEFAULT_CONFIG: &str = r#"# Stoat server configuration. Every key is optional; the values below are the defaults.
+
+[http]
+# Threading model: "per_core" (one epoll and listener per network thread) or "shared" (accept threads feed one epoll).
+model = "per_core"
+# Threads blocking in accept4 (shared model only); at least 1.
+accept_threads = 1
+# Event-loop threads that read, parse and write connections; at least 1.
+network_threads = 2
+# IP address to listen on ("0.0.0.0" or "::" for all interfaces).
+bind_address = "127.0.0.1"
+# TCP port to listen on; 0 picks any free port.
+port = 8080
+# listen(2) backlog of pending connections.
+backlog = 1024
+# Most open client connections at once; at least 1.
+max_connections = 10000
+# Pin each network thread to its own CPU core.
+pin_threads = false
+# Seconds a keep-alive connection may sit idle between requests.
+keepalive_timeout_sec = 30
+# Seconds a whole request head may take from its first byte (else 408).
+request_timeout_sec = 10
+# Longest gap in seconds between two reads of request body bytes (else 408).
+body_timeout_sec = 10
+# Longest time in seconds a response may make no write progress before the connection closes.
+write_timeout_sec = 30
+# Seconds graceful shutdown waits for open requests before closing connections.
+drain_timeout_sec = 10
+# Seconds between heartbeat comments on an idle server-sent event stream.
+sse_heartbeat_sec = 15
+# Longest request line in bytes, CRLF included (else 414).
+max_request_line = 8192
+# Largest header section in bytes (else 431).
+max_header_bytes = 8192
+# Most header field lines in one request, at most 256 (else 431).
+max_headers = 100
+# Largest request body in bytes (else 413).
+max_body_size = 1048576
+# Longest chunk extension in bytes on one chunk-size line (else 400).
+max_chunk_ext = 1024
+# Largest trailer section of a chunked body in bytes (else 431).
+max_trailer_bytes = 8192
+# Read buffer bytes per connection; at least max_request_line + max_header_bytes, at most 1 MiB.
+buffer_size = 16384
+# Bytes for all read buffers together; at least 2 * buffer_size * network_threads.
+buffer_memory_limit = 67108864
+# Value of the Server response header; "" sends none.
+server_name = "stoat"
+
+# A named service pipeline (names use A-Z, a-z, 0-9, '_' and '-').
+[http.pipelines.commit_status]
+# Slots in the pipeline's request ring; a power of two from 2 to 1048576.
+ring_buffer_size = 1024
+# Threads running the pipeline's handlers; at least 1.
+threads = 1
+"#;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The `[http]` table: the server engine.
+    pub http: HttpConfig,
+}
+
+/// The `[http]` table. Field docs give each key's default and rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Threading model. Default [`Model::PerCore`].
+    pub model: Model,
+    /// Threads blocking in `accept4`, shared model only. Default 1; at least 1.
+    pub accept_threads: usize,
+    /// Event-loop threads. Default 2; at least 1.
+    pub network_threads: usize,
+    /// Address to listen on. Default `127.0.0.1`.
+    pub bind_address: IpAddr,
+    /// Port to listen on; 0 picks any free port. Default 8080.
+    pub port: u16,
+    /// `listen(2)` backlog. Default 1024; at most `i32::MAX`.
+    pub backlog: u32,
+    /// Most open client connections. Default 10000; at least 1.
+    pub max_connections: usize,
+    /// Pin each network thread to a core. Default false.
+    pub pin_threads: bool,
+    /// Idle keep-alive timeout in seconds. Default 30.
+    pub keepalive_timeout_sec: u64,
+    /// Whole-request-head timeout in seconds. Default 10.
+    pub request_timeout_sec: u64,
+    /// Longest gap between body reads in seconds. Default 10.
+    pub body_timeout_sec: u64,
+    /// Longest write stall in seconds. Default 30.
+    pub write_timeout_sec: u64,
+    /// Graceful-shutdown drain time in seconds. Default 10.
+    pub drain_timeout_sec: u64,
+    /// Interval between SSE heartbeats in seconds. Default 15.
+    pub sse_heartbeat_sec: u64,
+    /// Longest request line in bytes (414). Default 8192; at least 16.
+    pub max_request_line: usize,
+    /// Largest header section in bytes (431). Default 8192; at least 2.
+    pub max_header_bytes: usize,
+    /// Most header lines (431). Default 100; 1 to [`Limits::MAX_HEADERS_CAP`].
+    pub max_headers: usize,
+    /// Largest request body in bytes (413). Default 1 MiB.
+    pub max_body_size: u64,
+    /// Longest chunk extension in bytes. Default 1024.
+    pub max_chunk_ext: usize,
+    /// Largest chunked-body trailer section in bytes. Default 8192.
+    pub max_trailer_bytes: usize,
+    /// Read buffer size in bytes. Default 16384; at least `max_request_line +
+    /// max_header_bytes` (a request head must fit one buffer), at most
+    /// [`MAX_BUFFER_SIZE`].
+    pub buffer_size: usize,
+    /// Bytes for all read buffers together. Default 64 MiB; at least
+    /// `2 * buffer_size * network_threads`.
+    pub buffer_memory_limit: usize,
+    /// `Server` header value; empty sends none. Default `stoat`. No control
+    /// characters, no leading or trailing whitespace.
+    pub server_name: String,
+    /// Named service pipelines (`[http.pipelines.NAME]`). Default none.
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+/// How connections are spread over threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    /// `accept_threads` accept connections onto one epoll shared by all
+    /// network threads; whichever thread gets the event owns the connection.
+    Shared,
+    /// Each network thread has its own epoll and listener; a connection never
+    /// leaves its thread except to visit a service pipeline.
+    #[default]
+    PerCore,
+}
+
+/// One `[http.pipelines.NAME]` table: a service pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Slots in the request ring. Default 1024; a power of two in
+    /// [`MIN_RING_BUFFER_SIZE`]`..=`[`MAX_RING_BUFFER_SIZE`].
+    pub ring_buffer_size: usize,
+    /// Threads running the pipeline's handlers. Default 1; at least 1.
+    pub threads: usize,
+}
+
+/// Largest allowed `buffer_size` (1 MiB).
+pub const MAX_BUFFER_SIZE: usize = 1 << 20;
+/// Smallest allowed `ring_buffer_size`.
+pub const MIN_RING_BUFFER_SIZE: usize = 2;
+/// Largest allowed `ring_buffer_size`.
+pub const MAX_RING_BUFFER_SIZE: usize = 1 << 20;
+/// Largest allowed value of any `*_sec` key (one week). Deadlines are
+/// computed as `now + timeout`; the cap keeps that sum far from overflow.
+pub const MAX_TIMEOUT_SEC: u64 = 7 * 24 * 60 * 60;
+/// Smallest allowed `max_request_line`: `GET / HTTP/1.1\r\n` is 16 bytes.
+pub const MIN_REQUEST_LINE: usize = 16;
+/// Smallest allowed `max_header_bytes`: an empty header section is its final
+/// CRLF.
+pub const MIN_HEADER_BYTES: usize = 2;
+
+/// A configuration that could not be read, parsed or validated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config error in {}: cannot read file: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why it could not be read.
+        source: io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error(
+        "config error in {}: {}invalid TOML: {message}",
+        origin(file),
+        at(position)
+    )]
+    Syntax {
+        /// The file, when the text came from one.
+        file: Option<PathBuf>,
+        /// 1-based line and column of the error, when known.
+        position: Option<(usize, usize)>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key that is not in the schema (often a typo).
+    #[error("config error in {}: unknown key `{key}` ({expected})", origin(file))]
+    UnknownKey {
+        /// The file, when the text came from one.
+        file: Option<PathBuf>,
+        /// Full path of the unknown key, like `http.prot`.
+        key: String,
+        /// The keys allowed in its table.
+        expected: String,
+    },
+    /// A value of the wrong type or out of its type's range.
+    #[error("config error in {}: key `{key}`: {message}", origin(file))]
+    Value {
+        /// The file, when the text came from one.
+        file: Option<PathBuf>,
+        /// Full path of the key, like `http.port`.
+        key: String,
+        /// What is wrong, like `invalid type: string "x", expected u16`.
+        message: String,
+    },
+    /// A well-typed value that breaks a validation rule.
+    #[error("config error in {}: key `{key}`: {message}", origin(file))]
+    Invalid {
+        /// The file, when the text came from one.
+        file: Option<PathBuf>,
+        /// Full path of the key, like `http.network_threads`.
+        key: String,
+        /// The rule broken, like `must be at least 1`.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates the TOML file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_str(&text, Some(path))
+    }
+
+    /// Parses and validates TOML `text`; `file` names its origin in errors.
+    pub fn from_toml_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| ConfigError::from_toml(&e, text, file))?;
+        config.validate().map_err(|e| e.in_file(file))?;
+        Ok(config)
+    }
+
+    /// Checks every rule of the schema; the error names the first key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.http.validate()
+    }
+
+    /// The protocol layer's limits and timeouts.
+    pub fn limits(&self) -> Limits {
+        let http = &self.http;
+        Limits {
+            max_request_line: http.max_request_line,
+            max_header_bytes: http.max_header_bytes,
+            max_headers: http.max_headers,
+            max_body_size: http.max_body_size,
+            max_chunk_ext: http.max_chunk_ext,
+            max_trailer_bytes: http.max_trailer_bytes,
+            keepalive_timeout: http.keepalive_timeout(),
+            request_timeout: http.request_timeout(),
+            body_timeout: http.body_timeout(),
+            write_timeout: http.write_timeout(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            model: Model::PerCore,
+            accept_threads: 1,
+            network_threads: 2,
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8080,
+            backlog: 1024,
+            max_connections: 10_000,
+            pin_threads: false,
+            keepalive_timeout_sec: 30,
+            request_timeout_sec: 10,
+            body_timeout_sec: 10,
+            write_timeout_sec: 30,
+            drain_timeout_sec: 10,
+            sse_heartbeat_sec: 15,
+            max_request_line: 8 * 1024,
+            max_header_bytes: 8 * 1024,
+            max_headers: 100,
+            max_body_size: 1024 * 1024,
+            max_chunk_ext: 1024,
+            max_trailer_bytes: 8 * 1024,
+            buffer_size: 16 * 1024,
+            buffer_memory_limit: 64 * 1024 * 1024,
+            server_name: "stoat".to_owned(),
+            pipelines: BTreeMap::new(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The address to listen on: `bind_address` and `port`.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind_address, self.port)
+    }
+
+    /// The `Server` header value, or `None` when `server_name` is empty.
+    pub fn server_header(&self) -> Option<&str> {
+        Some(self.server_name.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// `keepalive_timeout_sec` as a duration.
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.keepalive_timeout_sec)
+    }
+
+    /// `request_timeout_sec` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_sec)
+    }
+
+    /// `body_timeout_sec` as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_sec)
+    }
+
+    /// `write_timeout_sec` as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_sec)
+    }
+
+    /// `drain_timeout_sec` as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_sec)
+    }
+
+    /// `sse_heartbeat_sec` as a duration.
+    pub fn sse_heartbeat(&self) -> Duration {
+        Duration::from_secs(self.sse_heartbeat_sec)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        at_least("http.accept_threads", self.accept_threads, 1)?;
+        at_least("http.network_threads", self.network_threads, 1)?;
+        if self.backlog > i32::MAX as u32 {
+            return Err(invalid(
+                "http.backlog",
+                format!("must be at most {}", i32::MAX),
+            ));
+        }
+        at_least("http.max_connections", self.max_connections, 1)?;
+        for (key, secs) in [
+            ("http.keepalive_timeout_sec", self.keepalive_timeout_sec),
+            ("http.request_timeout_sec", self.request_timeout_sec),
+            ("http.body_timeout_sec", self.body_timeout_sec),
+            ("http.write_timeout_sec", self.write_timeout_sec),
+            ("http.drain_timeout_sec", self.drain_timeout_sec),
+            ("http.sse_heartbeat_sec", self.sse_heartbeat_sec),
+        ] {
+            at_least(key, secs, 1)?;
+            at_most(key, secs, MAX_TIMEOUT_SEC)?;
+        }
+        at_least(
+            "http.max_request_line",
+            self.max_request_line,
+            MIN_REQUEST_LINE,
+        )?;
+        at_least(
+            "http.max_header_bytes",
+            self.max_header_bytes,
+            MIN_HEADER_BYTES,
+        )?;
+        at_least("http.max_headers", self.max_headers, 1)?;
+        at_most(
+            "http.max_headers",
+            self.max_headers,
+            Limits::MAX_HEADERS_CAP,
+        )?;
+        self.validate_buffers()?;
+        self.validate_server_name()?;
+        for (name, pipeline) in &self.pipelines {
+            let mut key = "http.pipelines".to_owned();
+            push_key(&mut key, name);
+            pipeline.validate(name, key)?;
+        }
+        Ok(())
+    }
+
+    fn validate_buffers(&self) -> Result<(), ConfigError> {
+        // A request head must fit one buffer, so the buffer bounds the head.
+        let head = self.max_request_line.checked_add(self.max_header_bytes);
+        if head.filter(|&head| self.buffer_size >= head).is_none() {
+            return Err(invalid(
+                "http.buffer_size",
+                format!(
+                    "must be at least max_request_line + max_header_bytes ({} + {})",
+                    self.max_request_line, self.max_header_bytes
+                ),
+            ));
+        }
+        at_most("http.buffer_size", self.buffer_size, MAX_BUFFER_SIZE)?;
+        // Every network thread can hold at least two buffers at once.
+        let floor = self
+            .buffer_size
+            .checked_mul(2)
+            .and_then(|n| n.checked_mul(self.network_threads));
+        if floor
+            .filter(|&floor| self.buffer_memory_limit >= floor)
+            .is_none()
+        {
+            return Err(invalid(
+                "http.buffer_memory_limit",
+                format!(
+                    "must be at least 2 * buffer_size * network_threads (2 * {} * {})",
+                    self.buffer_size, self.network_threads
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_server_name(&self) -> Result<(), ConfigError> {
+        let key = "http.server_name";
+        if self.server_name.chars().any(char::is_control) {
+            return Err(invalid(key, "must not contain control characters"));
+        }
+        // RFC 9110 §5.5: a field value does not include leading or trailing
+        // whitespace.
+        if self.server_name.trim() != self.server_name {
+            return Err(invalid(key, "must not start or end with whitespace"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            ring_buffer_size: 1024,
+            threads: 1,
+        }
+    }
+}
+
+impl PipelineConfig {
+    fn validate(&self, name: &str, key: String) -> Result<(), ConfigError> {
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err(invalid(
+                key,
+                "pipeline names must be non-empty and use only A-Z, a-z, 0-9, '_' and '-'",
+            ));
+        }
+        let size = self.ring_buffer_size;
+        if !size.is_power_of_two() || !(MIN_RING_BUFFER_SIZE..=MAX_RING_BUFFER_SIZE).contains(&size)
+        {
+            return Err(invalid(
+                format!("{key}.ring_buffer_size"),
+                format!(
+                    "must be a power of two from {MIN_RING_BUFFER_SIZE} to {MAX_RING_BUFFER_SIZE}, got {size}"
+                ),
+            ));
+        }
+        at_least(&format!("{key}.threads"), self.threads, 1)
+    }
+}
+
+impl ConfigError {
+    /// Full path of the key at fault, like `http.port`, when the error has one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. }
+            | ConfigError::Value { key, .. }
+            | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+        }
+    }
+
+    /// The file the configuration came from, when known.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ConfigError::Read { file, .. } => Some(file),
+            ConfigError::Syntax { file, .. }
+            | ConfigError::UnknownKey { file, .. }
+            | ConfigError::Value { file, .. }
+            | ConfigError::Invalid { file, .. } => file.as_deref(),
+        }
+    }
+
+    fn from_toml(
+        err: &serde_path_to_error::Error<toml::de::Error>,
+        text: &str,
+        file: Option<&Path>,
+    ) -> ConfigError {
+        let file = file.map(Path::to_path_buf);
+        let mut key = key_path(err.path());
+        let inner = err.inner();
+        // toml splits some messages over lines; keep the error on one line.
+        let message = inner
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if let Some((field, expected)) = unknown_field(&message) {
+            // The path may end at the unknown key or at its parent table;
+            // either way, name the key itself.
+            if !key_path_ends_with(err.path(), field) {
+                push_key(&mut key, field);
+            }
+            return ConfigError::UnknownKey {
+                file,
+                key,
+                expected: expected.to_owned(),
+            };
+        }
+        // The root is a table of tables; an error there is in the TOML itself.
+        if key.is_empty() {
+            let position = inner.span().and_then(|span| line_column(text, span.start));
+            return ConfigError::Syntax {
+                file,
+                position,
+                message,
+            };
+        }
+        ConfigError::Value { file, key, message }
+    }
+
+    fn in_file(mut self, path: Option<&Path>) -> ConfigError {
+        match &mut self {
+            ConfigError::Read { .. } => {}
+            ConfigError::Syntax { file, .. }
+            | ConfigError::UnknownKey { file, .. }
+            | ConfigError::Value { file, .. }
+            | ConfigError::Invalid { file, .. } => {
+                if file.is_none() {
+                    *file = path.map(Path::to_path_buf);
+                }
+            }
+        }
+        self
+    }
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        file: None,
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn at_least<T: PartialOrd + fmt::Display>(key: &str, value: T, min: T) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(invalid(key, format!("must be at least {min}")));
+    }
+    Ok(())
+}
+
+fn at_most<T: PartialOrd + fmt::Display>(key: &str, value: T, max: T) -> Result<(), ConfigError> {
+    if value > max {
+        return Err(invalid(key, format!("must be at most {max}")));
+    }
+    Ok(())
+}
+
+/// Renders a deserializer path as a TOML dotted key, quoting segments that
+/// are not bare keys.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    let mut key = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            Segment::Map { key: name } => push_key(&mut key, name),
+            Segment::Enum { variant } => push_key(&mut key, variant),
+            Segment::Unknown => push_key(&mut key, "?"),
+        }
+    }
+    key
+}
+
+/// Whether the last segment of `path` is the map key `name`.
+fn key_path_ends_with(path: &serde_path_to_error::Path, name: &str) -> bool {
+    matches!(path.iter().next_back(), Some(Segment::Map { key }) if key == name)
+}
+
+/// Appends `name` to the dotted key `key`, quoted unless it is a TOML bare key.
+fn push_key(key: &mut String, name: &str) {
+    if !key.is_empty() {
+        key.push('.');
+    }
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.push_str(name);
+    } else {
+        key.push_str(&format!("{name:?}"));
+    }
+}
+
+/// Splits serde's `unknown field `x`, expected ...` message into the field
+/// and the hint.
+fn unknown_field(message: &str) -> Option<(&str, &str)> {
+    message.strip_prefix("unknown field `")?.split_once("`, ")
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> Option<(usize, usize)> {
+    let before = text.get(..offset)?;
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some((line, before[line_start..].chars().count() + 1))
+}
+
+/// Displays an error's origin: the file, or `<built-in>` for text without one.
+fn origin(file: &Option<PathBuf>) -> impl fmt::Display + '_ {
+    struct Origin<'a>(&'a Option<PathBuf>);
+    impl fmt::Display for Origin<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.0 {
+                Some(file) => write!(f, "{}", file.display()),
+                None => f.write_str("<built-in>"),
+            }
+        }
+    }
+    Origin(file)
+}
+
+/// Displays `line L, column C: ` when the position is known.
+fn at(position: &Option<(usize, usize)>) -> String {
+    match position {
+        Some((line, column)) => format!("line {line}, column {column}: "),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, Some(Path::new("weasel.toml")))
+    }
+
+    /// Parses `[http]` + `body` and returns the error, checking its key.
+    fn http_err(body: &str, key: &str) -> ConfigError {
+        let err = parse(&format!("[http]\n{body}\n")).expect_err(body);
+        assert_eq!(err.key(), Some(key), "{err}");
+        err
+    }
+
+    fn rule(body: &str, key: &str, message: &str) {
+        let err = http_err(body, key);
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("config error in weasel.toml: key `{key}`: {message}")
+        );
+    }
+
+    fn expected_default() -> Config {
+        let mut config = Config::default();
+        config
+            .http
+            .pipelines
+            .insert("commit_status".to_owned(), PipelineConfig::default());
+        config
+    }
+
+    #[test]
+    fn default_config_text_is_defaults_plus_commit_status() {
+        let config = Config::from_toml_str(DEFAULT_CONFIG, None).unwrap();
+        assert_eq!(config, expected_default());
+        assert_eq!(
+            config.http.pipelines["commit_status"],
+            PipelineConfig {
+                ring_buffer_size: 1024,
+                threads: 1
+            }
+        );
+    }
+
+    #[test]
+    fn default_config_text_comments_every_key() {
+        let lines: Vec<&str> = DEFAULT_CONFIG.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains(" = ") && !line.starts_with('#') {
+                assert!(lines[i - 1].starts_with("# "), "no comment above {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_text_is_default_and_valid() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(parse("[http]\n").unwrap(), Config::default());
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn default_limits_match_proto_defaults() {
+        assert_eq!(Config::default().limits(), Limits::default());
+    }
+
+    #[test]
+    fn limits_follow_config() {
+        let config = parse(
+            "[http]\nmax_headers = 50\nmax_body_size = 5\nwrite_timeout_sec = 7\n\
+             keepalive_timeout_sec = 3\nrequest_timeout_sec = 4\nbody_timeout_sec = 5\n\
+             max_request_line = 100\nmax_header_bytes = 200\nmax_chunk_ext = 9\nmax_trailer_bytes = 11",
+        )
+        .unwrap();
+        let limits = config.limits();
+        assert_eq!(limits.max_headers, 50);
+        assert_eq!(limits.max_body_size, 5);
+        assert_eq!(limits.max_request_line, 100);
+        assert_eq!(limits.max_header_bytes, 200);
+        assert_eq!(limits.max_chunk_ext, 9);
+        assert_eq!(limits.max_trailer_bytes, 11);
+        assert_eq!(limits.write_timeout, Duration::from_secs(7));
+        assert_eq!(limits.keepalive_timeout, Duration::from_secs(3));
+        assert_eq!(limits.request_timeout, Duration::from_secs(4));
+        assert_eq!(limits.body_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn accessors() {
+        let config = parse(
+            "[http]\nmodel = \"shared\"\nbind_address = \"::1\"\nport = 0\nserver_name = \"\"\n\
+             drain_timeout_sec = 2\nsse_heartbeat_sec = 3",
+        )
+        .unwrap();
+        let http = &config.http;
+        assert_eq!(http.model, Model::Shared);
+        assert_eq!(http.socket_addr(), "[::1]:0".parse().unwrap());
+        assert_eq!(http.server_header(), None);
+        assert_eq!(http.drain_timeout(), Duration::from_secs(2));
+        assert_eq!(http.sse_heartbeat(), Duration::from_secs(3));
+        assert_eq!(Config::default().http.server_header(), Some("stoat"));
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        let err = parse("prot = 1").unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err:?}");
+        assert_eq!(err.key(), Some("prot"));
+        assert!(
+            err.to_string()
+                .starts_with("config error in weasel.toml: unknown key `prot`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_http_key() {
+        let err = http_err("prot = 8080", "http.prot");
+        assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("config error in weasel.toml: unknown key `http.prot`"),
+            "{msg}"
+        );
+        assert!(msg.contains("`port`"), "lists the allowed keys: {msg}");
+    }
+
+    #[test]
+    fn unknown_pipeline_key() {
+        let err = parse("[http.pipelines.work]\nthread = 2").unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err:?}");
+        assert_eq!(err.key(), Some("http.pipelines.work.thread"));
+        assert!(
+            err.to_string()
+                .contains("unknown key `http.pipelines.work.thread`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = http_err("port = \"x\"", "http.port");
+        assert!(matches!(err, ConfigError::Value { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "config error in weasel.toml: key `http.port`: invalid type: string \"x\", expected u16"
+        );
+    }
+
+    #[test]
+    fn out_of_range_names_key() {
+        http_err("port = 70000", "http.port");
+        http_err("network_threads = -1", "http.network_threads");
+        http_err("bind_address = \"localhost\"", "http.bind_address");
+        http_err("model = \"threaded\"", "http.model");
+        http_err("pin_threads = 1", "http.pin_threads");
+        let err = parse("[http.pipelines.work]\nthreads = \"many\"").unwrap_err();
+        assert_eq!(err.key(), Some("http.pipelines.work.threads"));
+        let err = parse("http = 5").unwrap_err();
+        assert_eq!(err.key(), Some("http"));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse("[http]\nport = = 1\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+        assert_eq!(err.key(), None);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("config error in weasel.toml: line 2, column "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn duplicate_key_is_an_error() {
+        let err = parse("[http]\nport = 1\nport = 2\n").unwrap_err();
+        assert!(err.to_string().contains("weasel.toml"), "{err}");
+    }
+
+    #[test]
+    fn file_name_in_message() {
+        let err = Config::from_toml_str(
+            "[http]\nnetwork_threads = 0",
+            Some(Path::new("/etc/w.toml")),
+        )
+        .unwrap_err();
+        assert_eq!(err.file(), Some(Path::new("/etc/w.toml")));
+        assert_eq!(
+            err.to_string(),
+            "config error in /etc/w.toml: key `http.network_threads`: must be at least 1"
+        );
+        let err = Config::from_toml_str("[http]\nnetwork_threads = 0", None).unwrap_err();
+        assert_eq!(err.file(), None);
+        assert!(
+            err.to_string().starts_with("config error in <built-in>: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn load_reads_file_and_names_it() {
+        let dir = std::env::temp_dir().join(format!("stoat-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("weasel.toml");
+        std::fs::write(&path, "[http]\nport = 9000\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().http.port, 9000);
+        std::fs::write(&path, "[http]\nport = \"x\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("weasel.toml"), "{err}");
+        assert_eq!(err.key(), None);
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn two_pipelines() {
+        let config = parse(
+            "[http.pipelines.commit_status]\nring_buffer_size = 64\nthreads = 4\n\
+             [http.pipelines.render-2]\n",
+        )
+        .unwrap();
+        let pipelines = &config.http.pipelines;
+        assert_eq!(pipelines.len(), 2);
+        assert_eq!(
+            pipelines["commit_status"],
+            PipelineConfig {
+                ring_buffer_size: 64,
+                threads: 4
+            }
+        );
+        assert_eq!(pipelines["render-2"], PipelineConfig::default());
+    }
+
+    #[test]
+    fn accept_threads_at_least_one() {
+        rule(
+            "accept_threads = 0",
+            "http.accept_threads",
+            "must be at least 1",
+        );
+    }
+
+    #[test]
+    fn network_threads_at_least_one() {
+        rule(
+            "network_threads = 0",
+            "http.network_threads",
+            "must be at least 1",
+        );
+    }
+
+    #[test]
+    fn backlog_fits_listen() {
+        rule(
+            "backlog = 2147483648",
+            "http.backlog",
+            "must be at most 2147483647",
+        );
+    }
+
+    #[test]
+    fn max_connections_at_least_one() {
+        rule(
+            "max_connections = 0",
+            "http.max_connections",
+            "must be at least 1",
+        );
+    }
+
+    #[test]
+    fn timeouts_at_least_one_second() {
+        for name in [
+            "keepalive_timeout_sec",
+            "request_timeout_sec",
+            "body_timeout_sec",
+            "write_timeout_sec",
+            "drain_timeout_sec",
+            "sse_heartbeat_sec",
+        ] {
+            rule(
+                &format!("{name} = 0"),
+                &format!("http.{name}"),
+                "must be at least 1",
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_at_most_a_week() {
+        rule(
+            "write_timeout_sec = 604801",
+            "http.write_timeout_sec",
+            "must be at most 604800",
+        );
+    }
+
+    #[test]
+    fn max_request_line_floor() {
+        rule(
+            "max_request_line = 15",
+            "http.max_request_line",
+            "must be at least 16",
+        );
+    }
+
+    #[test]
+    fn max_header_bytes_floor() {
+        rule(
+            "max_header_bytes = 1",
+            "http.max_header_bytes",
+            "must be at least 2",
+        );
+    }
+
+    #[test]
+    fn max_headers_bounds() {
+        rule(
+            "max_headers = 257",
+            "http.max_headers",
+            "must be at most 256",
+        );
+        rule("max_headers = 0", "http.max_headers", "must be at least 1");
+        parse("[http]\nmax_headers = 256").unwrap();
+    }
+
+    #[test]
+    fn buffer_holds_a_head() {
+        rule(
+            "max_request_line = 10000",
+            "http.buffer_size",
+            "must be at least max_request_line + max_header_bytes (10000 + 8192)",
+        );
+        parse("[http]\nbuffer_size = 20000\nmax_request_line = 11808").unwrap();
+    }
+
+    #[test]
+    fn buffer_size_at_most_one_mib() {
+        rule(
+            "buffer_size = 1048577\nbuffer_memory_limit = 1073741824",
+            "http.buffer_size",
+            "must be at most 1048576",
+        );
+    }
+
+    #[test]
+    fn buffer_memory_limit_two_buffers_per_thread() {
+        rule(
+            "buffer_memory_limit = 65535",
+            "http.buffer_memory_limit",
+            "must be at least 2 * buffer_size * network_threads (2 * 16384 * 2)",
+        );
+        parse("[http]\nbuffer_memory_limit = 65536").unwrap();
+        // Overflow in the product is an error, not a panic.
+        let mut config = Config::default();
+        config.http.network_threads = usize::MAX;
+        assert_eq!(
+            config.validate().unwrap_err().key(),
+            Some("http.buffer_memory_limit")
+        );
+    }
+
+    #[test]
+    fn server_name_no_control_chars() {
+        rule(
+            "server_name = \"stoat\\r\\nX: y\"",
+            "http.server_name",
+            "must not contain control characters",
+        );
+        rule(
+            "server_name = \" stoat\"",
+            "http.server_name",
+            "must not start or end with whitespace",
+        );
+    }
+
+    #[test]
+    fn pipeline_name_charset() {
+        let err = parse("[http.pipelines.\"a b\"]").unwrap_err();
+        assert_eq!(err.key(), Some("http.pipelines.\"a b\""));
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+        let err = parse("[http.pipelines.\"\"]").unwrap_err();
+        assert_eq!(err.key(), Some("http.pipelines.\"\""));
+    }
+
+    #[test]
+    fn pipeline_ring_power_of_two() {
+        for size in ["1000", "1", "0", "2097152"] {
+            let err =
+                parse(&format!("[http.pipelines.work]\nring_buffer_size = {size}")).unwrap_err();
+            assert_eq!(
+                err.key(),
+                Some("http.pipelines.work.ring_buffer_size"),
+                "{size}"
+            );
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+        }
+        parse("[http.pipelines.work]\nring_buffer_size = 2").unwrap();
+        parse("[http.pipelines.work]\nring_buffer_size = 1048576").unwrap();
+    }
+
+    #[test]
+    fn pipeline_threads_at_least_one() {
+        let err = parse("[http.pipelines.work]\nthreads = 0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config error in weasel.toml: key `http.pipelines.work.threads`: must be at least 1"
+        );
+    }
+}
