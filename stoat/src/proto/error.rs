@@ -24,6 +24,11 @@ pub enum ProtoError {
     BadHeaderValue,
     /// A line ends in a CR that is not followed by LF (bare CR).
     BareCr,
+    /// A line ends in a LF without CR. RFC 9112 §2.2 allows accepting it;
+    /// we refuse it, so that an LF inside a value cannot start a new field.
+    BareLf,
+    /// A `Host` value with characters outside `uri-host [":" port]`.
+    BadHost,
     /// A field line starts with whitespace (obs-fold, RFC 9112 §5.2).
     ObsFold,
     /// The header section is larger than `max_header_bytes`.
@@ -82,7 +87,8 @@ impl ProtoError {
             UnsupportedExpectation => 417,
             BodyTooLarge => 413,
             HeadTimeout | BodyTimeout => 408,
-            BadRequestLine | BadVersion | BadHeaderName | BadHeaderValue | BareCr | ObsFold
+            BadRequestLine | BadVersion | BadHeaderName | BadHeaderValue | BareCr | BareLf | BadHost
+            | ObsFold
             | ContentLengthWithTransferEncoding | ConflictingContentLength | BadContentLength
             | ChunkedNotLast | TransferEncodingInHttp10 | MissingHost | DuplicateHost
             | BadChunkSize | ChunkSizeOverflow | BadChunkLine | ChunkExtensionsTooLong
@@ -107,6 +113,8 @@ impl ProtoError {
             BadHeaderName => "invalid header field name",
             BadHeaderValue => "invalid header field value",
             BareCr => "bare CR in request head",
+            BareLf => "bare LF in request head",
+            BadHost => "invalid Host header",
             ObsFold => "obsolete line folding is not accepted",
             HeadersTooLarge => "request header fields too large",
             TooManyHeaders => "too many header fields",
