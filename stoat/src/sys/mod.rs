@@ -1,1 +1,31 @@
-//! The only code that talks to the kernel (stub; being written).
+//! The only code that talks to the kernel: epoll, eventfd, sockets and their
+//! options, signals, CPU affinity and rlimits.
+//!
+//! Every fd is wrapped in an `OwnedFd` (close-on-exec) the moment it exists,
+//! every call returns `io::Result` with the errno preserved (`EAGAIN` is
+//! `io::ErrorKind::WouldBlock`), and the calls go through rustix's and
+//! signal-hook's safe wrappers. The one `unsafe` is marking the epoll
+//! [`Events`] buffer `Send + Sync` (it holds only integers). Nothing
+//! here owns a thread; the runtime decides who calls what (see `DESIGN.md`:
+//! only a connection's owner reads, writes, re-arms or closes it).
+//!
+//! - [`epoll`]: [`Epoll`], [`Interest`], [`Events`], [`Event`].
+//! - [`eventfd`]: [`EventFd`], the wakeup that cannot be lost.
+//! - [`socket`]: [`Listener`], [`ListenOptions`] and I/O on `BorrowedFd`.
+//! - [`signal`]: [`Signals`], graceful stop on SIGINT/SIGTERM.
+//! - [`affinity`]: [`pin_current_thread`], [`available_cpus`].
+//! - [`rlimit`]: [`raise_nofile_limit`], [`nofile_limit`].
+
+pub mod affinity;
+pub mod epoll;
+pub mod eventfd;
+pub mod rlimit;
+pub mod signal;
+pub mod socket;
+
+pub use affinity::{available_cpus, pin_current_thread};
+pub use epoll::{Epoll, Event, Events, Interest};
+pub use eventfd::EventFd;
+pub use rlimit::{nofile_limit, raise_nofile_limit};
+pub use signal::Signals;
+pub use socket::{ListenOptions, Listener};
