@@ -108,7 +108,16 @@ fn conn_turn(c: &mut Criterion) {
             out.clear();
             let (n, ev) = conn.poll(black_box(WRK), now, &limits, &mut head).unwrap();
             debug_assert_eq!(ev, Event::Head { complete: true });
-            conn.respond(200, &headers, ResponseBody::Length(13), false, now, &mut out, &date, b"stoat");
+            conn.respond(
+                200,
+                &headers,
+                ResponseBody::Length(13),
+                false,
+                now,
+                &mut out,
+                &date,
+                b"stoat",
+            );
             out.extend_from_slice(b"Hello, World!");
             black_box((n, out.len()))
         })

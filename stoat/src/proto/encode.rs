@@ -3,13 +3,30 @@
 //! `Connection: close`. The body is not copied: the caller writes it after
 //! the head, or sends head and body with one vectored write.
 //!
-//! STUB: interface fixed; implementation pending.
+//! Contract:
+//! - [`encode_head`] appends one complete response head to `out` (never
+//!   clears it) and returns the [`BodyMode`] the caller must follow. The
+//!   head is, in this order: the status line, the caller's headers in the
+//!   order given, the framing header (`Content-Length` or
+//!   `Transfer-Encoding: chunked`, or none), `Connection: close` if the
+//!   connection closes, `Server` unless empty, `Date`, and the empty line.
+//! - The encoder owns the framing: the caller says what the body is
+//!   ([`ResponseBody`]) and what the request was ([`Framing`]); the encoder
+//!   applies RFC 9110 §8.6 / RFC 9112 §6 (no framing headers and no body for
+//!   1xx, 204 and 304; the GET's framing headers but no body for HEAD).
+//! - Header names and values are trusted: the application layer validates
+//!   them. Debug builds assert that values hold no CR, LF or NUL and that the
+//!   caller does not pass a field the encoder writes.
+//! - Cost: one `reserve`, then plain appends; the status line of a
+//!   registered code is one static string; nothing is formatted through
+//!   `fmt` and nothing is allocated per header.
 
 use crate::proto::DateCache;
 
 /// A response header field given by the caller. The encoder writes
 /// `Content-Length`, `Transfer-Encoding`, `Connection`, `Date` and `Server`
-/// itself: the caller must not pass those.
+/// itself: the caller must not pass those (except `Connection: upgrade` in a
+/// `101 Switching Protocols`, RFC 9110 §7.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header<'a> {
     /// Field name (a token).
@@ -38,6 +55,9 @@ pub enum BodyMode {
     Raw,
     /// The body as chunks ([`encode_chunk`], then [`encode_last_chunk`]).
     Chunked,
+    /// The body bytes as they are, ended by closing the connection (a
+    /// streamed body to an HTTP/1.0 client).
+    UntilClose,
 }
 
 /// Connection facts the encoder needs, decided by the connection state machine.
@@ -47,11 +67,20 @@ pub struct Framing {
     pub close: bool,
     /// The request was HEAD: send the headers a GET would get, no body.
     pub head_request: bool,
+    /// The request was HTTP/1.0: no chunked coding (a body of unknown
+    /// length is delimited by closing), and a persistent connection says
+    /// `Connection: keep-alive` (RFC 9112 §9.3, Appendix C.2.2).
+    pub http10: bool,
 }
 
 /// Appends the status line and header block to `out`. `server` is the
 /// `Server` value (empty: no `Server` header). Returns what the caller
 /// must write after it.
+///
+/// `status` must be in `100..=999` (RFC 9112 §4: `status-code = 3DIGIT`);
+/// anything else is a caller bug, asserted in debug builds and sent as 500.
+/// For 1xx, 204 and 304 `body` is ignored. `ResponseBody::Length(0)` is sent
+/// as `Content-Length: 0` and returns [`BodyMode::None`].
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: u16,
@@ -61,30 +90,686 @@ pub fn encode_head(
     date: &DateCache,
     server: &[u8],
 ) -> BodyMode {
-    let _ = (out, status, headers, body, framing, date, server);
-    todo!()
+    // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF
+    // Filled only for unregistered codes, so the common path skips it.
+    let mut custom: [u8; 15];
+    let (status, status_line): (u16, &[u8]) = match status_line(status) {
+        Some(line) => (status, line),
+        // RFC 9112 §4: "A server MUST send the space that separates the
+        // status-code from the reason-phrase even when the reason-phrase is
+        // absent": unregistered codes go out as `HTTP/1.1 NNN \r\n`.
+        None if (100..=999).contains(&status) => {
+            custom = *b"HTTP/1.1 000 \r\n";
+            (status, custom_status_line(&mut custom, status))
+        }
+        None => {
+            debug_assert!(
+                (100..=999).contains(&status),
+                "status code {status} outside 100..=999"
+            );
+            (500, STATUS_LINE_500)
+        }
+    };
+
+    let headers_len: usize = headers
+        .iter()
+        .map(|h| {
+            debug_check_header(h, status);
+            h.name.len() + h.value.len() + 4
+        })
+        .sum();
+    debug_assert!(is_field_value(server), "Server value holds CR, LF or NUL");
+    out.reserve(status_line.len() + headers_len + server.len() + OWNED_MAX);
+
+    out.extend_from_slice(status_line);
+    for h in headers {
+        // RFC 9112 §5: field-line = field-name ":" OWS field-value OWS
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in
+    // any response with a status code of 1xx (Informational) or 204 (No
+    // Content)." RFC 9112 §6.1: "A server MUST NOT send a Transfer-Encoding
+    // header field in any response with a status code of 1xx (Informational)
+    // or 204 (No Content)." RFC 9112 §6.3: 1xx, 204 and 304 responses end at
+    // the empty line after the header section, whatever their fields say.
+    let bodyless = status < 200 || status == 204 || status == 304;
+    let mode = if bodyless {
+        BodyMode::None
+    } else {
+        match body {
+            ResponseBody::Empty => {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+                BodyMode::None
+            }
+            ResponseBody::Length(n) => {
+                // RFC 9110 §9.3.2: "The server SHOULD send the same header
+                // fields in response to a HEAD request as it would have sent
+                // if the request method had been GET", and §8.6 allows the
+                // GET's Content-Length in a response to HEAD. No body follows.
+                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                out.extend_from_slice(b"\r\n");
+                if framing.head_request || n == 0 {
+                    BodyMode::None
+                } else {
+                    BodyMode::Raw
+                }
+            }
+            ResponseBody::Chunked if framing.http10 => {
+                // RFC 9112 §6.1: "A server MUST NOT send a response containing
+                // Transfer-Encoding unless the corresponding request indicates
+                // HTTP/1.1 (or later minor revisions)." The body runs until
+                // the connection closes (RFC 9112 §6.3 rule 8).
+                if framing.head_request {
+                    BodyMode::None
+                } else {
+                    BodyMode::UntilClose
+                }
+            }
+            ResponseBody::Chunked => {
+                // RFC 9112 §6.1: "A server MAY send a Transfer-Encoding header
+                // field in a response to a HEAD request ... only to indicate
+                // that the chunked transfer coding would have been applied".
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                if framing.head_request {
+                    BodyMode::None
+                } else {
+                    BodyMode::Chunked
+                }
+            }
+        }
+    };
+
+    // RFC 9112 §9.6: "A server that sends a "close" connection option MUST
+    // initiate closure of the connection ... after it sends the response
+    // containing the "close" connection option."
+    let until_close = mode == BodyMode::UntilClose;
+    if framing.close || until_close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if framing.http10 {
+        // RFC 9112 Appendix C.2.2: an HTTP/1.0 client keeps the connection
+        // only if the response says keep-alive.
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    if !server.is_empty() {
+        out.extend_from_slice(b"Server: ");
+        out.extend_from_slice(server);
+        out.extend_from_slice(b"\r\n");
+    }
+    // RFC 9110 §6.6.1: "An origin server with a clock ... MUST generate a
+    // Date header field" in 2xx, 3xx and 4xx responses, and MAY in 1xx and
+    // 5xx. Sent always. The cached line also carries the head's final CRLF.
+    out.extend_from_slice(date.head_end());
+    mode
 }
 
 /// Appends `HTTP/1.1 100 Continue\r\n\r\n`.
 pub fn encode_continue(out: &mut Vec<u8>) {
-    let _ = out;
-    todo!()
+    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
 }
 
 /// Appends one chunk (`size CRLF data CRLF`); an empty `data` writes nothing.
 pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
-    let _ = (out, data);
-    todo!()
+    // RFC 9112 §7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF,
+    // chunk-size = 1*HEXDIG. A chunk of size 0 is the last-chunk, which
+    // would end the body: an empty `data` writes nothing instead.
+    if data.is_empty() {
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // At most 16 hex digits for a 64-bit size, then CRLF.
+    let mut size_line = *b"0000000000000000\r\n";
+    let mut n = data.len() as u64;
+    let mut start = 16;
+    loop {
+        start -= 1;
+        size_line[start] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    let size_line = &size_line[start..];
+    out.reserve(size_line.len() + data.len() + 2);
+    out.extend_from_slice(size_line);
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends the last chunk and the end of the (empty) trailer section.
 pub fn encode_last_chunk(out: &mut Vec<u8>) {
-    let _ = out;
-    todo!()
+    // RFC 9112 §7.1: last-chunk = 1*("0") [ chunk-ext ] CRLF, then
+    // trailer-section (empty here) and the final CRLF.
+    out.extend_from_slice(b"0\r\n\r\n");
 }
 
-/// The reason phrase of a status code (empty for unknown codes).
-pub fn reason(status: u16) -> &'static str {
-    let _ = status;
-    todo!()
+/// Upper bound of the bytes the encoder adds besides the status line, the
+/// caller's headers and the `Server` value: the framing line
+/// (`Content-Length: ` + 20 digits + CRLF is the longest), `Connection:
+/// close`, the `Server: ` name and CRLF, and the `Date` line with the final
+/// CRLF.
+const OWNED_MAX: usize = (16 + 20 + 2) + 19 + (8 + 2) + 39;
+
+/// Sent for a status code outside `100..=999`.
+const STATUS_LINE_500: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\n";
+
+/// Fills `HTTP/1.1 NNN \r\n` for a code in `100..=999` with no registered
+/// reason phrase.
+fn custom_status_line(buf: &mut [u8; 15], status: u16) -> &[u8] {
+    buf[9] = b'0' + (status / 100) as u8;
+    buf[10] = b'0' + (status / 10 % 10) as u8;
+    buf[11] = b'0' + (status % 10) as u8;
+    &buf[..]
+}
+
+/// Debug-build checks of a caller's header (the app layer validates them).
+fn debug_check_header(h: &Header<'_>, status: u16) {
+    debug_assert!(is_token(h.name), "header name {:?} is not a token", h.name);
+    debug_assert!(
+        is_field_value(h.value),
+        "header {:?} value holds CR, LF or NUL",
+        h.name
+    );
+    debug_assert!(
+        !is_owned_name(h.name, status),
+        "header {:?} is written by the encoder",
+        h.name
+    );
+}
+
+/// RFC 9110 §5.6.2: token = 1*tchar.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// RFC 9110 §5.5: "Field values containing CR, LF, or NUL characters are
+/// invalid and dangerous".
+fn is_field_value(value: &[u8]) -> bool {
+    !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// A field the encoder writes itself. A 101 response carries the caller's
+/// `Connection: upgrade` (RFC 9110 §7.8: a sender of Upgrade "MUST also send
+/// an "upgrade" connection option").
+fn is_owned_name(name: &str, status: u16) -> bool {
+    ["content-length", "transfer-encoding", "date", "server"]
+        .iter()
+        .any(|owned| name.eq_ignore_ascii_case(owned))
+        || (status != 101 && name.eq_ignore_ascii_case("connection"))
+}
+
+/// Defines [`reason`] and `status_line` from one table, so the two agree.
+macro_rules! status_codes {
+    ($($code:literal $reason:literal,)*) => {
+        /// The reason phrase of a status code (empty for unknown codes).
+        ///
+        /// Covers the IANA HTTP Status Code Registry as of RFC 9110 and the
+        /// codes registered by other RFCs (102, 103, 207, 208, 226, 425, 428,
+        /// 429, 431, 451, 506, 507, 508, 510, 511). The reserved `306` and
+        /// `418` ("(Unused)") have none.
+        pub fn reason(status: u16) -> &'static str {
+            match status {
+                $($code => $reason,)*
+                _ => "",
+            }
+        }
+
+        /// The complete `HTTP/1.1 NNN Reason\r\n` of a registered code.
+        fn status_line(status: u16) -> Option<&'static [u8]> {
+            match status {
+                $($code => Some(concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n").as_bytes()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+status_codes! {
+    100 "Continue",
+    101 "Switching Protocols",
+    102 "Processing",
+    103 "Early Hints",
+    200 "OK",
+    201 "Created",
+    202 "Accepted",
+    203 "Non-Authoritative Information",
+    204 "No Content",
+    205 "Reset Content",
+    206 "Partial Content",
+    207 "Multi-Status",
+    208 "Already Reported",
+    226 "IM Used",
+    300 "Multiple Choices",
+    301 "Moved Permanently",
+    302 "Found",
+    303 "See Other",
+    304 "Not Modified",
+    305 "Use Proxy",
+    307 "Temporary Redirect",
+    308 "Permanent Redirect",
+    400 "Bad Request",
+    401 "Unauthorized",
+    402 "Payment Required",
+    403 "Forbidden",
+    404 "Not Found",
+    405 "Method Not Allowed",
+    406 "Not Acceptable",
+    407 "Proxy Authentication Required",
+    408 "Request Timeout",
+    409 "Conflict",
+    410 "Gone",
+    411 "Length Required",
+    412 "Precondition Failed",
+    413 "Content Too Large",
+    414 "URI Too Long",
+    415 "Unsupported Media Type",
+    416 "Range Not Satisfiable",
+    417 "Expectation Failed",
+    421 "Misdirected Request",
+    422 "Unprocessable Content",
+    423 "Locked",
+    424 "Failed Dependency",
+    425 "Too Early",
+    426 "Upgrade Required",
+    428 "Precondition Required",
+    429 "Too Many Requests",
+    431 "Request Header Fields Too Large",
+    451 "Unavailable For Legal Reasons",
+    500 "Internal Server Error",
+    501 "Not Implemented",
+    502 "Bad Gateway",
+    503 "Service Unavailable",
+    504 "Gateway Timeout",
+    505 "HTTP Version Not Supported",
+    506 "Variant Also Negotiates",
+    507 "Insufficient Storage",
+    508 "Loop Detected",
+    510 "Not Extended",
+    511 "Network Authentication Required",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use ResponseBody::{Chunked, Empty, Length};
+
+    /// Sun, 06 Nov 1994 08:49:37 GMT.
+    const NOW: u64 = 784_111_777;
+    const DATE: &[u8] = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+
+    const GET: Framing = Framing {
+        close: false,
+        head_request: false,
+        http10: false,
+    };
+    const HEAD: Framing = Framing {
+        close: false,
+        head_request: true,
+        http10: false,
+    };
+    const CLOSE: Framing = Framing {
+        close: true,
+        head_request: false,
+        http10: false,
+    };
+    const HTTP10: Framing = Framing {
+        close: false,
+        head_request: false,
+        http10: true,
+    };
+
+    const fn h(name: &'static str, value: &'static [u8]) -> Header<'static> {
+        Header { name, value }
+    }
+
+    const CT: Header<'static> = h("Content-Type", b"text/plain");
+
+    /// Encodes one head into a fresh buffer with the fixed date.
+    fn head(
+        status: u16,
+        headers: &[Header<'_>],
+        body: ResponseBody,
+        framing: Framing,
+        server: &[u8],
+    ) -> (Vec<u8>, BodyMode) {
+        let mut out = Vec::new();
+        let date = DateCache::new(NOW);
+        let mode = encode_head(&mut out, status, headers, body, framing, &date, server);
+        (out, mode)
+    }
+
+    struct Case<'a> {
+        name: &'static str,
+        status: u16,
+        headers: &'a [Header<'a>],
+        body: ResponseBody,
+        framing: Framing,
+        server: &'static [u8],
+        /// The expected head up to, not including, the `Date` line.
+        want: &'static [u8],
+        mode: BodyMode,
+    }
+
+    /// `name: status [headers] body, framing, server => head-before-Date mode;`
+    macro_rules! cases {
+        ($($name:literal: $status:literal $headers:tt $body:expr, $framing:ident, $server:literal
+            => $want:literal $mode:ident;)*) => {
+            [$(Case {
+                name: $name,
+                status: $status,
+                headers: &$headers,
+                body: $body,
+                framing: $framing,
+                server: $server,
+                want: $want,
+                mode: BodyMode::$mode,
+            }),*]
+        };
+    }
+
+    #[test]
+    fn encode_head_cases() {
+        let cases = cases! {
+            "200 with body": 200 [CT] Length(13), GET, b"stoat"
+                => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                     Content-Length: 13\r\nServer: stoat\r\n" Raw;
+            "HEAD keeps the GET's Content-Length, sends no body":
+                200 [CT] Length(1_234_567), HEAD, b"stoat"
+                => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                     Content-Length: 1234567\r\nServer: stoat\r\n" None;
+            "204 has no Content-Length": 204 [] Empty, GET, b"stoat"
+                => b"HTTP/1.1 204 No Content\r\nServer: stoat\r\n" None;
+            "204 ignores a body": 204 [] Length(5), GET, b""
+                => b"HTTP/1.1 204 No Content\r\n" None;
+            "304 has no framing": 304 [h("ETag", b"\"abc\"")] Length(99), GET, b"stoat"
+                => b"HTTP/1.1 304 Not Modified\r\nETag: \"abc\"\r\nServer: stoat\r\n" None;
+            "304 chunked has no framing": 304 [] Chunked, GET, b""
+                => b"HTTP/1.1 304 Not Modified\r\n" None;
+            "101 with the caller's Upgrade and Connection": 101
+                [h("Upgrade", b"websocket"), h("Connection", b"upgrade")] Empty, GET, b"stoat"
+                => b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: upgrade\r\nServer: stoat\r\n" None;
+            "103 has no framing": 103 [h("Link", b"</s.css>; rel=preload")] Chunked, GET, b""
+                => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n" None;
+            "empty body": 200 [] Empty, GET, b"stoat"
+                => b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nServer: stoat\r\n" None;
+            "Length(0) is an empty body": 200 [] Length(0), GET, b"stoat"
+                => b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nServer: stoat\r\n" None;
+            "HEAD with an empty body": 200 [] Empty, HEAD, b""
+                => b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" None;
+            "chunked": 200 [CT] Chunked, GET, b"stoat"
+                => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                     Transfer-Encoding: chunked\r\nServer: stoat\r\n" Chunked;
+            "chunked answering HEAD": 200 [CT] Chunked, HEAD, b"stoat"
+                => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                     Transfer-Encoding: chunked\r\nServer: stoat\r\n" None;
+            "close": 400 [] Length(11), CLOSE, b"stoat"
+                => b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\n\
+                     Connection: close\r\nServer: stoat\r\n" Raw;
+            "close on chunked": 200 [] Chunked, CLOSE, b""
+                => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+                     Connection: close\r\n" Chunked;
+            "close on 204": 204 [] Empty, CLOSE, b""
+                => b"HTTP/1.1 204 No Content\r\nConnection: close\r\n" None;
+            "no Server": 200 [] Length(2), GET, b""
+                => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" Raw;
+            "unknown status has an empty reason": 299 [] Length(2), GET, b""
+                => b"HTTP/1.1 299 \r\nContent-Length: 2\r\n" Raw;
+            "unknown 1xx has no framing": 199 [] Length(2), GET, b""
+                => b"HTTP/1.1 199 \r\n" None;
+            "highest status": 999 [] Empty, GET, b""
+                => b"HTTP/1.1 999 \r\nContent-Length: 0\r\n" None;
+            "reserved 418 has an empty reason": 418 [] Empty, GET, b""
+                => b"HTTP/1.1 418 \r\nContent-Length: 0\r\n" None;
+            "caller headers keep their order, names and values as given": 503
+                [h("x-b", b"2"), h("Retry-After", b"1"), h("X-A", b""),
+                 h("x-b", b"tab\there \x80\xff")]
+                Length(0), CLOSE, b"stoat/0.1"
+                => b"HTTP/1.1 503 Service Unavailable\r\nx-b: 2\r\nRetry-After: 1\r\n\
+                     X-A: \r\nx-b: tab\there \x80\xff\r\nContent-Length: 0\r\n\
+                     Connection: close\r\nServer: stoat/0.1\r\n" None;
+            "HTTP/1.0 kept alive says so": 200 [] Length(2), HTTP10, b""
+                => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n" Raw;
+            "HTTP/1.0 gets no chunked: the body ends at close": 200 [CT] Chunked, HTTP10, b""
+                => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n" UntilClose;
+            "largest Content-Length": 200 [] Length(u64::MAX), GET, b""
+                => b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n" Raw;
+        };
+        for c in &cases {
+            let (out, mode) = head(c.status, c.headers, c.body, c.framing, c.server);
+            let want = [c.want, DATE].concat();
+            assert!(
+                out == want,
+                "{}:\n got {:?}\nwant {:?}",
+                c.name,
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&want)
+            );
+            assert_eq!(mode, c.mode, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn encode_head_appends_within_its_bound() {
+        let date = DateCache::new(NOW);
+        let mut out = b"previous".to_vec();
+        let headers = [CT; 8];
+        let server = [b's'; 300];
+        let before = out.len();
+        encode_head(
+            &mut out,
+            200,
+            &headers,
+            Length(u64::MAX),
+            CLOSE,
+            &date,
+            &server,
+        );
+        assert!(out.starts_with(b"previous"));
+        assert!(out[before..].starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(out.ends_with(DATE));
+        // The bound is exact for the longest encoder-owned lines.
+        assert_eq!(
+            out.len() - before,
+            17 + headers.len() * (12 + 2 + 10 + 2) + server.len() + OWNED_MAX
+        );
+    }
+
+    #[test]
+    fn pipelined_heads_share_a_buffer() {
+        let date = DateCache::new(NOW);
+        let mut out = Vec::new();
+        let mode = encode_head(&mut out, 200, &[], Length(2), GET, &date, b"");
+        assert_eq!(mode, BodyMode::Raw);
+        out.extend_from_slice(b"hi");
+        let mode = encode_head(&mut out, 404, &[], Empty, GET, &date, b"");
+        assert_eq!(mode, BodyMode::None);
+        let want = [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"[..],
+            DATE,
+            b"hi",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n",
+            DATE,
+        ]
+        .concat();
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "outside 100..=999")]
+    fn status_out_of_range_asserts() {
+        head(1000, &[], Empty, GET, b"");
+    }
+
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn status_out_of_range_is_500() {
+        for status in [0, 99, 1000, u16::MAX] {
+            let (out, mode) = head(status, &[], Empty, GET, b"");
+            let want = [
+                &b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"[..],
+                DATE,
+            ]
+            .concat();
+            assert_eq!(out, want);
+            assert_eq!(mode, BodyMode::None);
+        }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "CR, LF or NUL")]
+    fn header_value_with_crlf_asserts() {
+        head(200, &[h("X-Evil", b"a\r\nSet-Cookie: x")], Empty, GET, b"");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "CR, LF or NUL")]
+    fn server_value_with_nul_asserts() {
+        head(200, &[], Empty, GET, b"stoat\0");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "written by the encoder")]
+    fn owned_header_asserts() {
+        head(200, &[h("content-length", b"5")], Empty, GET, b"");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "not a token")]
+    fn bad_header_name_asserts() {
+        head(200, &[h("X Bad", b"1")], Empty, GET, b"");
+    }
+
+    #[test]
+    fn continue_line() {
+        let mut out = b"x".to_vec();
+        encode_continue(&mut out);
+        assert_eq!(out, b"xHTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn chunks() {
+        let cases: &[(usize, &[u8])] = &[
+            (1, b"1\r\n"),
+            (9, b"9\r\n"),
+            (0xa, b"a\r\n"),
+            (0xf, b"f\r\n"),
+            (0x10, b"10\r\n"),
+            (0xff, b"ff\r\n"),
+            (0x100, b"100\r\n"),
+            (0xfff, b"fff\r\n"),
+            (0x1000, b"1000\r\n"),
+            (0x1_0000, b"10000\r\n"),
+            (0xab_cdef, b"abcdef\r\n"),
+        ];
+        for &(len, size_line) in cases {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut out = b"pre".to_vec();
+            encode_chunk(&mut out, &data);
+            let mut want = b"pre".to_vec();
+            want.extend_from_slice(size_line);
+            want.extend_from_slice(&data);
+            want.extend_from_slice(b"\r\n");
+            assert!(out == want, "chunk of {len:#x} bytes");
+        }
+    }
+
+    #[test]
+    fn empty_chunk_writes_nothing() {
+        let mut out = b"pre".to_vec();
+        encode_chunk(&mut out, b"");
+        assert_eq!(out, b"pre");
+    }
+
+    #[test]
+    fn chunked_body() {
+        let mut out = Vec::new();
+        encode_chunk(&mut out, b"hello");
+        encode_chunk(&mut out, b"");
+        encode_chunk(&mut out, b", world!");
+        encode_last_chunk(&mut out);
+        assert_eq!(out, b"5\r\nhello\r\n8\r\n, world!\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn last_chunk() {
+        let mut out = Vec::new();
+        encode_last_chunk(&mut out);
+        assert_eq!(out, b"0\r\n\r\n");
+    }
+
+    #[test]
+    fn reason_spot_checks() {
+        let cases = [
+            (100, "Continue"),
+            (101, "Switching Protocols"),
+            (103, "Early Hints"),
+            (200, "OK"),
+            (204, "No Content"),
+            (206, "Partial Content"),
+            (304, "Not Modified"),
+            (308, "Permanent Redirect"),
+            (404, "Not Found"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (421, "Misdirected Request"),
+            (422, "Unprocessable Content"),
+            (425, "Too Early"),
+            (428, "Precondition Required"),
+            (429, "Too Many Requests"),
+            (431, "Request Header Fields Too Large"),
+            (451, "Unavailable For Legal Reasons"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (503, "Service Unavailable"),
+            (505, "HTTP Version Not Supported"),
+            (511, "Network Authentication Required"),
+            // Unknown or reserved: empty.
+            (0, ""),
+            (99, ""),
+            (104, ""),
+            (199, ""),
+            (306, ""),
+            (418, ""),
+            (509, ""),
+            (600, ""),
+            (999, ""),
+            (u16::MAX, ""),
+        ];
+        for (status, want) in cases {
+            assert_eq!(reason(status), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn status_lines_match_reasons() {
+        for status in 0..=u16::MAX {
+            match status_line(status) {
+                Some(line) => {
+                    assert!((100..=999).contains(&status));
+                    let want = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+                    assert_eq!(line, want.as_bytes());
+                    assert!(!reason(status).is_empty());
+                }
+                None => assert_eq!(reason(status), ""),
+            }
+        }
+        assert_eq!(status_line(500), Some(STATUS_LINE_500));
+        let mut buf = *b"HTTP/1.1 000 \r\n";
+        assert_eq!(custom_status_line(&mut buf, 100), b"HTTP/1.1 100 \r\n");
+        assert_eq!(custom_status_line(&mut buf, 709), b"HTTP/1.1 709 \r\n");
+    }
 }

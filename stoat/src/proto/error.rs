@@ -87,12 +87,27 @@ impl ProtoError {
             UnsupportedExpectation => 417,
             BodyTooLarge => 413,
             HeadTimeout | BodyTimeout => 408,
-            BadRequestLine | BadVersion | BadHeaderName | BadHeaderValue | BareCr | BareLf | BadHost
+            BadRequestLine
+            | BadVersion
+            | BadHeaderName
+            | BadHeaderValue
+            | BareCr
+            | BareLf
+            | BadHost
             | ObsFold
-            | ContentLengthWithTransferEncoding | ConflictingContentLength | BadContentLength
-            | ChunkedNotLast | TransferEncodingInHttp10 | MissingHost | DuplicateHost
-            | BadChunkSize | ChunkSizeOverflow | BadChunkLine | ChunkExtensionsTooLong
-            | ChunkDataNotTerminated | BadTrailer => 400,
+            | ContentLengthWithTransferEncoding
+            | ConflictingContentLength
+            | BadContentLength
+            | ChunkedNotLast
+            | TransferEncodingInHttp10
+            | MissingHost
+            | DuplicateHost
+            | BadChunkSize
+            | ChunkSizeOverflow
+            | BadChunkLine
+            | ChunkExtensionsTooLong
+            | ChunkDataNotTerminated
+            | BadTrailer => 400,
         }
     }
 

@@ -948,7 +948,9 @@ mod tests {
     #[test]
     fn head_is_complete_exactly_when_blank_line_arrives() {
         let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n";
-        let h = parse_trickle(&buf[..27], &Limits::default()).unwrap().unwrap();
+        let h = parse_trickle(&buf[..27], &Limits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(h.len, 27);
         // With the next pipelined request behind it, the head still ends at 27.
         assert_eq!(parse(buf).unwrap().len, 27);
@@ -969,7 +971,10 @@ mod tests {
         for n in 1..req.len() {
             assert!(!p.parse(&req[..n], &limits, &mut head).unwrap());
             let scanned = p.scanned.unwrap() as usize;
-            assert!(scanned + 2 >= n, "scan resumes near the end: {scanned} of {n}");
+            assert!(
+                scanned + 2 >= n,
+                "scan resumes near the end: {scanned} of {n}"
+            );
         }
         assert!(p.parse(&req, &limits, &mut head).unwrap());
         assert_eq!(head.headers.len(), 51);
@@ -979,47 +984,87 @@ mod tests {
     fn keep_alive_rules() {
         let cases: &[(&[u8], bool)] = &[
             (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n", false),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                false,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n",
+                false,
+            ),
             (b"GET / HTTP/1.0\r\n\r\n", false),
             (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
-            (b"GET / HTTP/1.0\r\nConnection: Keep-Alive, close\r\n\r\n", false),
+            (
+                b"GET / HTTP/1.0\r\nConnection: Keep-Alive, close\r\n\r\n",
+                false,
+            ),
         ];
         for (req, keep) in cases {
-            assert_eq!(parse(req).unwrap().keep_alive, *keep, "{:?}", String::from_utf8_lossy(req));
+            assert_eq!(
+                parse(req).unwrap().keep_alive,
+                *keep,
+                "{:?}",
+                String::from_utf8_lossy(req)
+            );
         }
     }
 
     #[test]
     fn body_framing() {
         let cases: &[(&[u8], BodyKind)] = &[
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n", BodyKind::Length(12)),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", BodyKind::Empty),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n",
+                BodyKind::Length(12),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+                BodyKind::Empty,
+            ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n",
                 BodyKind::Length(5),
             ),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", BodyKind::Chunked),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n", BodyKind::Chunked),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                BodyKind::Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+                BodyKind::Chunked,
+            ),
             (b"POST / HTTP/1.1\r\nHost: a\r\n\r\n", BodyKind::Empty),
-            (b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n", BodyKind::Length(3)),
+            (
+                b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n",
+                BodyKind::Length(3),
+            ),
         ];
         for (req, kind) in cases {
-            assert_eq!(parse(req).unwrap().body, *kind, "{:?}", String::from_utf8_lossy(req));
+            assert_eq!(
+                parse(req).unwrap().body,
+                *kind,
+                "{:?}",
+                String::from_utf8_lossy(req)
+            );
         }
     }
 
     #[test]
     fn expect_continue() {
-        let h = parse(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n");
+        let h = parse(
+            b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n",
+        );
         assert!(h.unwrap().expect_continue);
         // Ignored without a body, and in HTTP/1.0 (RFC 9110 §10.1.1).
-        assert!(!parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
-            .unwrap()
-            .expect_continue);
-        assert!(!parse(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-            .unwrap()
-            .expect_continue);
+        assert!(
+            !parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
+                .unwrap()
+                .expect_continue
+        );
+        assert!(
+            !parse(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+                .unwrap()
+                .expect_continue
+        );
     }
 
     #[test]
@@ -1039,7 +1084,10 @@ mod tests {
         assert_eq!(parse(buf).unwrap().target.of(buf), b"*");
         let buf = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
         let h = parse(buf).unwrap();
-        assert_eq!((h.method, h.target.of(buf)), (Method::Connect, &b"example.com:443"[..]));
+        assert_eq!(
+            (h.method, h.target.of(buf)),
+            (Method::Connect, &b"example.com:443"[..])
+        );
     }
 
     #[test]
@@ -1053,9 +1101,15 @@ mod tests {
 
     #[test]
     fn upgrade_needs_both_fields() {
-        let h = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        let h = parse(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
         assert!(h.unwrap().upgrade);
-        assert!(!parse(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").unwrap().upgrade);
+        assert!(
+            !parse(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
+                .unwrap()
+                .upgrade
+        );
     }
 
     #[test]
@@ -1090,7 +1144,11 @@ mod tests {
         for n in 0..full.len() {
             let mut head = RequestHead::default();
             let mut p = HeadParser::new();
-            assert_eq!(p.parse(&full[..n], &Limits::default(), &mut head), Ok(false), "{n}");
+            assert_eq!(
+                p.parse(&full[..n], &Limits::default(), &mut head),
+                Ok(false),
+                "{n}"
+            );
         }
     }
 }
