@@ -9,6 +9,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod config;
 pub mod proto;
+pub mod runtime;
 pub mod sys;

@@ -1,0 +1,1 @@
+//! The API a user of the library touches (being written).

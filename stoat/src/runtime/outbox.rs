@@ -1,0 +1,236 @@
+//! A connection's pending output: encoded response heads (and small bodies)
+//! in one byte buffer, and large bodies kept as they are, to be sent with
+//! one vectored write instead of being copied.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::Arc;
+
+/// A response body.
+#[derive(Debug, Clone, Default)]
+pub enum Body {
+    /// No body.
+    #[default]
+    Empty,
+    /// Bytes that live for the whole program.
+    Static(&'static [u8]),
+    /// Owned bytes.
+    Bytes(Vec<u8>),
+    /// Shared bytes (sent to many clients without copying).
+    Shared(Arc<[u8]>),
+}
+
+impl Body {
+    /// The body's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Body::Empty => &[],
+            Body::Static(b) => b,
+            Body::Bytes(b) => b,
+            Body::Shared(b) => b,
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::Static(s.as_bytes())
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(s: &'static [u8]) -> Body {
+        Body::Static(s)
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::Bytes(s.into_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Body {
+        Body::Bytes(v)
+    }
+}
+
+impl From<Arc<[u8]>> for Body {
+    fn from(v: Arc<[u8]>) -> Body {
+        Body::Shared(v)
+    }
+}
+
+/// Bodies at most this long are copied after their head; longer ones are
+/// queued and sent from where they are.
+const COPY_LIMIT: usize = 8 * 1024;
+
+/// Most segments one vectored write takes.
+const MAX_IOV: usize = 64;
+
+/// Pending output, in order: segments, each either bytes in `buf` or a
+/// queued body.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Bytes not yet sent: heads and small bodies.
+    buf: Vec<u8>,
+    /// Large bodies, each placed after `buf[..at]` (the head bytes that
+    /// precede it). Sorted by `at`.
+    bodies: VecDeque<(usize, Body)>,
+    /// Bytes of `buf` (and of the first body) already written.
+    sent_buf: usize,
+    sent_body: usize,
+}
+
+impl Outbox {
+    /// The byte buffer that heads are encoded into.
+    pub fn head_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Appends a body after what is queued.
+    pub fn push_body(&mut self, body: Body) {
+        let bytes = body.as_bytes();
+        if bytes.len() <= COPY_LIMIT || self.bodies.len() >= MAX_IOV / 2 {
+            self.buf.extend_from_slice(bytes);
+        } else {
+            self.bodies.push_back((self.buf.len(), body));
+        }
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.sent_buf == self.buf.len() && self.bodies.is_empty()
+    }
+
+    /// Bytes pending.
+    pub fn pending(&self) -> usize {
+        let bodies: usize = self.bodies.iter().map(|(_, b)| b.len()).sum();
+        self.buf.len() - self.sent_buf + bodies - self.sent_body
+    }
+
+    /// The pending output as slices for one vectored write.
+    pub fn slices<'a>(&'a self, iov: &mut Vec<IoSlice<'a>>) {
+        iov.clear();
+        let mut from = self.sent_buf;
+        for (i, (at, body)) in self.bodies.iter().enumerate() {
+            if *at > from {
+                iov.push(IoSlice::new(&self.buf[from..*at]));
+            }
+            from = from.max(*at);
+            let skip = if i == 0 { self.sent_body } else { 0 };
+            iov.push(IoSlice::new(&body.as_bytes()[skip..]));
+        }
+        if self.buf.len() > from {
+            iov.push(IoSlice::new(&self.buf[from..]));
+        }
+    }
+
+    /// Records that `n` bytes were written.
+    pub fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let buf_end = self.bodies.front().map_or(self.buf.len(), |(at, _)| *at);
+            let in_buf = buf_end.saturating_sub(self.sent_buf);
+            if in_buf > 0 {
+                let k = in_buf.min(n);
+                self.sent_buf += k;
+                n -= k;
+                continue;
+            }
+            match self.bodies.front() {
+                Some((_, body)) => {
+                    let left = body.len() - self.sent_body;
+                    let k = left.min(n);
+                    self.sent_body += k;
+                    n -= k;
+                    if self.sent_body == body.len() {
+                        self.bodies.pop_front();
+                        self.sent_body = 0;
+                    }
+                }
+                None => break,
+            }
+        }
+        if self.is_empty() {
+            self.clear();
+        }
+    }
+
+    /// Forgets everything pending, keeping the buffer's capacity.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.bodies.clear();
+        self.sent_buf = 0;
+        self.sent_body = 0;
+    }
+
+    /// Gives back memory beyond `keep` bytes of capacity (called when a
+    /// connection goes idle).
+    pub fn shrink(&mut self, keep: usize) {
+        if self.buf.capacity() > keep && self.is_empty() {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(o: &Outbox) -> Vec<u8> {
+        let mut iov = Vec::new();
+        o.slices(&mut iov);
+        iov.iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn small_bodies_are_copied_large_ones_queued() {
+        let mut o = Outbox::default();
+        o.head_mut().extend_from_slice(b"H1");
+        o.push_body(Body::Static(b"small"));
+        o.head_mut().extend_from_slice(b"H2");
+        let big = vec![b'x'; COPY_LIMIT + 1];
+        o.push_body(Body::Bytes(big.clone()));
+        o.head_mut().extend_from_slice(b"H3");
+        let mut want = b"H1smallH2".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"H3");
+        assert_eq!(collect(&o), want);
+        assert_eq!(o.pending(), want.len());
+    }
+
+    #[test]
+    fn advance_through_segments_at_every_step() {
+        let big = vec![b'y'; COPY_LIMIT + 10];
+        for step in [1, 3, 7, 4096, 100_000] {
+            let mut o = Outbox::default();
+            o.head_mut().extend_from_slice(b"HEAD1");
+            o.push_body(Body::Bytes(big.clone()));
+            o.head_mut().extend_from_slice(b"HEAD2");
+            o.push_body(Body::Bytes(big.clone()));
+            let mut want = b"HEAD1".to_vec();
+            want.extend_from_slice(&big);
+            want.extend_from_slice(b"HEAD2");
+            want.extend_from_slice(&big);
+            let mut got = Vec::new();
+            while !o.is_empty() {
+                let all = collect(&o);
+                let n = step.min(all.len());
+                got.extend_from_slice(&all[..n]);
+                o.advance(n);
+            }
+            assert_eq!(got, want, "step {step}");
+        }
+    }
+}
