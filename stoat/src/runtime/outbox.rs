@@ -120,6 +120,11 @@ impl Outbox {
         self.buf.len() - self.sent_buf + bodies - self.sent_body
     }
 
+    /// The pending output when it is one contiguous run (no queued body).
+    pub fn single(&self) -> Option<&[u8]> {
+        self.bodies.is_empty().then(|| &self.buf[self.sent_buf..])
+    }
+
     /// The pending output as slices for one vectored write.
     pub fn slices<'a>(&'a self, iov: &mut Vec<IoSlice<'a>>) {
         iov.clear();

@@ -39,6 +39,8 @@ pub struct ResponseSink<'a> {
     pub(crate) server: &'a [u8],
     pub(crate) now: Instant,
     pub(crate) sent: bool,
+    /// The server is stopping: every response closes its connection.
+    pub(crate) force_close: bool,
 }
 
 impl ResponseSink<'_> {
@@ -62,7 +64,7 @@ impl ResponseSink<'_> {
             status,
             headers,
             framing,
-            close,
+            close || self.force_close,
             self.now,
             self.out.head_mut(),
             self.date,

@@ -1,0 +1,537 @@
+//! One connection as the network thread drives it: the socket, the
+//! protocol state machine, the input buffer (only while there is input),
+//! and pending output (only while the socket would not take it).
+//!
+//! Contract: the owning thread calls [`Connection::drive`] whenever the
+//! socket may be readable or writable (or a buffer became free); `drive`
+//! flushes, reads until the socket is drained (a short read or EAGAIN),
+//! answers every complete request in order, writes all responses of the
+//! batch with one syscall, and says whether the connection lives on. Both
+//! threading models run this same code; only the owner calls it.
+//!
+//! Input buffer layout (`Input`): `mem[start..end]` holds unconsumed bytes.
+//! `start` is where the current request begins; its head is parsed in
+//! place and its body bytes are moved down to `mem[body_start..body_end]`
+//! as they are decoded (chunk framing removed), so a request that fits one
+//! buffer is handed to its handler without a copy. `parse` is where the
+//! protocol machine reads next. A request too large for one buffer is
+//! moved to a `Spill` (bounded by `max_body_size`).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use crate::proto::conn::Timeout;
+use crate::proto::{Conn, DateCache, Event, HeadParser, Limits, ProtoError, RequestHead};
+use crate::runtime::outbox::{Body, Outbox};
+use crate::runtime::pool::{LocalPool, Pool};
+use crate::runtime::service::{RawRequest, ResponseSink, Service};
+use crate::sys::socket;
+
+/// Stop reading new requests while this much output is pending: a client
+/// that pipelines without reading cannot grow our output without bound.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Everything a network thread shares with the others, read-only while
+/// serving.
+pub(crate) struct Shared {
+    pub limits: Limits,
+    pub server: Vec<u8>,
+    pub service: std::sync::Arc<dyn Service>,
+    pub pool: Pool,
+}
+
+/// A network thread's working state, reused for every connection it drives.
+pub(crate) struct ThreadCtx {
+    pub head: RequestHead,
+    pub out: Outbox,
+    pub date: DateCache,
+    pub now: Instant,
+    pub local: LocalPool,
+    /// Requests answered by this thread (read by `Stats`).
+    pub requests: u64,
+    /// The server is stopping: responses close their connections.
+    pub stopping: bool,
+    /// Instant and unix time at start, to derive the Date without a second clock read.
+    base: (Instant, u64),
+}
+
+impl ThreadCtx {
+    pub fn new(limits: &Limits) -> ThreadCtx {
+        let now = Instant::now();
+        let unix = unix_now();
+        let mut head = RequestHead::default();
+        head.headers.reserve(limits.max_headers);
+        ThreadCtx {
+            head,
+            out: Outbox::default(),
+            date: DateCache::new(unix),
+            now,
+            local: LocalPool::new(),
+            requests: 0,
+            stopping: false,
+            base: (now, unix),
+        }
+    }
+
+    /// Reads the clock once for a batch of events.
+    pub fn tick(&mut self) {
+        self.now = Instant::now();
+        let secs = self.base.1 + (self.now - self.base.0).as_secs();
+        self.date.update(secs);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What the loop does with a connection after driving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Keep it; `want_write`: output is pending (wait for writability).
+    Keep { want_write: bool },
+    /// No buffer could be had: wait until the pool has one, then drive again.
+    WaitBuffer,
+    /// Close it now.
+    Close,
+}
+
+/// Unconsumed input in a pooled buffer. See the module doc for the layout.
+struct Input {
+    mem: Box<[u8]>,
+    start: usize,
+    body_start: usize,
+    body_end: usize,
+    parse: usize,
+    end: usize,
+}
+
+/// A request too large for one buffer: its head bytes, then its body.
+struct Spill {
+    data: Vec<u8>,
+    head_len: usize,
+}
+
+/// One connection, owned by exactly one thread at a time.
+pub(crate) struct Connection {
+    fd: OwnedFd,
+    proto: Conn,
+    input: Option<Input>,
+    output: Option<Box<Outbox>>,
+    spill: Option<Box<Spill>>,
+}
+
+impl Connection {
+    pub fn new(fd: OwnedFd, now: Instant) -> Connection {
+        Connection {
+            fd,
+            proto: Conn::new(now),
+            input: None,
+            output: None,
+            spill: None,
+        }
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Whether the connection is between requests with nothing buffered:
+    /// it may be closed without losing anything (shutdown, connection limit).
+    pub fn is_idle(&self) -> bool {
+        self.proto.is_idle() && self.input.is_none() && self.output.is_none()
+    }
+
+    /// Gives back what the connection holds (its buffer) before it is dropped.
+    pub fn release(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
+        if let Some(input) = self.input.take() {
+            shared.pool.give(&mut ctx.local, input.mem);
+        }
+    }
+
+    /// Flushes, reads and answers; see the module doc.
+    pub fn drive(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if self.flush_pending(ctx).is_err() {
+            return Next::Close;
+        }
+        let next = self.read_and_answer(shared, ctx);
+        if next == Next::Close {
+            return Next::Close;
+        }
+        if self.flush_new(ctx).is_err() {
+            return Next::Close;
+        }
+        self.settle(shared, ctx, next)
+    }
+
+    /// Acts on the protocol deadline (called by the timer sweep).
+    pub fn on_timer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        match self.proto.deadline(&shared.limits) {
+            Some(d) if d <= ctx.now => {}
+            _ => {
+                return Next::Keep {
+                    want_write: self.output.is_some(),
+                }
+            }
+        }
+        match self.proto.on_timeout(ctx.now, &shared.limits) {
+            Timeout::None => Next::Keep {
+                want_write: self.output.is_some(),
+            },
+            Timeout::Close => Next::Close,
+            Timeout::Respond(err) => {
+                self.respond_error(err, shared, ctx);
+                if self.flush_new(ctx).is_err() {
+                    return Next::Close;
+                }
+                self.settle(shared, ctx, Next::Keep { want_write: false })
+            }
+        }
+    }
+
+    fn respond_error(&mut self, err: ProtoError, shared: &Shared, ctx: &mut ThreadCtx) {
+        let out = match &mut self.output {
+            Some(o) => o,
+            None => &mut ctx.out,
+        };
+        self.proto
+            .respond_error(err, ctx.now, out.head_mut(), &ctx.date, &shared.server);
+        // Whatever was buffered can no longer be trusted.
+        if let Some(input) = &mut self.input {
+            input.start = input.end;
+            input.parse = input.end;
+            input.body_start = 0;
+        }
+        self.spill = None;
+    }
+
+    /// Writes output left from an earlier batch.
+    fn flush_pending(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
+        if let Some(out) = &mut self.output {
+            if write_out(&self.fd, out)? {
+                self.output = None;
+                self.proto.set_write_pending(false, ctx.now);
+            } else {
+                self.proto.set_write_pending(true, ctx.now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes this batch's responses (in `ctx.out`) with one syscall; what
+    /// the socket does not take moves into the connection.
+    fn flush_new(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
+        if let Some(out) = &mut self.output {
+            // Responses were appended behind older pending output.
+            if write_out(&self.fd, out)? {
+                self.output = None;
+                self.proto.set_write_pending(false, ctx.now);
+            }
+            return Ok(());
+        }
+        if ctx.out.is_empty() {
+            return Ok(());
+        }
+        if !write_out(&self.fd, &mut ctx.out)? {
+            self.output = Some(Box::new(std::mem::take(&mut ctx.out)));
+            self.proto.set_write_pending(true, ctx.now);
+        }
+        Ok(())
+    }
+
+    /// Decides what the loop does, and gives the buffer back if it is empty.
+    fn settle(&mut self, shared: &Shared, ctx: &mut ThreadCtx, next: Next) -> Next {
+        if self.proto.is_closing() && self.output.is_none() {
+            return Next::Close;
+        }
+        if let Some(input) = &self.input {
+            if input.start == input.end && input.body_start == 0 {
+                if let Some(input) = self.input.take() {
+                    shared.pool.give(&mut ctx.local, input.mem);
+                }
+            }
+        }
+        match next {
+            Next::WaitBuffer if self.output.is_none() => Next::WaitBuffer,
+            _ => Next::Keep {
+                want_write: self.output.is_some(),
+            },
+        }
+    }
+
+    /// Answers what is buffered, then reads until the socket is drained.
+    fn read_and_answer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        let mut drained = false;
+        loop {
+            self.answer(shared, ctx);
+            let backlog = self.output.as_ref().map_or(0, |o| o.pending());
+            if drained
+                || self.proto.is_closing()
+                || self.proto.is_dispatched()
+                || self.proto.is_read_closed()
+                || backlog > OUTPUT_HIGH_WATER
+            {
+                return Next::Keep { want_write: false };
+            }
+            if let Err(next) = self.make_space(shared, ctx) {
+                return next;
+            }
+            let Some(input) = self.input.as_mut() else {
+                return Next::Close;
+            };
+            let spare = input.mem.len() - input.end;
+            match socket::read(self.fd.as_fd(), &mut input.mem[input.end..]) {
+                Ok(0) => self.proto.on_read_closed(),
+                Ok(n) => {
+                    input.end += n;
+                    // man epoll(7): for stream sockets a short read means
+                    // the receive queue is empty; no EAGAIN read is needed.
+                    drained = n < spare;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    /// The input buffer with room to read into: taken from the pool,
+    /// compacted, or its request moved to a spill.
+    fn make_space(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Result<(), Next> {
+        if self.input.is_none() {
+            let Some(mem) = shared.pool.take(&mut ctx.local) else {
+                return Err(Next::WaitBuffer);
+            };
+            self.input = Some(Input {
+                mem,
+                start: 0,
+                body_start: 0,
+                body_end: 0,
+                parse: 0,
+                end: 0,
+            });
+        }
+        let Some(input) = self.input.as_mut() else {
+            return Err(Next::Close);
+        };
+        if input.end == input.mem.len() && input.start > 0 {
+            // Move the current request to the front.
+            let shift = input.start;
+            input.mem.copy_within(shift..input.end, 0);
+            input.start = 0;
+            input.parse -= shift;
+            input.end -= shift;
+            if input.body_start > 0 {
+                input.body_start -= shift;
+                input.body_end -= shift;
+            }
+        }
+        if input.end == input.mem.len() {
+            if input.body_start == 0 {
+                // A head larger than the buffer: the parser's limits fit in
+                // one buffer (config validates it), so this means the limits
+                // were set above the buffer size.
+                return Err(Next::Close);
+            }
+            // The body does not fit: move head and body so far to a spill.
+            let head_len = input.body_start - input.start;
+            let mut data = Vec::with_capacity((head_len + (input.body_end - input.body_start)) * 2);
+            data.extend_from_slice(&input.mem[input.start..input.body_end]);
+            let rest = input.end - input.parse;
+            input.mem.copy_within(input.parse..input.end, 0);
+            input.start = 0;
+            input.parse = 0;
+            input.end = rest;
+            input.body_start = 0;
+            input.body_end = 0;
+            self.spill = Some(Box::new(Spill { data, head_len }));
+        }
+        Ok(())
+    }
+
+    /// Runs the protocol machine over the buffered input, answering every
+    /// complete request, until it needs input, waits, or closes.
+    fn answer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
+        // ctx.head belongs to this connection's current request only if it
+        // was parsed in this call; otherwise it is parsed again at dispatch.
+        let mut head_fresh = false;
+        loop {
+            let empty: &[u8] = &[];
+            let data = match &self.input {
+                Some(i) => &i.mem[i.parse..i.end],
+                None => empty,
+            };
+            let (consumed, event) =
+                match self
+                    .proto
+                    .poll(data, ctx.now, &shared.limits, &mut ctx.head)
+                {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.respond_error(e, shared, ctx);
+                        return;
+                    }
+                };
+            let Some(input) = self.input.as_mut() else {
+                // No buffer: only Close or NeedInput can come from no input.
+                return;
+            };
+            let at = input.parse;
+            input.parse += consumed;
+            match event {
+                Event::Head { complete: true } => {
+                    let start = input.start;
+                    input.start = input.parse;
+                    let req = Req::InBuffer { start, body: 0..0 };
+                    self.dispatch(shared, ctx, req);
+                }
+                Event::Head { complete: false } => {
+                    input.body_start = input.parse;
+                    input.body_end = input.parse;
+                    head_fresh = true;
+                    let out = match &mut self.output {
+                        Some(o) => o,
+                        None => &mut ctx.out,
+                    };
+                    if ctx.head.expect_continue {
+                        self.proto.send_continue(out.head_mut());
+                    }
+                }
+                Event::Body(range) => {
+                    let (from, to) = (at + range.start, at + range.end);
+                    match &mut self.spill {
+                        Some(spill) => spill.data.extend_from_slice(&input.mem[from..to]),
+                        None => {
+                            if from != input.body_end {
+                                input.mem.copy_within(from..to, input.body_end);
+                            }
+                            input.body_end += to - from;
+                        }
+                    }
+                }
+                Event::BodyEnd => {
+                    let req = match self.spill.take() {
+                        Some(spill) => Req::Spilled(spill),
+                        None => Req::InBuffer {
+                            start: input.start,
+                            body: input.body_start..input.body_end,
+                        },
+                    };
+                    input.start = input.parse;
+                    input.body_start = 0;
+                    input.body_end = 0;
+                    if !head_fresh && !self.reparse_head(&req, shared, ctx) {
+                        return;
+                    }
+                    self.dispatch(shared, ctx, req);
+                    head_fresh = false;
+                }
+                Event::NeedInput => {
+                    if input.body_start == 0 && self.spill.is_none() && self.proto.is_idle() {
+                        // Only empty lines were consumed: nothing in progress.
+                        input.start = input.parse;
+                    }
+                    return;
+                }
+                Event::Waiting | Event::Close => return,
+            }
+        }
+    }
+}
+
+/// Where a complete request's bytes are.
+enum Req {
+    /// In the input buffer: head at `start`, body (decoded) at `body`
+    /// (empty: no body; otherwise the head ends where the body starts).
+    InBuffer {
+        start: usize,
+        body: std::ops::Range<usize>,
+    },
+    /// In a spill.
+    Spilled(Box<Spill>),
+}
+
+impl Connection {
+    /// Parses the head again from its bytes (the body arrived in a later
+    /// read, and `ctx.head` has served other connections since).
+    fn reparse_head(&mut self, req: &Req, shared: &Shared, ctx: &mut ThreadCtx) -> bool {
+        let bytes: &[u8] = match req {
+            Req::InBuffer { start, body } => match &self.input {
+                Some(i) => &i.mem[*start..body.start],
+                None => return false,
+            },
+            Req::Spilled(spill) => &spill.data[..spill.head_len],
+        };
+        match HeadParser::new().parse(bytes, &shared.limits, &mut ctx.head) {
+            Ok(true) => true,
+            // The same bytes parsed before; anything else is a bug, answered as one.
+            _ => {
+                self.respond_error(ProtoError::BadRequestLine, shared, ctx);
+                false
+            }
+        }
+    }
+
+    /// Runs the service for one complete request and makes sure it answered.
+    fn dispatch(&mut self, shared: &Shared, ctx: &mut ThreadCtx, req: Req) {
+        let (buf, body): (&[u8], &[u8]) = match &req {
+            Req::InBuffer { start, body } => {
+                let mem = &self.input.as_ref().expect("input present").mem;
+                (&mem[*start..], &mem[body.clone()])
+            }
+            Req::Spilled(spill) => (&spill.data[..spill.head_len], &spill.data[spill.head_len..]),
+        };
+        let out = match &mut self.output {
+            Some(o) => o,
+            None => &mut ctx.out,
+        };
+        let mut sink = ResponseSink {
+            conn: &mut self.proto,
+            out,
+            date: &ctx.date,
+            server: &shared.server,
+            now: ctx.now,
+            sent: false,
+            force_close: ctx.stopping,
+        };
+        shared.service.call(
+            &RawRequest {
+                head: &ctx.head,
+                buf,
+                body,
+            },
+            &mut sink,
+        );
+        if !sink.sent {
+            sink.send(
+                500,
+                &[],
+                Body::Static(b"the handler sent no response"),
+                false,
+            );
+        }
+        ctx.requests += 1;
+    }
+}
+
+/// Writes as much of `out` as the socket takes. `Ok(true)`: all written.
+fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
+    while !out.is_empty() {
+        let r = match out.single() {
+            Some(bytes) => socket::write(fd.as_fd(), bytes),
+            None => {
+                let mut iov = Vec::new();
+                out.slices(&mut iov);
+                socket::writev(fd.as_fd(), &iov)
+            }
+        };
+        match r {
+            Ok(n) => out.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}

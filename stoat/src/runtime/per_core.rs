@@ -1,0 +1,250 @@
+//! The `per_core` model: each network thread has its own epoll, its own
+//! `SO_REUSEPORT` listener and its own connection table; a connection never
+//! leaves its thread.
+//!
+//! Contract: the thread is the only owner of every connection in its
+//! table, so no locks are taken on the request path. Sockets are registered
+//! edge-triggered for read, write and peer close at accept time and never
+//! re-armed: a request costs one `read`, one `write` and a share of one
+//! `epoll_wait`. Other threads reach this one only through its eventfd.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
+use crate::runtime::server::Control;
+use crate::sys::socket::{is_fd_limit, is_transient_accept};
+use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
+
+const LISTENER: u64 = u64::MAX;
+const WAKER: u64 = u64::MAX - 1;
+/// How often deadlines are checked: a coarse sweep over the table costs
+/// nothing per request (see docs/ARCHITECTURE.md, "Time").
+pub(crate) const SWEEP: Duration = Duration::from_millis(250);
+/// Connections accepted per listener event before serving others.
+const ACCEPT_BATCH: usize = 64;
+/// Pause after EMFILE/ENFILE before accepting again.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One network thread of the `per_core` model.
+pub(crate) struct Loop {
+    shared: Arc<Shared>,
+    control: Arc<Control>,
+    epoll: Epoll,
+    listener: Option<Listener>,
+    waker: Arc<EventFd>,
+    conns: Slab<Connection>,
+    max_conns: usize,
+    /// Connections that could not get a buffer, in arrival order.
+    waiting: VecDeque<usize>,
+    /// Accepting is paused (connection limit or fd exhaustion) until then.
+    accept_paused: Option<Instant>,
+    fd_limit_logged: bool,
+}
+
+impl Loop {
+    pub fn new(
+        shared: Arc<Shared>,
+        control: Arc<Control>,
+        listener: Listener,
+        waker: Arc<EventFd>,
+        max_conns: usize,
+    ) -> io::Result<Loop> {
+        let epoll = Epoll::new()?;
+        epoll.add(&listener, LISTENER, Interest::READ)?;
+        epoll.add(&*waker, WAKER, Interest::READ)?;
+        Ok(Loop {
+            shared,
+            control,
+            epoll,
+            listener: Some(listener),
+            waker,
+            conns: Slab::new(),
+            max_conns,
+            waiting: VecDeque::new(),
+            accept_paused: None,
+            fd_limit_logged: false,
+        })
+    }
+
+    pub fn run(mut self) {
+        let mut ctx = ThreadCtx::new(&self.shared.limits);
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP;
+        loop {
+            let wait = next_sweep.saturating_duration_since(Instant::now());
+            if self.epoll.wait(&mut events, Some(wait)).is_err() {
+                break;
+            }
+            ctx.tick();
+            let before = ctx.requests;
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(&mut ctx),
+                    WAKER => {
+                        let _ = self.waker.drain();
+                    }
+                    key => self.drive(key as usize, &mut ctx),
+                }
+            }
+            if !self.waiting.is_empty() {
+                self.retry_waiting(&mut ctx);
+            }
+            self.control
+                .requests
+                .fetch_add(ctx.requests - before, Ordering::Relaxed);
+            if self.control.is_stopping() && !ctx.stopping {
+                self.begin_stop(&mut ctx);
+            }
+            if ctx.now >= next_sweep {
+                next_sweep = ctx.now + SWEEP;
+                self.sweep(&mut ctx);
+                self.resume_accepting(&ctx);
+            }
+            if ctx.stopping {
+                let past = self.control.drain_deadline().is_some_and(|d| ctx.now >= d);
+                if past {
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for key in keys {
+                        self.close(key, &mut ctx);
+                    }
+                }
+                if self.conns.is_empty() {
+                    break;
+                }
+            }
+        }
+        self.shared.pool.release(&mut ctx.local);
+    }
+
+    fn drive(&mut self, key: usize, ctx: &mut ThreadCtx) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            // An event for a connection closed earlier in this batch.
+            return;
+        };
+        match conn.drive(&self.shared, ctx) {
+            Next::Keep { .. } => {}
+            Next::WaitBuffer => self.waiting.push_back(key),
+            Next::Close => self.close(key, ctx),
+        }
+    }
+
+    fn retry_waiting(&mut self, ctx: &mut ThreadCtx) {
+        // FIFO: the longest waiter gets the first free buffer.
+        while let Some(&key) = self.waiting.front() {
+            if !self.shared.pool.has_free(&ctx.local) {
+                return;
+            }
+            self.waiting.pop_front();
+            self.drive(key, ctx);
+        }
+    }
+
+    fn accept(&mut self, ctx: &mut ThreadCtx) {
+        for _ in 0..ACCEPT_BATCH {
+            if self.conns.len() >= self.max_conns {
+                self.pause_accepting(None);
+                return;
+            }
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((fd, _peer)) => {
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    let interest =
+                        Interest::READ | Interest::WRITE | Interest::RDHUP | Interest::EDGE;
+                    if self.epoll.add(&fd, key as u64, interest).is_err() {
+                        continue;
+                    }
+                    entry.insert(Connection::new(fd, ctx.now));
+                    self.control.opened();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_fd_limit(&e) => {
+                    if !self.fd_limit_logged {
+                        eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
+                        self.fd_limit_logged = true;
+                    }
+                    self.pause_accepting(Some(ctx.now + FD_BACKOFF));
+                    return;
+                }
+                Err(e) if is_transient_accept(&e) => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Stops listening for connections: until `until`, or (None) until a
+    /// connection closes.
+    fn pause_accepting(&mut self, until: Option<Instant>) {
+        if self.accept_paused.is_none() {
+            if let Some(l) = &self.listener {
+                let _ = self.epoll.delete(l);
+            }
+        }
+        // A far deadline for "until a close": a close resumes it earlier.
+        self.accept_paused =
+            Some(until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+    }
+
+    fn resume_accepting(&mut self, ctx: &ThreadCtx) {
+        let Some(until) = self.accept_paused else {
+            return;
+        };
+        let room = self.conns.len() < self.max_conns;
+        if room && (ctx.now >= until || until > ctx.now + Duration::from_secs(60)) {
+            self.accept_paused = None;
+            if let Some(l) = &self.listener {
+                let _ = self.epoll.add(l, LISTENER, Interest::READ);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize, ctx: &mut ThreadCtx) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            conn.release(&self.shared, ctx);
+            // Dropping the fd closes it, which also removes it from the epoll.
+            drop(conn);
+            self.control.closed();
+            if self.accept_paused.is_some() {
+                self.resume_accepting(ctx);
+            }
+        }
+    }
+
+    fn sweep(&mut self, ctx: &mut ThreadCtx) {
+        let mut closing = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.on_timer(&self.shared, ctx) == Next::Close {
+                closing.push(key);
+            }
+        }
+        for key in closing {
+            self.close(key, ctx);
+        }
+    }
+
+    fn begin_stop(&mut self, ctx: &mut ThreadCtx) {
+        ctx.stopping = true;
+        if let Some(l) = self.listener.take() {
+            let _ = self.epoll.delete(&l);
+        }
+        self.accept_paused = None;
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_idle())
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.close(key, ctx);
+        }
+    }
+}

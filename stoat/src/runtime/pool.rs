@@ -1,0 +1,177 @@
+//! The read-buffer pool: fixed-size buffers under one global memory limit,
+//! with a small cache per network thread so that taking and giving back a
+//! buffer for a request touches no lock.
+//!
+//! Contract: [`Pool::take`] returns `None` when the global limit is
+//! reached; the caller then stops reading and retries when a buffer is
+//! given back. A connection holds a buffer only while it has unconsumed
+//! input or a request in progress: an idle keep-alive connection holds none.
+//!
+//! Written by hand: it is product core (the memory bound), it is small, and
+//! the pool crates we looked at (object-pool, lockfree-object-pool) have no
+//! global byte limit or per-thread cache of the shape we need.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The pool shared by all threads.
+#[derive(Debug)]
+pub struct Pool {
+    buffer_size: usize,
+    /// Most buffers that may exist at once.
+    max_buffers: usize,
+    /// Buffers that exist (in use, cached or free).
+    allocated: AtomicUsize,
+    /// Free buffers not in any thread's cache.
+    free: Mutex<Vec<Box<[u8]>>>,
+}
+
+/// A thread's cache in front of the shared pool.
+#[derive(Debug)]
+pub struct LocalPool {
+    cache: Vec<Box<[u8]>>,
+}
+
+/// Buffers a thread keeps for itself before giving back to the shared list.
+const LOCAL_CACHE: usize = 32;
+
+impl Pool {
+    /// A pool of `buffer_size` buffers, at most `memory_limit` bytes of them.
+    pub fn new(buffer_size: usize, memory_limit: usize) -> Pool {
+        Pool {
+            buffer_size,
+            max_buffers: (memory_limit / buffer_size.max(1)).max(1),
+            allocated: AtomicUsize::new(0),
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Size of every buffer.
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+
+    /// Buffers that exist now.
+    pub fn allocated(&self) -> usize {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Takes a buffer: from the thread cache, the shared free list, or a new
+    /// allocation under the limit. `None`: the limit is reached.
+    pub fn take(&self, local: &mut LocalPool) -> Option<Box<[u8]>> {
+        if let Some(b) = local.cache.pop() {
+            return Some(b);
+        }
+        {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = free.pop() {
+                // Refill part of the cache while the lock is held.
+                let n = free.len().min(LOCAL_CACHE / 2);
+                let at = free.len() - n;
+                local.cache.extend(free.drain(at..));
+                return Some(b);
+            }
+        }
+        let mut n = self.allocated.load(Ordering::Relaxed);
+        loop {
+            if n >= self.max_buffers {
+                return None;
+            }
+            match self.allocated.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        Some(vec![0u8; self.buffer_size].into_boxed_slice())
+    }
+
+    /// Gives a buffer back.
+    pub fn give(&self, local: &mut LocalPool, buf: Box<[u8]>) {
+        debug_assert_eq!(buf.len(), self.buffer_size);
+        if local.cache.len() < LOCAL_CACHE {
+            local.cache.push(buf);
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.push(buf);
+        // Half the cache goes too, so that other threads can have it.
+        let keep = LOCAL_CACHE / 2;
+        free.extend(local.cache.drain(keep..));
+    }
+
+    /// Returns a thread's cached buffers to the shared list (thread exit).
+    pub fn release(&self, local: &mut LocalPool) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.append(&mut local.cache);
+    }
+
+    /// Whether a `take` could succeed now without waiting.
+    pub fn has_free(&self, local: &LocalPool) -> bool {
+        !local.cache.is_empty()
+            || self.allocated.load(Ordering::Relaxed) < self.max_buffers
+            || !self
+                .free
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+}
+
+impl LocalPool {
+    /// An empty cache.
+    pub fn new() -> LocalPool {
+        LocalPool {
+            cache: Vec::with_capacity(LOCAL_CACHE),
+        }
+    }
+}
+
+impl Default for LocalPool {
+    fn default() -> Self {
+        LocalPool::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_is_enforced_and_freed_buffers_are_reused() {
+        let pool = Pool::new(1024, 4 * 1024);
+        let mut local = LocalPool::new();
+        let bufs: Vec<_> = (0..4).map(|_| pool.take(&mut local).unwrap()).collect();
+        assert!(pool.take(&mut local).is_none());
+        assert!(!pool.has_free(&local));
+        for b in bufs {
+            pool.give(&mut local, b);
+        }
+        assert!(pool.has_free(&local));
+        for _ in 0..4 {
+            assert!(pool.take(&mut local).is_some());
+        }
+        assert_eq!(pool.allocated(), 4);
+    }
+
+    #[test]
+    fn buffers_move_between_threads() {
+        let pool = Pool::new(64, 64 * 100);
+        let mut a = LocalPool::new();
+        let mut b = LocalPool::new();
+        let bufs: Vec<_> = (0..100).map(|_| pool.take(&mut a).unwrap()).collect();
+        for buf in bufs {
+            pool.give(&mut a, buf);
+        }
+        // Thread a's cache holds some; the rest are in the shared list.
+        pool.release(&mut a);
+        for _ in 0..100 {
+            assert!(pool.take(&mut b).is_some());
+        }
+        assert!(pool.take(&mut b).is_none());
+    }
+}

@@ -1,0 +1,289 @@
+//! Starting and stopping: binds the listeners, spawns the threads of the
+//! configured model, and gives back a [`ServerHandle`].
+//!
+//! Contract: [`start`] returns once every listener is bound (so a port of 0
+//! is resolved) and every thread is running. [`ServerHandle::shutdown`]
+//! begins a graceful stop from any thread: listeners close, idle
+//! connections close, in-flight requests are answered with
+//! `Connection: close` until the drain deadline, then everything closes and
+//! the threads exit. Dropping the handle does the same and waits.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, Model};
+use crate::runtime::connection::Shared;
+use crate::runtime::pool::Pool;
+use crate::runtime::service::Service;
+use crate::runtime::{per_core, shared};
+use crate::sys::{EventFd, ListenOptions, Listener};
+
+/// Counters of a running server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Requests answered since start.
+    pub requests: u64,
+    /// Read buffers that exist now (in use or cached).
+    pub buffers: usize,
+}
+
+/// State every thread of one server shares for control and counting.
+pub(crate) struct Control {
+    stopping: AtomicBool,
+    drain_deadline: Mutex<Option<Instant>>,
+    drain_timeout: Duration,
+    pub connections: AtomicUsize,
+    pub accepted: AtomicU64,
+    pub requests: AtomicU64,
+    /// Wakes the network threads (one per thread in `per_core`, one shared).
+    pub wakers: Vec<Arc<EventFd>>,
+    /// Listeners that accept threads block on (`shared` model).
+    pub blocking_listeners: Vec<Arc<Listener>>,
+}
+
+impl Control {
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The instant after which remaining connections are closed.
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin_stop(&self) {
+        {
+            let mut d = self
+                .drain_deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if d.is_none() {
+                *d = Some(Instant::now() + self.drain_timeout);
+            }
+        }
+        self.stopping.store(true, Ordering::Release);
+        for l in &self.blocking_listeners {
+            // Wakes accept threads blocked in accept(2).
+            let _ = l.shutdown();
+        }
+        for w in &self.wakers {
+            let _ = w.notify();
+        }
+    }
+
+    /// A connection closed.
+    pub fn closed(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A connection was accepted.
+    pub fn opened(&self) {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A running server: its address, counters, and the way to stop it.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    control: Arc<Control>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            connections: self.control.connections.load(Ordering::Acquire),
+            accepted: self.control.accepted.load(Ordering::Relaxed),
+            requests: self.control.requests.load(Ordering::Relaxed),
+            buffers: self.shared.pool.allocated(),
+        }
+    }
+
+    /// Begins a graceful stop; returns at once. See the module doc.
+    pub fn shutdown(&self) {
+        self.control.begin_stop();
+    }
+
+    /// Waits until every thread has exited.
+    pub fn join(mut self) -> io::Result<()> {
+        self.join_threads()
+    }
+
+    fn join_threads(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                result = Err(io::Error::other("a server thread panicked"));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.control.begin_stop();
+            let _ = self.join_threads();
+        }
+    }
+}
+
+/// Binds and starts serving `service` as `config` says.
+pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let http = &config.http;
+    // A server holding many connections needs many fds: take all we may.
+    let _ = crate::sys::raise_nofile_limit();
+    let shared = Arc::new(Shared {
+        limits: config.limits(),
+        server: http.server_name.as_bytes().to_vec(),
+        service,
+        pool: Pool::new(http.buffer_size, http.buffer_memory_limit),
+    });
+    let addr = http.socket_addr();
+    let threads = http.network_threads;
+    let cpus = crate::sys::available_cpus();
+    let pin = |i: usize| http.pin_threads.then(|| cpus[i % cpus.len().max(1)]);
+    let backlog = i32::try_from(http.backlog).unwrap_or(i32::MAX);
+    match http.model {
+        Model::PerCore => {
+            // One SO_REUSEPORT listener per thread; the first fixes the port.
+            let mut listeners = Vec::with_capacity(threads);
+            let mut bound = addr;
+            for _ in 0..threads {
+                let l = Listener::bind(
+                    bound,
+                    ListenOptions {
+                        reuse_port: true,
+                        backlog,
+                        nonblocking: true,
+                    },
+                )?;
+                bound = l.local_addr()?;
+                listeners.push(l);
+            }
+            let wakers = (0..threads)
+                .map(|_| EventFd::new().map(Arc::new))
+                .collect::<io::Result<Vec<_>>>()?;
+            let control = Arc::new(Control::new(config, wakers.clone(), Vec::new()));
+            let max_per_thread = http.max_connections.div_ceil(threads);
+            let mut handles = Vec::with_capacity(threads);
+            for (i, (listener, waker)) in listeners.into_iter().zip(wakers).enumerate() {
+                let loop_ = per_core::Loop::new(
+                    shared.clone(),
+                    control.clone(),
+                    listener,
+                    waker,
+                    max_per_thread,
+                )?;
+                let cpu = pin(i);
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("stoat-net-{i}"))
+                        .spawn(move || {
+                            if let Some(cpu) = cpu {
+                                let _ = crate::sys::pin_current_thread(cpu);
+                            }
+                            loop_.run();
+                        })?,
+                );
+            }
+            Ok(ServerHandle {
+                addr: bound,
+                control,
+                shared,
+                threads: handles,
+            })
+        }
+        Model::Shared => {
+            let listener = Arc::new(Listener::bind(
+                addr,
+                ListenOptions {
+                    reuse_port: false,
+                    backlog,
+                    nonblocking: false,
+                },
+            )?);
+            let bound = listener.local_addr()?;
+            let waker = Arc::new(EventFd::new()?);
+            let control = Arc::new(Control::new(
+                config,
+                vec![waker.clone()],
+                vec![listener.clone()],
+            ));
+            let core = Arc::new(shared::Core::new(
+                shared.clone(),
+                control.clone(),
+                waker,
+                http.max_connections,
+                threads,
+            )?);
+            let mut handles = Vec::new();
+            for i in 0..http.accept_threads {
+                let (core, listener) = (core.clone(), listener.clone());
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("stoat-accept-{i}"))
+                        .spawn(move || core.accept_loop(&listener))?,
+                );
+            }
+            for i in 0..threads {
+                let core = core.clone();
+                let cpu = pin(i);
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("stoat-net-{i}"))
+                        .spawn(move || {
+                            if let Some(cpu) = cpu {
+                                let _ = crate::sys::pin_current_thread(cpu);
+                            }
+                            core.network_loop(i);
+                        })?,
+                );
+            }
+            Ok(ServerHandle {
+                addr: bound,
+                control,
+                shared,
+                threads: handles,
+            })
+        }
+    }
+}
+
+impl Control {
+    fn new(config: &Config, wakers: Vec<Arc<EventFd>>, listeners: Vec<Arc<Listener>>) -> Control {
+        Control {
+            stopping: AtomicBool::new(false),
+            drain_deadline: Mutex::new(None),
+            drain_timeout: config.http.drain_timeout(),
+            connections: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            wakers,
+            blocking_listeners: listeners,
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The `shared` model: `accept_threads` block in `accept4`; every new
+//! connection goes into one table and is registered on one epoll with
+//! `EPOLLIN | EPOLLRDHUP | EPOLLONESHOT`; whichever network thread receives
+//! its event owns it until it re-arms it.
+//!
+//! Contract (ownership): `EPOLLONESHOT` disarms a connection when its event
+//! is delivered, so at most one network thread holds it; the slot's mutex
+//! (never contended on the request path) turns that protocol guarantee
+//! into one the compiler checks, and also covers the timer sweep, which
+//! takes a slot only with `try_lock` (never waiting on an owner). A slot's
+//! generation is part of the epoll token, so an event that raced a close is
+//! recognised as stale and dropped even when the fd number and slot were
+//! reused. Only the thread holding the slot closes the fd.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
+use crate::runtime::per_core::SWEEP;
+use crate::runtime::server::Control;
+use crate::sys::socket::{is_fd_limit, is_transient_accept};
+use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
+
+const WAKER: u64 = u64::MAX;
+/// Pause after EMFILE/ENFILE before accepting again.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One slot of the connection table.
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    conn: Option<Connection>,
+}
+
+/// Everything the threads of the shared model share.
+pub(crate) struct Core {
+    shared: Arc<Shared>,
+    control: Arc<Control>,
+    epoll: Epoll,
+    waker: Arc<EventFd>,
+    slots: Box<[Mutex<Slot>]>,
+    /// Free slot indices, and a condvar for accept threads waiting for one.
+    free: Mutex<Vec<u32>>,
+    space: Condvar,
+    /// Connections waiting for a buffer (slot, generation), FIFO.
+    waiting: Mutex<VecDeque<(u32, u32)>>,
+    threads: usize,
+}
+
+fn token(slot: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(slot)
+}
+
+fn untoken(t: u64) -> (u32, u32) {
+    (t as u32, (t >> 32) as u32)
+}
+
+fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    pub fn new(
+        shared: Arc<Shared>,
+        control: Arc<Control>,
+        waker: Arc<EventFd>,
+        max_connections: usize,
+        threads: usize,
+    ) -> io::Result<Core> {
+        let epoll = Epoll::new()?;
+        epoll.add(&*waker, WAKER, Interest::READ)?;
+        let slots = (0..max_connections)
+            .map(|_| Mutex::new(Slot::default()))
+            .collect();
+        Ok(Core {
+            shared,
+            control,
+            epoll,
+            waker,
+            slots,
+            // Lowest indices first, so the table's hot part stays small.
+            free: Mutex::new((0..max_connections as u32).rev().collect()),
+            space: Condvar::new(),
+            waiting: Mutex::new(VecDeque::new()),
+            threads,
+        })
+    }
+
+    /// An accept thread: blocks in accept, registers what it gets.
+    pub fn accept_loop(&self, listener: &Listener) {
+        let mut logged = false;
+        loop {
+            if self.control.is_stopping() {
+                return;
+            }
+            // Beyond max_connections, stop accepting: the backlog holds the rest.
+            let Some(slot) = self.free_slot() else {
+                return;
+            };
+            let fd = loop {
+                match listener.accept() {
+                    Ok((fd, _peer)) => break fd,
+                    Err(_) if self.control.is_stopping() => {
+                        self.give_slot(slot);
+                        return;
+                    }
+                    Err(e) if is_fd_limit(&e) => {
+                        if !logged {
+                            eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
+                            logged = true;
+                        }
+                        std::thread::sleep(FD_BACKOFF);
+                    }
+                    Err(e) if is_transient_accept(&e) => {}
+                    Err(_) => {
+                        // The listener is gone (shut down).
+                        self.give_slot(slot);
+                        return;
+                    }
+                }
+            };
+            let mut s = lock(&self.slots[slot as usize]);
+            s.generation = s.generation.wrapping_add(1);
+            let t = token(slot, s.generation);
+            let interest = Interest::READ | Interest::RDHUP | Interest::ONESHOT;
+            if self.epoll.add(&fd, t, interest).is_err() {
+                drop(s);
+                self.give_slot(slot);
+                continue;
+            }
+            s.conn = Some(Connection::new(fd, Instant::now()));
+            self.control.opened();
+        }
+    }
+
+    /// Takes a free slot, waiting while the table is full.
+    fn free_slot(&self) -> Option<u32> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.control.is_stopping() {
+                return None;
+            }
+            if let Some(slot) = free.pop() {
+                return Some(slot);
+            }
+            free = self
+                .space
+                .wait_timeout(free, SWEEP)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn give_slot(&self, slot: u32) {
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slot);
+        self.space.notify_one();
+    }
+
+    /// A network thread.
+    pub fn network_loop(&self, index: usize) {
+        let mut ctx = ThreadCtx::new(&self.shared.limits);
+        let mut events = Events::with_capacity(256);
+        let mut next_sweep = Instant::now() + SWEEP;
+        loop {
+            let wait = next_sweep.saturating_duration_since(Instant::now());
+            if self.epoll.wait(&mut events, Some(wait)).is_err() {
+                break;
+            }
+            ctx.tick();
+            let before = ctx.requests;
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    // Level-triggered and drained by one thread; the others
+                    // notice a stop at their next sweep.
+                    let _ = self.waker.drain();
+                    continue;
+                }
+                let (slot, generation) = untoken(ev.token());
+                self.drive(slot, generation, &mut ctx);
+            }
+            self.retry_waiting(&mut ctx);
+            self.control
+                .requests
+                .fetch_add(ctx.requests - before, Ordering::Relaxed);
+            if self.control.is_stopping() && !ctx.stopping {
+                ctx.stopping = true;
+                self.close_where(index, &mut ctx, |c| c.is_idle());
+            }
+            if ctx.now >= next_sweep {
+                next_sweep = ctx.now + SWEEP;
+                self.sweep(index, &mut ctx);
+            }
+            if ctx.stopping {
+                if self.control.drain_deadline().is_some_and(|d| ctx.now >= d) {
+                    self.close_where(index, &mut ctx, |_| true);
+                }
+                if self.control.connections.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+            }
+        }
+        self.shared.pool.release(&mut ctx.local);
+    }
+
+    fn drive(&self, slot: u32, generation: u32, ctx: &mut ThreadCtx) {
+        let Some(m) = self.slots.get(slot as usize) else {
+            return;
+        };
+        let mut s = lock(m);
+        if s.generation != generation {
+            // Stale: the connection this event was for is gone.
+            return;
+        }
+        let Some(conn) = s.conn.as_mut() else {
+            return;
+        };
+        let next = conn.drive(&self.shared, ctx);
+        self.after(slot, &mut s, next, ctx);
+    }
+
+    /// Re-arms, parks or closes a connection the caller holds.
+    fn after(&self, slot: u32, s: &mut MutexGuard<'_, Slot>, next: Next, ctx: &mut ThreadCtx) {
+        let t = token(slot, s.generation);
+        match next {
+            Next::Keep { want_write } => {
+                if let Some(conn) = &s.conn {
+                    let mut interest = Interest::READ | Interest::RDHUP | Interest::ONESHOT;
+                    if want_write {
+                        interest |= Interest::WRITE;
+                    }
+                    if self.epoll.modify(conn.fd(), t, interest).is_err() {
+                        self.close_held(slot, s, ctx);
+                    }
+                }
+            }
+            Next::WaitBuffer => {
+                // Stays disarmed until a buffer is free; timeouts still run.
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_back((slot, s.generation));
+            }
+            Next::Close => self.close_held(slot, s, ctx),
+        }
+    }
+
+    fn close_held(&self, slot: u32, s: &mut MutexGuard<'_, Slot>, ctx: &mut ThreadCtx) {
+        if let Some(mut conn) = s.conn.take() {
+            conn.release(&self.shared, ctx);
+            // Closing removes the fd from the epoll; a racing event carries
+            // the old generation and is dropped.
+            drop(conn);
+            s.generation = s.generation.wrapping_add(1);
+            self.control.closed();
+            self.give_slot(slot);
+        }
+    }
+
+    fn retry_waiting(&self, ctx: &mut ThreadCtx) {
+        loop {
+            if !self.shared.pool.has_free(&ctx.local) {
+                return;
+            }
+            let next = self
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let Some((slot, generation)) = next else {
+                return;
+            };
+            self.drive(slot, generation, ctx);
+        }
+    }
+
+    /// This thread's share of the table: every `threads`-th slot.
+    fn partition(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        (index..self.slots.len()).step_by(self.threads)
+    }
+
+    fn sweep(&self, index: usize, ctx: &mut ThreadCtx) {
+        for i in self.partition(index) {
+            // Never wait for an owner: a busy connection is alive anyway.
+            let Ok(mut s) = self.slots[i].try_lock() else {
+                continue;
+            };
+            let Some(conn) = s.conn.as_mut() else {
+                continue;
+            };
+            let next = conn.on_timer(&self.shared, ctx);
+            match next {
+                Next::Close => self.close_held(i as u32, &mut s, ctx),
+                Next::Keep { want_write: true } => self.after(i as u32, &mut s, next, ctx),
+                _ => {}
+            }
+        }
+    }
+
+    fn close_where(&self, index: usize, ctx: &mut ThreadCtx, pred: impl Fn(&Connection) -> bool) {
+        for i in self.partition(index) {
+            let Ok(mut s) = self.slots[i].try_lock() else {
+                continue;
+            };
+            if s.conn.as_ref().is_some_and(&pred) {
+                self.close_held(i as u32, &mut s, ctx);
+            }
+        }
+    }
+}
