@@ -535,3 +535,4 @@ fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
     }
     Ok(true)
 }
+
