@@ -1,1 +1,61 @@
-//! The API a user of the library touches (being written).
+//! What a user of the library touches: [`Server`], [`Router`], [`Request`],
+//! [`Response`] and [`Handler`].
+//!
+//! Handlers are plain functions or closures, `Fn(&Request) -> impl
+//! IntoResponse`: no async colouring. They run on the network thread that
+//! owns the connection, so they must be quick; the router catches a panic
+//! and answers 500.
+//!
+//! ```no_run
+//! use stoat::app::{Request, Response, Server};
+//! use stoat::config::Config;
+//!
+//! fn user(req: &Request) -> Response {
+//!     match req.param("id") {
+//!         Some(id) => Response::text(format!("user {id}")),
+//!         None => Response::new(400),
+//!     }
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     let mut config = Config::default();
+//!     config.http.port = 8080;
+//!     Server::new(config)
+//!         .get("/", |_| "Hello, World!")
+//!         .get("/users/{id}", user)
+//!         .post("/echo", |req| Response::bytes(req.body().to_vec()))
+//!         .delete("/items/{id}", |req| match req.param("id") {
+//!             Some("0") => Err((404, "no such item")),
+//!             _ => Ok(Response::new(204)),
+//!         })
+//!         .run() // until SIGINT or SIGTERM
+//! }
+//! ```
+//!
+//! Files, one concept each:
+//! - `server.rs`: [`Server`], the builder that starts the runtime.
+//! - `router.rs`: [`Router`], method and path to handler; 404, 405, 501.
+//! - `path_tree.rs`: route patterns (`/users/{id}`) and path matching.
+//! - `request.rs`: [`Request`], the handler's view of a request.
+//! - `response.rs`: [`Response`] and [`IntoResponse`].
+//! - `header.rs`: [`HeaderValue`] and the checks on response header fields.
+//! - `handler.rs`: the [`Handler`] trait.
+
+mod handler;
+mod header;
+mod path_tree;
+mod request;
+mod response;
+mod router;
+mod server;
+
+pub use handler::Handler;
+pub use header::{HeaderValue, InvalidHeader};
+pub use path_tree::{PatternError, MAX_PARAMS};
+pub use request::Request;
+pub use response::{IntoResponse, Response};
+pub use router::{RouteError, Router};
+pub use server::Server;
+
+pub use crate::proto::{Method, Version};
+pub use crate::runtime::{Body, RawRequest, ServerHandle, Stats};

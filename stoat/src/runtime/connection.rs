@@ -52,12 +52,17 @@ pub(crate) struct ThreadCtx {
     pub requests: u64,
     /// The server is stopping: responses close their connections.
     pub stopping: bool,
+    /// The server-wide stop flag, for a stop that begins mid-batch.
+    stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Instant and unix time at start, to derive the Date without a second clock read.
     base: (Instant, u64),
 }
 
 impl ThreadCtx {
-    pub fn new(limits: &Limits) -> ThreadCtx {
+    pub fn new(
+        limits: &Limits,
+        stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> ThreadCtx {
         let now = Instant::now();
         let unix = unix_now();
         let mut head = RequestHead::default();
@@ -70,8 +75,14 @@ impl ThreadCtx {
             local: LocalPool::new(),
             requests: 0,
             stopping: false,
+            stop_flag,
             base: (now, unix),
         }
+    }
+
+    /// Whether the server is stopping, as of now (not of this batch).
+    pub fn stopping_now(&self) -> bool {
+        self.stopping || self.stop_flag.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Reads the clock once for a batch of events.
@@ -152,12 +163,27 @@ impl Connection {
         }
     }
 
-    /// Flushes, reads and answers; see the module doc.
-    pub fn drive(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+    /// Flushes, reads and answers; see the module doc. `peer_closed`: the
+    /// event said the peer shut down its side (RDHUP/HUP): read to EOF
+    /// rather than stop at a short read, since an edge-triggered socket
+    /// reports that only once.
+    pub fn drive(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
+        let next = self.drive_inner(shared, ctx, peer_closed);
+        // ctx.out is the thread's scratch: whatever a closing connection
+        // left there must never reach the next connection.
+        ctx.out.clear();
+        if ctx.stopping_now() && next != Next::Close && self.is_idle() {
+            // Answered during a stop: nothing more will come.
+            return Next::Close;
+        }
+        next
+    }
+
+    fn drive_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
         if self.flush_pending(ctx).is_err() {
             return Next::Close;
         }
-        let next = self.read_and_answer(shared, ctx);
+        let next = self.read_and_answer(shared, ctx, peer_closed);
         if next == Next::Close {
             return Next::Close;
         }
@@ -169,6 +195,12 @@ impl Connection {
 
     /// Acts on the protocol deadline (called by the timer sweep).
     pub fn on_timer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        let next = self.on_timer_inner(shared, ctx);
+        ctx.out.clear();
+        next
+    }
+
+    fn on_timer_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
         match self.proto.deadline(&shared.limits) {
             Some(d) if d <= ctx.now => {}
             _ => {
@@ -263,7 +295,7 @@ impl Connection {
     }
 
     /// Answers what is buffered, then reads until the socket is drained.
-    fn read_and_answer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+    fn read_and_answer(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
         let mut drained = false;
         loop {
             self.answer(shared, ctx);
@@ -289,7 +321,7 @@ impl Connection {
                     input.end += n;
                     // man epoll(7): for stream sockets a short read means
                     // the receive queue is empty; no EAGAIN read is needed.
-                    drained = n < spare;
+                    drained = n < spare && !peer_closed;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
                 Err(_) => return Next::Close,
@@ -380,6 +412,10 @@ impl Connection {
             };
             let at = input.parse;
             input.parse += consumed;
+            if self.spill.is_some() {
+                // The request lives in the spill: parsed bytes are done with.
+                input.start = input.parse;
+            }
             match event {
                 Event::Head { complete: true } => {
                     let start = input.start;
@@ -494,7 +530,7 @@ impl Connection {
             server: &shared.server,
             now: ctx.now,
             sent: false,
-            force_close: ctx.stopping,
+            stopping: &ctx.stop_flag,
         };
         shared.service.call(
             &RawRequest {
@@ -535,4 +571,3 @@ fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
     }
     Ok(true)
 }
-

@@ -73,7 +73,7 @@ impl Loop {
     }
 
     pub fn run(mut self) {
-        let mut ctx = ThreadCtx::new(&self.shared.limits);
+        let mut ctx = ThreadCtx::new(&self.shared.limits, self.control.stop_flag());
         let mut events = Events::with_capacity(1024);
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
@@ -89,7 +89,7 @@ impl Loop {
                     WAKER => {
                         let _ = self.waker.drain();
                     }
-                    key => self.drive(key as usize, &mut ctx),
+                    key => self.drive(key as usize, &mut ctx, ev.is_rdhup() || ev.is_hup()),
                 }
             }
             if !self.waiting.is_empty() {
@@ -122,12 +122,12 @@ impl Loop {
         self.shared.pool.release(&mut ctx.local);
     }
 
-    fn drive(&mut self, key: usize, ctx: &mut ThreadCtx) {
+    fn drive(&mut self, key: usize, ctx: &mut ThreadCtx, peer_closed: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             // An event for a connection closed earlier in this batch.
             return;
         };
-        match conn.drive(&self.shared, ctx) {
+        match conn.drive(&self.shared, ctx, peer_closed) {
             Next::Keep { .. } => {}
             Next::WaitBuffer => self.waiting.push_back(key),
             Next::Close => self.close(key, ctx),
@@ -141,7 +141,7 @@ impl Loop {
                 return;
             }
             self.waiting.pop_front();
-            self.drive(key, ctx);
+            self.drive(key, ctx, false);
         }
     }
 

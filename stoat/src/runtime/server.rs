@@ -37,7 +37,7 @@ pub struct Stats {
 
 /// State every thread of one server shares for control and counting.
 pub(crate) struct Control {
-    stopping: AtomicBool,
+    stopping: Arc<AtomicBool>,
     drain_deadline: Mutex<Option<Instant>>,
     drain_timeout: Duration,
     pub connections: AtomicUsize,
@@ -50,6 +50,11 @@ pub(crate) struct Control {
 }
 
 impl Control {
+    /// The stop flag itself, for threads to read mid-batch.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
@@ -276,7 +281,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
 impl Control {
     fn new(config: &Config, wakers: Vec<Arc<EventFd>>, listeners: Vec<Arc<Listener>>) -> Control {
         Control {
-            stopping: AtomicBool::new(false),
+            stopping: Arc::new(AtomicBool::new(false)),
             drain_deadline: Mutex::new(None),
             drain_timeout: config.http.drain_timeout(),
             connections: AtomicUsize::new(0),

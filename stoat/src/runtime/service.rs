@@ -7,6 +7,7 @@
 //! the connection's output, in request order; a service that does not
 //! answer gets a 500 sent for it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::proto::encode::{BodyMode, Header};
@@ -39,8 +40,9 @@ pub struct ResponseSink<'a> {
     pub(crate) server: &'a [u8],
     pub(crate) now: Instant,
     pub(crate) sent: bool,
-    /// The server is stopping: every response closes its connection.
-    pub(crate) force_close: bool,
+    /// The server's stop flag, read when the response is sent (a stop may
+    /// begin while the handler runs): once set, every response closes.
+    pub(crate) stopping: &'a AtomicBool,
 }
 
 impl ResponseSink<'_> {
@@ -64,7 +66,7 @@ impl ResponseSink<'_> {
             status,
             headers,
             framing,
-            close || self.force_close,
+            close || self.stopping.load(Ordering::Acquire),
             self.now,
             self.out.head_mut(),
             self.date,

@@ -164,7 +164,7 @@ impl Core {
 
     /// A network thread.
     pub fn network_loop(&self, index: usize) {
-        let mut ctx = ThreadCtx::new(&self.shared.limits);
+        let mut ctx = ThreadCtx::new(&self.shared.limits, self.control.stop_flag());
         let mut events = Events::with_capacity(256);
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
@@ -182,7 +182,7 @@ impl Core {
                     continue;
                 }
                 let (slot, generation) = untoken(ev.token());
-                self.drive(slot, generation, &mut ctx);
+                self.drive(slot, generation, &mut ctx, ev.is_rdhup() || ev.is_hup());
             }
             self.retry_waiting(&mut ctx);
             self.control
@@ -208,7 +208,7 @@ impl Core {
         self.shared.pool.release(&mut ctx.local);
     }
 
-    fn drive(&self, slot: u32, generation: u32, ctx: &mut ThreadCtx) {
+    fn drive(&self, slot: u32, generation: u32, ctx: &mut ThreadCtx, peer_closed: bool) {
         let Some(m) = self.slots.get(slot as usize) else {
             return;
         };
@@ -220,7 +220,7 @@ impl Core {
         let Some(conn) = s.conn.as_mut() else {
             return;
         };
-        let next = conn.drive(&self.shared, ctx);
+        let next = conn.drive(&self.shared, ctx, peer_closed);
         self.after(slot, &mut s, next, ctx);
     }
 
@@ -275,7 +275,7 @@ impl Core {
             let Some((slot, generation)) = next else {
                 return;
             };
-            self.drive(slot, generation, ctx);
+            self.drive(slot, generation, ctx, false);
         }
     }
 

@@ -1,0 +1,92 @@
+//! The benchmark server: the TechEmpower-style endpoints, for comparing
+//! Stoat with other servers (see `../shared/bench`).
+//!
+//! - `GET /plaintext`: `Hello, World!` as `text/plain`.
+//! - `GET /json`: `{"message":"Hello, World!"}`, serialized per request.
+//! - `POST /echo`: the request body back, as `application/octet-stream`.
+//!
+//! Usage: `bench [--port P] [--threads N] [--model shared|per_core]`
+//! (defaults: port 8080, the configuration's thread count, per_core).
+//! Listens on 127.0.0.1; stops on SIGINT or SIGTERM.
+
+use std::process;
+
+use serde::Serialize;
+use stoat::app::{Response, Server};
+use stoat::config::{Config, Model};
+
+#[derive(Serialize)]
+struct Message {
+    message: &'static str,
+}
+
+const USAGE: &str = "usage: bench [--port P] [--threads N] [--model shared|per_core]";
+
+fn main() {
+    let config = match parse_args(std::env::args().skip(1)) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("bench: {message}\n{USAGE}");
+            process::exit(2);
+        }
+    };
+    let server = Server::new(config)
+        .get("/plaintext", |_| Response::text("Hello, World!"))
+        .get("/json", |_| {
+            let message = Message {
+                message: "Hello, World!",
+            };
+            match serde_json::to_vec(&message) {
+                Ok(json) => Response::json_bytes(json),
+                Err(_) => Response::new(500),
+            }
+        })
+        .post("/echo", |req| Response::bytes(req.body().to_vec()));
+    if let Err(e) = server.run() {
+        eprintln!("bench: {e}");
+        process::exit(1);
+    }
+}
+
+/// The configuration the arguments ask for.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> {
+    let mut config = Config::default();
+    config.http.bind_address = [127, 0, 0, 1].into();
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            process::exit(0);
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--port" => {
+                config.http.port = value.parse().map_err(|_| format!("bad port {value:?}"))?;
+            }
+            "--threads" => {
+                config.http.network_threads = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("bad thread count {value:?}"))?;
+            }
+            "--model" => {
+                config.http.model = match value.as_str() {
+                    "shared" => Model::Shared,
+                    "per_core" | "per-core" => Model::PerCore,
+                    _ => return Err(format!("bad model {value:?}")),
+                };
+            }
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    if config.http.model == Model::Shared {
+        config.http.accept_threads = 1;
+    }
+    // Enough buffers for every thread, whatever the thread count.
+    let per_thread = 2 * config.http.buffer_size;
+    config.http.buffer_memory_limit = config
+        .http
+        .buffer_memory_limit
+        .max(per_thread.saturating_mul(config.http.network_threads));
+    Ok(config)
+}

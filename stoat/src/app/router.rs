@@ -1,0 +1,791 @@
+//! [`Router`]: which handler answers a request, by method and path.
+//!
+//! Contract:
+//! - Routes are a method and a pattern (see `path_tree.rs`:
+//!   exact segments and whole-segment `{param}`s; static segments win over
+//!   parameters; a trailing `/` is significant).
+//! - No path matches: `404 Not Found`. The path matches but not the method:
+//!   `405 Method Not Allowed` with `Allow` listing the path's methods,
+//!   sorted, `HEAD` included when `GET` is there. A method the router has
+//!   no name for (`Method::Other`, e.g. `PROPFIND`) on a known path: `501
+//!   Not Implemented` (RFC 9110 §9.1: "unrecognized or not implemented").
+//! - `HEAD` is answered by the `GET` route when there is no `HEAD` route;
+//!   the protocol layer sends the GET's header fields without the body
+//!   (RFC 9110 §9.3.2).
+//! - A handler that panics is answered with `500`; the connection lives on.
+//! - A bad pattern or a route registered twice is a programming error found
+//!   at startup: [`Router::route`] panics with the pattern and the reason,
+//!   as axum does; [`Router::try_route`] returns the error instead.
+//!
+//! As a [`Service`], the router answers inline on the network thread: it
+//! builds a [`Request`] (no allocation), routes it, runs the handler and
+//! encodes the [`Response`] straight into the connection's output.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+
+use crate::app::path_tree::{Captures, PathTree, Pattern, PatternError};
+use crate::app::request::path_of;
+use crate::app::{Handler, IntoResponse, Request, Response};
+use crate::proto::Method;
+use crate::runtime::{RawRequest, ResponseSink, Service};
+
+/// The methods a route can be registered for, in slot order.
+const METHODS: [Method; 9] = [
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Delete,
+    Method::Options,
+    Method::Patch,
+    Method::Trace,
+    Method::Connect,
+];
+
+/// Routes requests to handlers. Build it with chained calls, then give it to
+/// a [`Server`](super::Server) (or serve it as a [`Service`]).
+///
+/// ```
+/// use stoat::app::{Request, Router};
+///
+/// let router = Router::new()
+///     .get("/", |_: &Request| "home")
+///     .get("/users/{id}", |req: &Request| format!("user {}", req.param("id").unwrap_or("")))
+///     .post("/users", |req: &Request| (201, req.body().to_vec()));
+/// ```
+#[derive(Default)]
+pub struct Router {
+    tree: PathTree,
+    /// By endpoint id (see [`PathTree::insert`]).
+    endpoints: Vec<Endpoint>,
+}
+
+/// Everything registered for one path shape.
+struct Endpoint {
+    /// The pattern as first registered (for messages).
+    pattern: Box<str>,
+    /// By method slot (see [`METHODS`]).
+    routes: [Option<Route>; METHODS.len()],
+    /// The `Allow` value for a 405.
+    allow: Box<str>,
+}
+
+/// One registered handler.
+struct Route {
+    handler: Box<dyn Handler>,
+    /// Its pattern's parameter names, in order.
+    names: Box<[Box<str>]>,
+}
+
+/// Why a route was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// The pattern is malformed.
+    #[error("invalid route pattern {pattern:?}: {source}")]
+    Pattern {
+        /// The pattern given.
+        pattern: String,
+        /// What is wrong with it.
+        source: PatternError,
+    },
+    /// A route with this method and pattern shape exists already.
+    #[error("duplicate route: {method} {pattern:?} (already registered as {existing:?})")]
+    Duplicate {
+        /// The method.
+        method: &'static str,
+        /// The pattern given.
+        pattern: String,
+        /// The pattern registered first.
+        existing: String,
+    },
+    /// Routes are registered for named methods only, not `Method::Other`.
+    #[error("route for {pattern:?}: Method::Other cannot be routed")]
+    UnnamedMethod {
+        /// The pattern given.
+        pattern: String,
+    },
+}
+
+/// What routing found for a method and path.
+enum Routed<'r> {
+    /// This handler, with these parameter names.
+    Found(&'r dyn Handler, &'r [Box<str>]),
+    /// No route has the path.
+    NotFound,
+    /// The path has routes, not for this method: the `Allow` value.
+    MethodNotAllowed(&'r str),
+    /// A method with no name on a known path.
+    NotImplemented,
+}
+
+impl Router {
+    /// An empty router: every request gets 404.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Routes `method` requests whose path matches `pattern` to `handler`.
+    ///
+    /// `pattern`: `/` and segments separated by `/`; a segment is literal
+    /// text or a whole-segment parameter `{name}` (ASCII letters, digits,
+    /// `_`, `-`), at most [`MAX_PARAMS`](super::MAX_PARAMS) of them. A
+    /// closure passed here needs its argument type written out
+    /// (`|req: &Request| ...`); [`Router::get`] and the other method
+    /// helpers infer it.
+    ///
+    /// # Panics
+    ///
+    /// On a malformed pattern, a method and pattern shape registered twice,
+    /// or `Method::Other` (see [`RouteError`]; [`Router::try_route`] returns
+    /// it instead).
+    #[track_caller]
+    pub fn route<H: Handler>(mut self, method: Method, pattern: &str, handler: H) -> Router {
+        if let Err(e) = self.try_route(method, pattern, handler) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// [`Router::route`], returning the error instead of panicking.
+    pub fn try_route<H: Handler>(
+        &mut self,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Result<(), RouteError> {
+        let (Some(slot), Some(name)) = (slot(method), method.as_str()) else {
+            return Err(RouteError::UnnamedMethod {
+                pattern: pattern.to_owned(),
+            });
+        };
+        let parsed = Pattern::parse(pattern).map_err(|source| RouteError::Pattern {
+            pattern: pattern.to_owned(),
+            source,
+        })?;
+        let id = self.tree.insert(&parsed);
+        if id == self.endpoints.len() {
+            self.endpoints.push(Endpoint {
+                pattern: pattern.into(),
+                routes: Default::default(),
+                allow: "".into(),
+            });
+        }
+        let endpoint = &mut self.endpoints[id];
+        if endpoint.routes[slot].is_some() {
+            return Err(RouteError::Duplicate {
+                method: name,
+                pattern: pattern.to_owned(),
+                existing: endpoint.pattern.to_string(),
+            });
+        }
+        endpoint.routes[slot] = Some(Route {
+            handler: Box::new(handler),
+            names: parsed.names().into(),
+        });
+        endpoint.allow = allow(&endpoint.routes).into();
+        Ok(())
+    }
+
+    /// Routes `GET` (and, unless routed apart, `HEAD`) to `handler`; see
+    /// [`Router::route`].
+    #[track_caller]
+    pub fn get<F, R>(self, pattern: &str, handler: F) -> Router
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::Get, pattern, handler)
+    }
+
+    /// Routes `POST` to `handler`; see [`Router::route`].
+    #[track_caller]
+    pub fn post<F, R>(self, pattern: &str, handler: F) -> Router
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::Post, pattern, handler)
+    }
+
+    /// Routes `PUT` to `handler`; see [`Router::route`].
+    #[track_caller]
+    pub fn put<F, R>(self, pattern: &str, handler: F) -> Router
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::Put, pattern, handler)
+    }
+
+    /// Routes `DELETE` to `handler`; see [`Router::route`].
+    #[track_caller]
+    pub fn delete<F, R>(self, pattern: &str, handler: F) -> Router
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::Delete, pattern, handler)
+    }
+
+    /// Routes `PATCH` to `handler`; see [`Router::route`].
+    #[track_caller]
+    pub fn patch<F, R>(self, pattern: &str, handler: F) -> Router
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::Patch, pattern, handler)
+    }
+
+    /// Answers one request: routes it, runs the handler, and returns the
+    /// response (404, 405, 501 or 500 as the module doc says). This is what
+    /// the server runs per request; call it directly to test an app
+    /// without sockets.
+    #[inline]
+    pub fn handle(&self, raw: &RawRequest<'_>) -> Response {
+        let mut caps = Captures::default();
+        let (path, id) = self.find(raw, &mut caps);
+        match self.route_for(raw.head.method, id) {
+            Routed::Found(handler, names) => {
+                let req = Request::routed(*raw, path, names, caps);
+                // The handler is user code: a panic must not take the
+                // network thread (and its other connections) down.
+                panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
+                    .unwrap_or_else(|_| Response::new(500))
+            }
+            Routed::NotFound => Response::new(404),
+            Routed::MethodNotAllowed(allow) => {
+                // RFC 9110 §15.5.6: the origin server MUST generate an Allow
+                // header field in a 405 response.
+                Response::new(405).header("Allow", allow.to_owned())
+            }
+            Routed::NotImplemented => Response::new(501),
+        }
+    }
+
+    /// The request's path and its endpoint, parameter values in `caps`.
+    #[inline]
+    fn find<'a>(&self, raw: &RawRequest<'a>, caps: &mut Captures) -> (&'a [u8], Option<usize>) {
+        let target = raw.head.target.of(raw.buf);
+        // An exact route holds no `?`: a target equal to one is a path
+        // without a query, found without looking for the query first.
+        if let Some(id) = self.tree.find_exact(target) {
+            return (target, Some(id));
+        }
+        let path = path_of(raw);
+        let id = if path.len() == target.len() {
+            // The path is the whole target: no exact route has it.
+            self.tree.find_pattern(path, caps)
+        } else {
+            self.tree.find(path, caps)
+        };
+        (path, id)
+    }
+
+    /// Finds the route for `method` and `path`; parameter values go into
+    /// `caps`.
+    #[cfg(test)]
+    fn resolve(&self, method: Method, path: &[u8], caps: &mut Captures) -> Routed<'_> {
+        self.route_for(method, self.tree.find(path, caps))
+    }
+
+    /// The route of endpoint `id` for `method`.
+    #[inline]
+    fn route_for(&self, method: Method, id: Option<usize>) -> Routed<'_> {
+        let Some(id) = id else {
+            return Routed::NotFound;
+        };
+        let endpoint = &self.endpoints[id];
+        let Some(slot) = slot(method) else {
+            return Routed::NotImplemented;
+        };
+        let route = match &endpoint.routes[slot] {
+            Some(route) => route,
+            // RFC 9110 §9.3.2: HEAD is GET without the body.
+            None if method == Method::Head => match &endpoint.routes[0] {
+                Some(route) => route,
+                None => return Routed::MethodNotAllowed(&endpoint.allow),
+            },
+            None => return Routed::MethodNotAllowed(&endpoint.allow),
+        };
+        Routed::Found(&*route.handler, &route.names)
+    }
+}
+
+impl Service for Router {
+    #[inline]
+    fn call(&self, raw: &RawRequest<'_>, sink: &mut ResponseSink<'_>) {
+        self.handle(raw).send(sink);
+    }
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for endpoint in &self.endpoints {
+            for (method, route) in METHODS.iter().zip(&endpoint.routes) {
+                if route.is_some() {
+                    list.entry(&format_args!(
+                        "{} {}",
+                        method.as_str().unwrap_or("?"),
+                        endpoint.pattern
+                    ));
+                }
+            }
+        }
+        list.finish()
+    }
+}
+
+/// The slot of a method in [`Endpoint::routes`].
+#[inline]
+fn slot(method: Method) -> Option<usize> {
+    Some(match method {
+        Method::Get => 0,
+        Method::Head => 1,
+        Method::Post => 2,
+        Method::Put => 3,
+        Method::Delete => 4,
+        Method::Options => 5,
+        Method::Patch => 6,
+        Method::Trace => 7,
+        Method::Connect => 8,
+        Method::Other => return None,
+    })
+}
+
+/// The `Allow` value for an endpoint: its methods, with HEAD when GET is
+/// there, sorted, comma-separated (RFC 9110 §10.2.1: `Allow = #method`).
+fn allow(routes: &[Option<Route>; METHODS.len()]) -> String {
+    let mut names: Vec<&str> = METHODS
+        .iter()
+        .zip(routes)
+        .filter(|(_, route)| route.is_some())
+        .filter_map(|(method, _)| method.as_str())
+        .collect();
+    if routes[0].is_some() && routes[1].is_none() {
+        names.push("HEAD");
+    }
+    names.sort_unstable();
+    names.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::app::request::tests::head;
+    use crate::app::Body;
+    use crate::proto::{Conn, DateCache, Event, Limits, RequestHead};
+    use crate::runtime::outbox::Outbox;
+
+    /// A router whose handlers answer with their own name.
+    fn router() -> Router {
+        Router::new()
+            .get("/", |_| "root")
+            .get("/plaintext", |_| "plain")
+            .post("/plaintext", |_| "plain-post")
+            .get("/users/{id}", |_| "user")
+            .delete("/users/{uid}", |_| "user-delete")
+            .get("/users/me", |_| "me")
+            .get("/users/{id}/posts/{post}", |_| "post")
+            .put("/kv/{key}", |_| "kv-put")
+            .patch("/kv/{key}", |_| "kv-patch")
+            .route(Method::Head, "/only-head", |_: &Request| "head")
+            .route(Method::Options, "/opt", |_: &Request| "opt")
+            .get("/dir/", |_| "dir")
+    }
+
+    /// What routing `method path` gives: the handler's answer and the
+    /// parameters, or the status and the `Allow` value.
+    fn route(r: &Router, method: &str, target: &str) -> (String, Vec<(String, String)>) {
+        let buf = format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes();
+        let head = head(&buf);
+        let raw = RawRequest {
+            head: &head,
+            buf: &buf,
+            body: b"",
+        };
+        let path = path_of(&raw);
+        let mut caps = Captures::default();
+        match r.resolve(head.method, path, &mut caps) {
+            Routed::Found(handler, names) => {
+                let req = Request::routed(raw, path, names, caps);
+                let res = handler.call(&req);
+                let params = req
+                    .params()
+                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    .collect();
+                (
+                    String::from_utf8(res.body_bytes().to_vec()).unwrap(),
+                    params,
+                )
+            }
+            Routed::NotFound => ("404".into(), vec![]),
+            Routed::MethodNotAllowed(allow) => (format!("405 {allow}"), vec![]),
+            Routed::NotImplemented => ("501".into(), vec![]),
+        }
+    }
+
+    fn answer(r: &Router, method: &str, target: &str) -> String {
+        route(r, method, target).0
+    }
+
+    fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn exact_and_param_routes() {
+        let r = router();
+        assert_eq!(route(&r, "GET", "/"), ("root".into(), vec![]));
+        assert_eq!(answer(&r, "GET", "/plaintext"), "plain");
+        assert_eq!(answer(&r, "POST", "/plaintext"), "plain-post");
+        assert_eq!(answer(&r, "GET", "/plaintext?x=1"), "plain");
+        assert_eq!(answer(&r, "GET", "http://h/plaintext"), "plain");
+        assert_eq!(
+            route(&r, "GET", "/users/42"),
+            ("user".into(), params(&[("id", "42")]))
+        );
+        // Each route keeps its own parameter names.
+        assert_eq!(
+            route(&r, "DELETE", "/users/42"),
+            ("user-delete".into(), params(&[("uid", "42")]))
+        );
+        assert_eq!(
+            route(&r, "GET", "/users/7/posts/x%2Fy?z"),
+            ("post".into(), params(&[("id", "7"), ("post", "x%2Fy")]))
+        );
+        assert_eq!(answer(&r, "PUT", "/kv/k"), "kv-put");
+        assert_eq!(answer(&r, "PATCH", "/kv/k"), "kv-patch");
+        assert_eq!(answer(&r, "OPTIONS", "/opt"), "opt");
+    }
+
+    #[test]
+    fn static_wins_over_param() {
+        let r = router();
+        assert_eq!(route(&r, "GET", "/users/me"), ("me".into(), vec![]));
+        // DELETE has no static `me` route: the parameter route answers.
+        assert_eq!(
+            route(&r, "DELETE", "/users/me"),
+            ("405 GET, HEAD".into(), vec![])
+        );
+    }
+
+    #[test]
+    fn not_found() {
+        let r = router();
+        for target in [
+            "/nope",
+            "/plaintext/",
+            "/PLAINTEXT",
+            "/users",
+            "/users/",
+            "/users/1/posts",
+            "/users/1/posts/",
+            "/dir",
+            "//",
+            "*",
+        ] {
+            assert_eq!(answer(&r, "GET", target), "404", "{target}");
+        }
+        assert_eq!(answer(&r, "GET", "/dir/"), "dir");
+        assert_eq!(answer(&Router::new(), "GET", "/"), "404");
+    }
+
+    #[test]
+    fn method_not_allowed_lists_methods() {
+        let r = router();
+        assert_eq!(answer(&r, "DELETE", "/"), "405 GET, HEAD");
+        assert_eq!(answer(&r, "PUT", "/plaintext"), "405 GET, HEAD, POST");
+        assert_eq!(answer(&r, "GET", "/kv/a"), "405 PATCH, PUT");
+        assert_eq!(answer(&r, "HEAD", "/kv/a"), "405 PATCH, PUT");
+        assert_eq!(answer(&r, "POST", "/users/1"), "405 DELETE, GET, HEAD");
+        assert_eq!(answer(&r, "GET", "/only-head"), "405 HEAD");
+        assert_eq!(answer(&r, "TRACE", "/opt"), "405 OPTIONS");
+    }
+
+    #[test]
+    fn head_falls_back_to_get() {
+        let r = router();
+        assert_eq!(answer(&r, "HEAD", "/plaintext"), "plain");
+        assert_eq!(
+            route(&r, "HEAD", "/users/3"),
+            ("user".into(), params(&[("id", "3")]))
+        );
+        assert_eq!(answer(&r, "HEAD", "/only-head"), "head");
+        // A HEAD route of its own wins over GET.
+        let r = Router::new()
+            .get("/x", |_| "get")
+            .route(Method::Head, "/x", |_: &Request| "head");
+        assert_eq!(answer(&r, "HEAD", "/x"), "head");
+        assert_eq!(answer(&r, "POST", "/x"), "405 GET, HEAD");
+    }
+
+    #[test]
+    fn unnamed_method_is_not_implemented() {
+        let r = router();
+        assert_eq!(answer(&r, "PROPFIND", "/plaintext"), "501");
+        assert_eq!(answer(&r, "PROPFIND", "/nope"), "404");
+    }
+
+    #[test]
+    fn route_errors() {
+        let mut r = Router::new();
+        r.try_route(Method::Get, "/a/{x}", |_: &Request| "")
+            .unwrap();
+        assert_eq!(
+            r.try_route(Method::Get, "/a/{y}", |_: &Request| ""),
+            Err(RouteError::Duplicate {
+                method: "GET",
+                pattern: "/a/{y}".into(),
+                existing: "/a/{x}".into()
+            })
+        );
+        r.try_route(Method::Post, "/a/{y}", |_: &Request| "")
+            .unwrap();
+        assert!(matches!(
+            r.try_route(Method::Get, "a", |_: &Request| ""),
+            Err(RouteError::Pattern {
+                source: PatternError::NoLeadingSlash,
+                ..
+            })
+        ));
+        assert!(matches!(
+            r.try_route(Method::Other, "/b", |_: &Request| ""),
+            Err(RouteError::UnnamedMethod { .. })
+        ));
+        assert_eq!(format!("{r:?}"), "[GET /a/{x}, POST /a/{x}]");
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid route pattern \"/a/{id\"")]
+    fn bad_pattern_panics() {
+        let _ = Router::new().get("/a/{id", |_| "");
+    }
+
+    #[test]
+    #[should_panic(expected = "duplicate route: GET \"/a\"")]
+    fn duplicate_route_panics() {
+        let _ = Router::new().get("/a", |_| "").get("/a", |_| "");
+    }
+
+    /// Serves `request` (a whole request, body included) through the
+    /// router as the runtime does, and returns the bytes written.
+    fn serve(router: &Router, request: &[u8]) -> String {
+        let now = Instant::now();
+        let limits = Limits::default();
+        let mut conn = Conn::new(now);
+        let mut head = RequestHead::default();
+        let (mut at, event) = conn.poll(request, now, &limits, &mut head).unwrap();
+        let mut body = Vec::new();
+        if event == (Event::Head { complete: false }) {
+            loop {
+                let (n, event) = conn.poll(&request[at..], now, &limits, &mut head).unwrap();
+                match event {
+                    Event::Body(range) => body.extend_from_slice(&request[at..][range]),
+                    Event::BodyEnd => break,
+                    e => panic!("unexpected {e:?}"),
+                }
+                at += n;
+            }
+        } else {
+            assert_eq!(event, Event::Head { complete: true });
+        }
+        let mut out = Outbox::default();
+        let date = DateCache::new(784111777);
+        let running = std::sync::atomic::AtomicBool::new(false);
+        let mut sink = ResponseSink {
+            conn: &mut conn,
+            out: &mut out,
+            date: &date,
+            server: b"stoat",
+            now,
+            sent: false,
+            stopping: &running,
+        };
+        let raw = RawRequest {
+            head: &head,
+            buf: request,
+            body: &body,
+        };
+        router.call(&raw, &mut sink);
+        assert!(sink.is_sent());
+        let mut iov = Vec::new();
+        out.slices(&mut iov);
+        let bytes: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    const DATE: &str = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+
+    #[test]
+    fn serves_plaintext() {
+        let r = Router::new().get("/plaintext", |_| Response::text("Hello, World!"));
+        let out = serve(&r, b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            out,
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Length: 13\r\nServer: stoat\r\n{DATE}Hello, World!"
+            )
+        );
+        // HEAD: the GET's fields, no body.
+        let out = serve(&r, b"HEAD /plaintext HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            out,
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Length: 13\r\nServer: stoat\r\n{DATE}"
+            )
+        );
+    }
+
+    #[test]
+    fn serves_headers_and_echo() {
+        let r = Router::new().post("/echo/{name}", |req| {
+            Response::bytes(req.body().to_vec())
+                .status(201)
+                .header("X-Name", req.param("name").unwrap_or("").to_owned())
+                .header("Content-Length", "1")
+                .header("Connection", "close")
+        });
+        let out = serve(
+            &r,
+            b"POST /echo/bob HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        );
+        assert_eq!(
+            out,
+            format!(
+                "HTTP/1.1 201 Created\r\nContent-Type: application/octet-stream\r\n\
+                 X-Name: bob\r\nContent-Length: 5\r\nConnection: close\r\n\
+                 Server: stoat\r\n{DATE}hello"
+            )
+        );
+    }
+
+    #[test]
+    fn serves_many_headers() {
+        let r = Router::new().get("/many/{n}", |req| {
+            let n: usize = req.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+            let mut res = Response::ok();
+            for i in 0..n {
+                res.append_header("X-I", i).unwrap();
+            }
+            res
+        });
+        for n in [1, 15, 16, 40] {
+            let out = serve(
+                &r,
+                format!("GET /many/{n} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(out.matches("\r\nX-I: ").count(), n, "{out}");
+            assert!(out.contains(&format!("X-I: {}\r\nContent-Length: 0\r\n", n - 1)));
+        }
+    }
+
+    #[test]
+    fn serves_errors() {
+        let r = Router::new()
+            .get("/a", |_| "a")
+            .post("/a", |_| "a")
+            .get("/panic", |_| -> &'static str { panic!("handler bug") });
+        let out = serve(&r, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(
+            out.starts_with("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"),
+            "{out}"
+        );
+        let out = serve(&r, b"DELETE /a HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(
+            out.starts_with(
+                "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST\r\nContent-Length: 0\r\n"
+            ),
+            "{out}"
+        );
+        let out = serve(&r, b"BREW /a HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 501 Not Implemented\r\n"), "{out}");
+        let out = serve(&r, b"GET /panic HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(
+            out.starts_with("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("close"), "the connection lives on: {out}");
+    }
+
+    /// `handle` looks paths up in three ways (exact target, path without
+    /// query, parameter pattern); they agree with `resolve`.
+    #[test]
+    fn handle_agrees_with_resolve() {
+        let r = router();
+        for method in [
+            "GET", "HEAD", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "BREW",
+        ] {
+            for target in [
+                "/",
+                "/?",
+                "/plaintext",
+                "/plaintext?a=1",
+                "/plaintext/?a",
+                "http://h/plaintext?q",
+                "http://h",
+                "/users/me",
+                "/users/me?x=/users/7",
+                "/users/7",
+                "/users/7?",
+                "/users/7/posts/8?x#y",
+                "/kv/k",
+                "/dir/?",
+                "/only-head",
+                "/opt",
+                "/nope?/plaintext",
+                "*",
+            ] {
+                let (want, params) = route(&r, method, target);
+                let buf = format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes();
+                let head = head(&buf);
+                let raw = RawRequest {
+                    head: &head,
+                    buf: &buf,
+                    body: b"",
+                };
+                let res = r.handle(&raw);
+                let got = match res.status_code() {
+                    200 => String::from_utf8(res.body_bytes().to_vec()).unwrap(),
+                    405 => format!(
+                        "405 {}",
+                        String::from_utf8_lossy(res.header_value("allow").unwrap())
+                    ),
+                    status => status.to_string(),
+                };
+                assert_eq!(got, want, "{method} {target}");
+                if !params.is_empty() {
+                    let mut caps = Captures::default();
+                    let path = path_of(&raw);
+                    assert!(r.tree.find(path, &mut caps).is_some());
+                    assert_eq!(caps.spans().len(), params.len(), "{method} {target}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn handle_without_sockets() {
+        let r = Router::new().get("/users/{id}", |req| {
+            Response::text(format!("user {}", req.param("id").unwrap_or("?")))
+        });
+        let buf = b"GET /users/9 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let head = head(buf);
+        let res = r.handle(&RawRequest {
+            head: &head,
+            buf,
+            body: b"",
+        });
+        assert_eq!((res.status_code(), res.body_bytes()), (200, &b"user 9"[..]));
+        assert!(matches!(res.into_body(), Body::Bytes(_)));
+    }
+}
