@@ -454,18 +454,18 @@ impl Fields {
     fn note(&mut self, name: &[u8], value: &[u8], span: Span) -> Result<(), ProtoError> {
         // Dispatch on length first: most fields are none of these.
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
+            4 if is_name(name, b"host") => {
                 // RFC 9112 §3.2: a server MUST respond with 400 to a request
                 // that lacks Host or has more than one Host field line.
                 if self.host.is_some() {
                     return Err(ProtoError::DuplicateHost);
                 }
-                if !value.iter().all(|&b| is_host_char(b)) {
+                if !value.iter().all(|&b| HOST_CHARS[b as usize]) {
                     return Err(ProtoError::BadHost);
                 }
                 self.host = Some(span);
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            6 if is_name(name, b"expect") => {
                 // RFC 9110 §10.1.1: 100-continue is the only expectation;
                 // a server that receives another MAY respond with 417.
                 if value.eq_ignore_ascii_case(b"100-continue") {
@@ -474,8 +474,8 @@ impl Fields {
                     return Err(ProtoError::UnsupportedExpectation);
                 }
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            7 if is_name(name, b"upgrade") => self.upgrade = true,
+            10 if is_name(name, b"connection") => {
                 for token in list_elements(value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         self.close = true;
@@ -486,7 +486,7 @@ impl Fields {
                     }
                 }
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if is_name(name, b"content-length") => {
                 // RFC 9110 §8.6: Content-Length = 1*DIGIT. Several identical
                 // values may be accepted; differing ones are unrecoverable
                 // (RFC 9112 §6.3 rule 5). A comma list is not plain digits.
@@ -496,7 +496,7 @@ impl Fields {
                     _ => self.content_length = Some(n),
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if is_name(name, b"transfer-encoding") => {
                 self.transfer_encoding = true;
                 // Several field lines form one list, in order (RFC 9110 §5.3).
                 for coding in list_elements(value) {
@@ -586,31 +586,62 @@ fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|e| !e.is_empty())
 }
 
-/// Characters of `uri-host [ ":" port ]` (RFC 3986 reg-name, IP-literal, port).
-fn is_host_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b'%'
-                | b':'
-                | b'['
-                | b']'
-        )
+/// Whether the field name `name` (a token: httparse checked it) is `lit`,
+/// given in lowercase, ignoring ASCII case. Setting bit 0x20 lowercases
+/// letters and leaves `-` and digits as they are; no other token character
+/// maps onto a lowercase letter or `-` that way, so for a token this is an
+/// exact case-insensitive comparison, done a word at a time.
+#[inline]
+fn is_name(name: &[u8], lit: &[u8]) -> bool {
+    debug_assert_eq!(name.len(), lit.len());
+    let mut n = name.chunks_exact(8);
+    let mut l = lit.chunks_exact(8);
+    for (a, b) in (&mut n).zip(&mut l) {
+        let a = u64::from_le_bytes(a.try_into().unwrap_or([0; 8]));
+        let b = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        if a | 0x2020_2020_2020_2020 != b {
+            return false;
+        }
+    }
+    n.remainder()
+        .iter()
+        .zip(l.remainder())
+        .all(|(&a, &b)| a | 0x20 == b)
 }
+
+/// Characters of `uri-host [ ":" port ]` (RFC 3986 reg-name, IP-literal,
+/// port), as a table: one load per byte.
+static HOST_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Names the rule an httparse error broke. Only runs on bad input.
 fn classify(buf: &[u8], e: httparse::Error, limits: &Limits) -> ProtoError {
@@ -1110,6 +1141,23 @@ mod tests {
                 .unwrap()
                 .upgrade
         );
+    }
+
+    #[test]
+    fn field_names_match_ignoring_case_only() {
+        assert!(is_name(b"Content-Length", b"content-length"));
+        assert!(is_name(b"TRANSFER-ENCODING", b"transfer-encoding"));
+        assert!(is_name(b"hOsT", b"host"));
+        assert!(!is_name(b"hosu", b"host"));
+        assert!(!is_name(b"Content_Length", b"content-length"));
+        // Every token character: only the two cases of a letter match it.
+        for b in 0u8..=255 {
+            if is_tchar(b) {
+                let want = b.to_ascii_lowercase() == b'h';
+                assert_eq!(is_name(&[b], b"h"), want, "{b:#x}");
+                assert_eq!(is_name(&[b], b"-"), b == b'-', "{b:#x}");
+            }
+        }
     }
 
     #[test]
