@@ -1153,7 +1153,7 @@ mod tests {
         // Every token character: only the two cases of a letter match it.
         for b in 0u8..=255 {
             if is_tchar(b) {
-                let want = b.to_ascii_lowercase() == b'h';
+                let want = b.eq_ignore_ascii_case(&b'h');
                 assert_eq!(is_name(&[b], b"h"), want, "{b:#x}");
                 assert_eq!(is_name(&[b], b"-"), b == b'-', "{b:#x}");
             }
