@@ -298,7 +298,12 @@ impl Connection {
     fn read_and_answer(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
         let mut drained = false;
         loop {
-            self.answer(shared, ctx);
+            // With nothing unparsed, the machine has nothing to say unless
+            // the peer closed: skip the poll (the common case before a read).
+            let unparsed = self.input.as_ref().is_some_and(|i| i.parse < i.end);
+            if unparsed || self.proto.is_read_closed() {
+                self.answer(shared, ctx);
+            }
             let backlog = self.output.as_ref().map_or(0, |o| o.pending());
             if drained
                 || self.proto.is_closing()
