@@ -31,6 +31,15 @@ const ACCEPT_BATCH: usize = 64;
 /// Pause after EMFILE/ENFILE before accepting again.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Why a loop stopped listening for connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paused {
+    /// The table is full: resume when a connection closes.
+    Full,
+    /// EMFILE/ENFILE: resume at this instant.
+    Until(Instant),
+}
+
 /// One network thread of the `per_core` model.
 pub(crate) struct Loop {
     shared: Arc<Shared>,
@@ -42,8 +51,8 @@ pub(crate) struct Loop {
     max_conns: usize,
     /// Connections that could not get a buffer, in arrival order.
     waiting: VecDeque<usize>,
-    /// Accepting is paused (connection limit or fd exhaustion) until then.
-    accept_paused: Option<Instant>,
+    /// Why accepting is paused, if it is.
+    accept_paused: Option<Paused>,
     fd_limit_logged: bool,
 }
 
@@ -148,7 +157,7 @@ impl Loop {
     fn accept(&mut self, ctx: &mut ThreadCtx) {
         for _ in 0..ACCEPT_BATCH {
             if self.conns.len() >= self.max_conns {
-                self.pause_accepting(None);
+                self.pause_accepting(Paused::Full);
                 return;
             }
             let Some(listener) = &self.listener else {
@@ -172,7 +181,7 @@ impl Loop {
                         eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
                         self.fd_limit_logged = true;
                     }
-                    self.pause_accepting(Some(ctx.now + FD_BACKOFF));
+                    self.pause_accepting(Paused::Until(ctx.now + FD_BACKOFF));
                     return;
                 }
                 Err(e) if is_transient_accept(&e) => continue,
@@ -181,25 +190,24 @@ impl Loop {
         }
     }
 
-    /// Stops listening for connections: until `until`, or (None) until a
-    /// connection closes.
-    fn pause_accepting(&mut self, until: Option<Instant>) {
+    /// Stops listening for connections for `why`.
+    fn pause_accepting(&mut self, why: Paused) {
         if self.accept_paused.is_none() {
             if let Some(l) = &self.listener {
                 let _ = self.epoll.delete(l);
             }
         }
-        // A far deadline for "until a close": a close resumes it earlier.
-        self.accept_paused =
-            Some(until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+        self.accept_paused = Some(why);
     }
 
+    /// Listens again if the reason for the pause is gone.
     fn resume_accepting(&mut self, ctx: &ThreadCtx) {
-        let Some(until) = self.accept_paused else {
-            return;
+        let over = match self.accept_paused {
+            None => return,
+            Some(Paused::Full) => self.conns.len() < self.max_conns,
+            Some(Paused::Until(t)) => ctx.now >= t,
         };
-        let room = self.conns.len() < self.max_conns;
-        if room && (ctx.now >= until || until > ctx.now + Duration::from_secs(60)) {
+        if over {
             self.accept_paused = None;
             if let Some(l) = &self.listener {
                 let _ = self.epoll.add(l, LISTENER, Interest::READ);
@@ -213,6 +221,10 @@ impl Loop {
             // Dropping the fd closes it, which also removes it from the epoll.
             drop(conn);
             self.control.closed();
+            if let Some(Paused::Until(_)) = self.accept_paused {
+                // An fd was freed: the next accept can have it.
+                self.accept_paused = Some(Paused::Until(ctx.now));
+            }
             if self.accept_paused.is_some() {
                 self.resume_accepting(ctx);
             }

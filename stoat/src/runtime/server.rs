@@ -203,17 +203,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
                     waker,
                     max_per_thread,
                 )?;
-                let cpu = pin(i);
-                handles.push(
-                    std::thread::Builder::new()
-                        .name(format!("stoat-net-{i}"))
-                        .spawn(move || {
-                            if let Some(cpu) = cpu {
-                                let _ = crate::sys::pin_current_thread(cpu);
-                            }
-                            loop_.run();
-                        })?,
-                );
+                handles.push(spawn_network(i, pin(i), move || loop_.run())?);
             }
             Ok(ServerHandle {
                 addr: bound,
@@ -256,17 +246,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
             }
             for i in 0..threads {
                 let core = core.clone();
-                let cpu = pin(i);
-                handles.push(
-                    std::thread::Builder::new()
-                        .name(format!("stoat-net-{i}"))
-                        .spawn(move || {
-                            if let Some(cpu) = cpu {
-                                let _ = crate::sys::pin_current_thread(cpu);
-                            }
-                            core.network_loop(i);
-                        })?,
-                );
+                handles.push(spawn_network(i, pin(i), move || core.network_loop(i))?);
             }
             Ok(ServerHandle {
                 addr: bound,
@@ -276,6 +256,23 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
             })
         }
     }
+}
+
+/// Spawns network thread `i`, pinned to `cpu` when given.
+fn spawn_network(
+    i: usize,
+    cpu: Option<usize>,
+    run: impl FnOnce() + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("stoat-net-{i}"))
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                // Best effort: an unpinned thread still serves.
+                let _ = crate::sys::pin_current_thread(cpu);
+            }
+            run();
+        })
 }
 
 impl Control {
