@@ -3,7 +3,8 @@
 //! Contract: every function here takes bytes (and, where time matters, a
 //! caller-supplied `now`) and returns indices into those bytes, events, bytes
 //! written into a caller's buffer, and deadlines. Nothing here opens a socket,
-//! reads a clock, spawns a thread or uses `unsafe`.
+//! reads a clock or spawns a thread. The one `unsafe` is the response
+//! encoder's append writer (`encode.rs`, `Writer`), bounds-asserted.
 //!
 //! - [`head`]: incremental request-head parsing on `httparse`, plus the
 //!   RFC 9112 framing rules that `httparse` leaves to its caller.
