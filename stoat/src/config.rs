@@ -54,6 +54,8 @@ write_timeout_sec = 30
 drain_timeout_sec = 10
 # Seconds between heartbeat comments on an idle server-sent event stream.
 sse_heartbeat_sec = 15
+# Events queued per server-sent event stream before send reports Full; 1 to 65536.
+sse_backlog = 256
 # Longest request line in bytes, CRLF included (else 414).
 max_request_line = 8192
 # Largest header section in bytes (else 431).
@@ -121,6 +123,9 @@ pub struct HttpConfig {
     pub drain_timeout_sec: u64,
     /// Interval between SSE heartbeats in seconds. Default 15.
     pub sse_heartbeat_sec: u64,
+    /// Events queued per SSE stream before `send` reports `Full`. Default
+    /// 256; 1 to 65536.
+    pub sse_backlog: usize,
     /// Longest request line in bytes (414). Default 8192; at least 16.
     pub max_request_line: usize,
     /// Largest header section in bytes (431). Default 8192; at least 2.
@@ -302,6 +307,7 @@ impl Default for HttpConfig {
             write_timeout_sec: 30,
             drain_timeout_sec: 10,
             sse_heartbeat_sec: 15,
+            sse_backlog: 256,
             max_request_line: 8 * 1024,
             max_header_bytes: 8 * 1024,
             max_headers: 100,
@@ -378,6 +384,8 @@ impl HttpConfig {
             at_least(key, secs, 1)?;
             at_most(key, secs, MAX_TIMEOUT_SEC)?;
         }
+        at_least("http.sse_backlog", self.sse_backlog, 1)?;
+        at_most("http.sse_backlog", self.sse_backlog, 65_536)?;
         at_least(
             "http.max_request_line",
             self.max_request_line,

@@ -40,21 +40,28 @@
 //! - `response.rs`: [`Response`] and [`IntoResponse`].
 //! - `header.rs`: [`HeaderValue`] and the checks on response header fields.
 //! - `handler.rs`: the [`Handler`] trait.
+//! - `deferred.rs`: [`Responder`] (answer later, from any thread) and
+//!   [`EventStream`] (server-sent events).
+//! - `pipeline.rs`: pipeline routes' [`Job`]s and the pipeline threads.
 
+mod deferred;
 mod handler;
 mod header;
 mod path_tree;
+mod pipeline;
 mod request;
 mod response;
 mod router;
 mod server;
 
+pub use deferred::{Event, EventStream, Responder, SendError};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};
 pub use path_tree::{PatternError, MAX_PARAMS};
+pub use pipeline::{BatchHandler, Job};
 pub use request::Request;
 pub use response::{IntoResponse, Response};
-pub use router::{RouteError, Router};
+pub use router::{RouteError, Router, StreamHandler, SuspendHandler};
 pub use server::Server;
 
 pub use crate::proto::{Method, Version};

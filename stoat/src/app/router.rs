@@ -21,12 +21,17 @@
 //! builds a [`Request`] (no allocation), routes it, runs the handler and
 //! encodes the [`Response`] straight into the connection's output.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
+use crate::app::deferred::{EventStream, Responder};
 use crate::app::path_tree::{Captures, PathTree, Pattern, PatternError};
+use crate::app::pipeline::{Job, Pipeline, PipelineRoute};
 use crate::app::request::path_of;
 use crate::app::{Handler, IntoResponse, Request, Response};
+use crate::proto::encode::Header;
 use crate::proto::Method;
 use crate::runtime::{RawRequest, ResponseSink, Service};
 
@@ -71,12 +76,80 @@ struct Endpoint {
     allow: Box<str>,
 }
 
-/// One registered handler.
+/// One registered route.
 struct Route {
-    handler: Box<dyn Handler>,
+    kind: Kind,
     /// Its pattern's parameter names, in order.
     names: Box<[Box<str>]>,
 }
+
+/// How a route answers.
+enum Kind {
+    /// On the network thread, at once.
+    Inline(Box<dyn Handler>),
+    /// Suspended: the handler gets a [`Responder`] to answer from anywhere.
+    Suspend(Box<dyn SuspendHandler>),
+    /// A server-sent event stream.
+    Stream(Box<dyn StreamHandler>),
+    /// On a pipeline's threads; `pipeline` is bound when the server starts.
+    Pipeline {
+        name: Box<str>,
+        route: Arc<PipelineRoute>,
+        pipeline: Option<Arc<Pipeline>>,
+    },
+}
+
+/// A handler that answers later: it gets the request and a [`Responder`]
+/// (`Send + 'static`) to answer with from any thread. It runs on the
+/// network thread, so it must only hand the work off, not do it.
+pub trait SuspendHandler: Send + Sync + 'static {
+    /// Starts answering `req`.
+    fn call(&self, req: &Request<'_>, responder: Responder);
+}
+
+impl<F> SuspendHandler for F
+where
+    F: Fn(&Request<'_>, Responder) + Send + Sync + 'static,
+{
+    fn call(&self, req: &Request<'_>, responder: Responder) {
+        self(req, responder)
+    }
+}
+
+/// A handler that serves a server-sent event stream: it gets the request
+/// and the [`EventStream`] (`Send + 'static`) to push events into from any
+/// thread. It runs on the network thread, so it must only hand the stream
+/// off. The response ends when the stream is dropped.
+pub trait StreamHandler: Send + Sync + 'static {
+    /// Starts the stream for `req`.
+    fn call(&self, req: &Request<'_>, stream: EventStream);
+}
+
+impl<F> StreamHandler for F
+where
+    F: Fn(&Request<'_>, EventStream) + Send + Sync + 'static,
+{
+    fn call(&self, req: &Request<'_>, stream: EventStream) {
+        self(req, stream)
+    }
+}
+
+/// Response fields of an event stream (WHATWG HTML, "Server-sent events";
+/// `X-Accel-Buffering: no` tells nginx not to buffer it).
+const SSE_HEADERS: [Header<'static>; 3] = [
+    Header {
+        name: "Content-Type",
+        value: b"text/event-stream",
+    },
+    Header {
+        name: "Cache-Control",
+        value: b"no-cache",
+    },
+    Header {
+        name: "X-Accel-Buffering",
+        value: b"no",
+    },
+];
 
 /// Why a route was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,8 +183,8 @@ pub enum RouteError {
 
 /// What routing found for a method and path.
 enum Routed<'r> {
-    /// This handler, with these parameter names.
-    Found(&'r dyn Handler, &'r [Box<str>]),
+    /// This route.
+    Found(&'r Route),
     /// No route has the path.
     NotFound,
     /// The path has routes, not for this method: the `Allow` value.
@@ -155,6 +228,106 @@ impl Router {
         pattern: &str,
         handler: H,
     ) -> Result<(), RouteError> {
+        self.add(method, pattern, |_| Kind::Inline(Box::new(handler)))
+    }
+
+    /// Routes `method` requests matching `pattern` to `handler`, which
+    /// answers later through a [`Responder`]; see [`SuspendHandler`] and
+    /// [`Router::route`] (same panics).
+    #[track_caller]
+    pub fn suspend<H: SuspendHandler>(
+        mut self,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Router {
+        if let Err(e) = self.add(method, pattern, |_| Kind::Suspend(Box::new(handler))) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// Routes `GET` requests matching `pattern` to a server-sent event
+    /// stream; see [`StreamHandler`] and [`Router::route`] (same panics).
+    #[track_caller]
+    pub fn sse<H: StreamHandler>(mut self, pattern: &str, handler: H) -> Router {
+        if let Err(e) = self.add(Method::Get, pattern, |_| Kind::Stream(Box::new(handler))) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// Routes `method` requests matching `pattern` to `handler`, run on the
+    /// threads of the pipeline `pipeline` (`[http.pipelines.NAME]` in the
+    /// config; checked when the server starts). See `pipeline.rs` and
+    /// [`Router::route`] (same panics).
+    #[track_caller]
+    pub fn on_pipeline<H: Handler>(
+        mut self,
+        pipeline: &str,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Router {
+        let added = self.add(method, pattern, |names| Kind::Pipeline {
+            name: pipeline.into(),
+            route: Arc::new(PipelineRoute {
+                handler: Box::new(handler),
+                names,
+            }),
+            pipeline: None,
+        });
+        if let Err(e) = added {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// The names of the pipelines routes run on.
+    pub(crate) fn pipeline_names(&self) -> impl Iterator<Item = &str> {
+        self.endpoints
+            .iter()
+            .flat_map(|e| e.routes.iter().flatten())
+            .filter_map(|r| match &r.kind {
+                Kind::Pipeline { name, .. } => Some(&**name),
+                _ => None,
+            })
+    }
+
+    /// Connects pipeline routes to the running pipelines. Errors name a
+    /// route whose pipeline is not in `pipelines`.
+    pub(crate) fn bind_pipelines(
+        &mut self,
+        pipelines: &BTreeMap<String, Arc<Pipeline>>,
+    ) -> Result<(), String> {
+        for endpoint in &mut self.endpoints {
+            for (method, route) in METHODS.iter().zip(endpoint.routes.iter_mut()) {
+                if let Some(Route {
+                    kind: Kind::Pipeline { name, pipeline, .. },
+                    ..
+                }) = route
+                {
+                    let Some(p) = pipelines.get(&**name) else {
+                        return Err(format!(
+                            "route {} {} runs on pipeline `{name}`, which is not configured \
+                             (add [http.pipelines.{name}] to the config)",
+                            method.as_str().unwrap_or("?"),
+                            endpoint.pattern
+                        ));
+                    };
+                    *pipeline = Some(p.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        method: Method,
+        pattern: &str,
+        kind: impl FnOnce(Box<[Box<str>]>) -> Kind,
+    ) -> Result<(), RouteError> {
         let (Some(slot), Some(name)) = (slot(method), method.as_str()) else {
             return Err(RouteError::UnnamedMethod {
                 pattern: pattern.to_owned(),
@@ -180,9 +353,10 @@ impl Router {
                 existing: endpoint.pattern.to_string(),
             });
         }
+        let names: Box<[Box<str>]> = parsed.names().into();
         endpoint.routes[slot] = Some(Route {
-            handler: Box::new(handler),
-            names: parsed.names().into(),
+            kind: kind(names.clone()),
+            names,
         });
         endpoint.allow = allow(&endpoint.routes).into();
         Ok(())
@@ -248,8 +422,13 @@ impl Router {
         let mut caps = Captures::default();
         let (path, id) = self.find(raw, &mut caps);
         match self.route_for(raw.head.method, id) {
-            Routed::Found(handler, names) => {
-                let req = Request::routed(*raw, path, names, caps);
+            Routed::Found(route) => {
+                let Kind::Inline(handler) = &route.kind else {
+                    // Suspended, streamed and pipelined routes need the
+                    // runtime (`Service::call`).
+                    return Response::new(500);
+                };
+                let req = Request::routed(*raw, path, &route.names, caps);
                 // The handler is user code: a panic must not take the
                 // network thread (and its other connections) down.
                 panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
@@ -310,14 +489,75 @@ impl Router {
             },
             None => return Routed::MethodNotAllowed(&endpoint.allow),
         };
-        Routed::Found(&*route.handler, &route.names)
+        Routed::Found(route)
     }
 }
 
 impl Service for Router {
     #[inline]
     fn call(&self, raw: &RawRequest<'_>, sink: &mut ResponseSink<'_>) {
-        self.handle(raw).send(sink);
+        let mut caps = Captures::default();
+        let (path, id) = self.find(raw, &mut caps);
+        let route = match self.route_for(raw.head.method, id) {
+            Routed::Found(route) => route,
+            _ => return self.handle(raw).send(sink),
+        };
+        match &route.kind {
+            Kind::Inline(handler) => {
+                let req = Request::routed(*raw, path, &route.names, caps);
+                // The handler is user code: a panic must not take the
+                // network thread (and its other connections) down.
+                panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
+                    .unwrap_or_else(|_| Response::new(500))
+                    .send(sink);
+            }
+            Kind::Suspend(handler) => {
+                let Some(link) = sink.suspend() else {
+                    return Response::new(500).send(sink);
+                };
+                let req = Request::routed(*raw, path, &route.names, caps);
+                // A panic drops the responder, which answers 500.
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+                    handler.call(&req, Responder::new(link))
+                }));
+            }
+            Kind::Stream(handler) => {
+                let req = Request::routed(*raw, path, &route.names, caps);
+                let last_id = req.header_str("last-event-id").map(str::to_owned);
+                let Some(link) = sink.stream(200, &SSE_HEADERS) else {
+                    // A HEAD request: the head alone was sent.
+                    return;
+                };
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+                    handler.call(&req, EventStream::new(link, last_id))
+                }));
+            }
+            Kind::Pipeline {
+                route: pr,
+                pipeline,
+                ..
+            } => {
+                let Some(pipeline) = pipeline else {
+                    return Response::new(500).send(sink);
+                };
+                let Some(link) = sink.suspend() else {
+                    return Response::new(500).send(sink);
+                };
+                let job = Job::new(raw, path, caps, pr.clone(), Responder::new(link.clone()));
+                if let Err(job) = pipeline.ring.try_push(job) {
+                    // Full: answer at once, without waking anyone.
+                    if let Some(r) = job.into_responder() {
+                        r.disarm();
+                    }
+                    sink.unsuspend(&link);
+                    // RFC 9110 §15.6.4 and §10.2.3: 503 with Retry-After.
+                    Response::text("the service is busy; retry shortly\n")
+                        .status(503)
+                        .header("Retry-After", "1")
+                        .send(sink);
+                }
+            }
+        }
     }
 }
 
@@ -412,8 +652,11 @@ mod tests {
         let path = path_of(&raw);
         let mut caps = Captures::default();
         match r.resolve(head.method, path, &mut caps) {
-            Routed::Found(handler, names) => {
-                let req = Request::routed(raw, path, names, caps);
+            Routed::Found(route) => {
+                let Kind::Inline(handler) = &route.kind else {
+                    panic!("not inline");
+                };
+                let req = Request::routed(raw, path, &route.names, caps);
                 let res = handler.call(&req);
                 let params = req
                     .params()
@@ -608,6 +851,7 @@ mod tests {
             now,
             sent: false,
             stopping: &running,
+            link: None,
         };
         let raw = RawRequest {
             head: &head,

@@ -10,12 +10,16 @@
 //! Route registration follows [`Router`]: a bad pattern or a duplicate
 //! route panics while the server is being built, before anything is bound.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
+use crate::app::pipeline::{BatchHandler, Pipeline};
+use crate::app::router::{StreamHandler, SuspendHandler};
 use crate::app::{Handler, IntoResponse, Request, Router};
 use crate::config::Config;
 use crate::proto::Method;
+use crate::runtime::ring::Ring;
 use crate::runtime::{self, ServerHandle};
 use crate::sys::Signals;
 
@@ -30,10 +34,22 @@ use crate::sys::Signals;
 ///         .run()
 /// }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Server {
     config: Config,
     router: Router,
+    /// Batch handlers by pipeline name.
+    batch: BTreeMap<String, Box<dyn BatchHandler>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("router", &self.router)
+            .field("batch_handlers", &self.batch.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Server {
@@ -44,7 +60,11 @@ impl Server {
 
     /// A server with `config` serving `router`.
     pub fn with_router(config: Config, router: Router) -> Server {
-        Server { config, router }
+        Server {
+            config,
+            router,
+            batch: BTreeMap::new(),
+        }
     }
 
     /// The configuration.
@@ -115,13 +135,100 @@ impl Server {
         self.route(Method::Patch, pattern, handler)
     }
 
+    /// Routes `method` requests matching `pattern` to `handler`, which
+    /// answers later from any thread through a `Responder`; see
+    /// [`Router::suspend`].
+    #[track_caller]
+    pub fn suspend<H: SuspendHandler>(
+        mut self,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Server {
+        self.router = self.router.suspend(method, pattern, handler);
+        self
+    }
+
+    /// Routes `GET` requests matching `pattern` to a server-sent event
+    /// stream; see [`Router::sse`].
+    #[track_caller]
+    pub fn sse<H: StreamHandler>(mut self, pattern: &str, handler: H) -> Server {
+        self.router = self.router.sse(pattern, handler);
+        self
+    }
+
+    /// Routes `method` requests matching `pattern` to `handler`, run on the
+    /// threads of pipeline `pipeline` (which must be in the config's
+    /// `[http.pipelines]` when the server starts); see
+    /// [`Router::on_pipeline`].
+    #[track_caller]
+    pub fn on_pipeline<H: Handler>(
+        mut self,
+        pipeline: &str,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Server {
+        self.router = self.router.on_pipeline(pipeline, method, pattern, handler);
+        self
+    }
+
+    /// Gives pipeline `pipeline` a handler that sees each batch of jobs
+    /// before their routes' handlers run (for group work such as one fsync
+    /// for many commits); see `Job`.
+    pub fn pipeline_batch<B: BatchHandler>(mut self, pipeline: &str, handler: B) -> Server {
+        self.batch.insert(pipeline.to_owned(), Box::new(handler));
+        self
+    }
+
     /// Checks the configuration, binds and starts serving; returns at once.
-    /// An invalid configuration is an `InvalidInput` error naming the key.
-    pub fn start(self) -> io::Result<ServerHandle> {
-        self.config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        runtime::start(&self.config, Arc::new(self.router))
+    /// An invalid configuration, or a route on a pipeline the configuration
+    /// does not have, is an `InvalidInput` error naming the key or route.
+    pub fn start(mut self) -> io::Result<ServerHandle> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        self.config.validate().map_err(|e| invalid(e.to_string()))?;
+        // Only pipelines some route (or batch handler) uses get threads.
+        let mut used: Vec<String> = self.router.pipeline_names().map(str::to_owned).collect();
+        used.extend(self.batch.keys().cloned());
+        let mut pipelines = BTreeMap::new();
+        for name in used {
+            if pipelines.contains_key(&name) {
+                continue;
+            }
+            let Some(pc) = self.config.http.pipelines.get(&name) else {
+                continue;
+            };
+            let pipeline = Arc::new(Pipeline {
+                ring: Ring::with_capacity(pc.ring_buffer_size),
+                batch: self.batch.remove(&name),
+            });
+            pipelines.insert(name, (pipeline, pc.threads));
+        }
+        if let Some(name) = self.batch.keys().next() {
+            return Err(invalid(format!(
+                "a batch handler is set for pipeline `{name}`, which is not configured \
+                 (add [http.pipelines.{name}] to the config)"
+            )));
+        }
+        let bound: BTreeMap<String, Arc<Pipeline>> = pipelines
+            .iter()
+            .map(|(n, (p, _))| (n.clone(), p.clone()))
+            .collect();
+        self.router.bind_pipelines(&bound).map_err(invalid)?;
+        let mut handle = runtime::start(&self.config, Arc::new(self.router))?;
+        for (name, (pipeline, threads)) in pipelines {
+            let mut joins = Vec::with_capacity(threads);
+            for i in 0..threads {
+                let p = pipeline.clone();
+                let t = std::thread::Builder::new()
+                    .name(format!("stoat-{name}-{i}"))
+                    .spawn(move || p.work())?;
+                joins.push(t);
+            }
+            let p = pipeline.clone();
+            handle.attach(Box::new(move || p.ring.close()), joins);
+        }
+        Ok(handle)
     }
 
     /// Starts, serves until SIGINT or SIGTERM, then stops gracefully and

@@ -372,6 +372,17 @@ impl Conn {
         matches!(self.state, State::Idle { .. }) && self.write_since.is_none()
     }
 
+    /// Whether a response body is being streamed.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Streaming)
+    }
+
+    /// Whether a streamed body is chunked (false: an HTTP/1.0 client, whose
+    /// body is delimited by closing, gets the bytes as they are).
+    pub fn stream_is_chunked(&self) -> bool {
+        !self.http10
+    }
+
     /// Whether a request is with the application.
     pub fn is_dispatched(&self) -> bool {
         matches!(self.state, State::Dispatched | State::Streaming)

@@ -262,22 +262,22 @@ impl<'a> Writer<'a> {
         // inside `[len, len + n)`.
         unsafe {
             let dst = self.out.as_mut_ptr().add(self.len);
-            if n >= 16 && n <= 32 {
+            if (16..=32).contains(&n) {
                 let a = src.cast::<u128>().read_unaligned();
                 let b = src.add(n - 16).cast::<u128>().read_unaligned();
                 dst.cast::<u128>().write_unaligned(a);
                 dst.add(n - 16).cast::<u128>().write_unaligned(b);
-            } else if n >= 8 && n < 16 {
+            } else if (8..16).contains(&n) {
                 let a = src.cast::<u64>().read_unaligned();
                 let b = src.add(n - 8).cast::<u64>().read_unaligned();
                 dst.cast::<u64>().write_unaligned(a);
                 dst.add(n - 8).cast::<u64>().write_unaligned(b);
-            } else if n >= 4 && n < 8 {
+            } else if (4..8).contains(&n) {
                 let a = src.cast::<u32>().read_unaligned();
                 let b = src.add(n - 4).cast::<u32>().read_unaligned();
                 dst.cast::<u32>().write_unaligned(a);
                 dst.add(n - 4).cast::<u32>().write_unaligned(b);
-            } else if n > 0 && n < 4 {
+            } else if (1..4).contains(&n) {
                 *dst = *src;
                 *dst.add(n / 2) = *src.add(n / 2);
                 *dst.add(n - 1) = *src.add(n - 1);

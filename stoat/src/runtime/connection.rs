@@ -19,13 +19,17 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::proto::conn::Timeout;
+use crate::proto::encode::{encode_chunk, Header};
 use crate::proto::{Conn, DateCache, Event, HeadParser, Limits, ProtoError, RequestHead};
+use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool};
-use crate::runtime::service::{RawRequest, ResponseSink, Service};
+use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink, Service};
 use crate::sys::socket;
 
 /// Stop reading new requests while this much output is pending: a client
@@ -39,7 +43,16 @@ pub(crate) struct Shared {
     pub server: Vec<u8>,
     pub service: std::sync::Arc<dyn Service>,
     pub pool: Pool,
+    /// Interval of SSE heartbeat comments.
+    pub sse_heartbeat: Duration,
+    /// Most queued events per stream.
+    pub sse_backlog: usize,
+    pub counters: Arc<AsyncCounters>,
 }
+
+/// The SSE heartbeat: a comment line (WHATWG HTML, "Server-sent events":
+/// lines starting with a colon are ignored by clients).
+const HEARTBEAT: &[u8] = b":\n\n";
 
 /// A network thread's working state, reused for every connection it drives.
 pub(crate) struct ThreadCtx {
@@ -56,12 +69,17 @@ pub(crate) struct ThreadCtx {
     stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Instant and unix time at start, to derive the Date without a second clock read.
     base: (Instant, u64),
+    /// Where links of this thread's connections wake it.
+    pub owner: Arc<dyn Owner>,
+    /// The key of the connection being driven, in the loop's table.
+    pub key: u64,
 }
 
 impl ThreadCtx {
     pub fn new(
         limits: &Limits,
         stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        owner: Arc<dyn Owner>,
     ) -> ThreadCtx {
         let now = Instant::now();
         let unix = unix_now();
@@ -77,6 +95,8 @@ impl ThreadCtx {
             stopping: false,
             stop_flag,
             base: (now, unix),
+            owner,
+            key: 0,
         }
     }
 
@@ -133,6 +153,8 @@ pub(crate) struct Connection {
     input: Option<Input>,
     output: Option<Box<Outbox>>,
     spill: Option<Box<Spill>>,
+    /// The request (or stream) that is with another thread; see `link.rs`.
+    link: Option<Arc<Link>>,
 }
 
 impl Connection {
@@ -143,6 +165,7 @@ impl Connection {
             input: None,
             output: None,
             spill: None,
+            link: None,
         }
     }
 
@@ -153,13 +176,105 @@ impl Connection {
     /// Whether the connection is between requests with nothing buffered:
     /// it may be closed without losing anything (shutdown, connection limit).
     pub fn is_idle(&self) -> bool {
-        self.proto.is_idle() && self.input.is_none() && self.output.is_none()
+        self.proto.is_idle() && self.input.is_none() && self.output.is_none() && self.link.is_none()
     }
 
-    /// Gives back what the connection holds (its buffer) before it is dropped.
+    /// Gives back what the connection holds (its buffer) before it is
+    /// dropped, and tells the other side of its link that it is gone.
     pub fn release(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
         if let Some(input) = self.input.take() {
             shared.pool.give(&mut ctx.local, input.mem);
+        }
+        if let Some(link) = self.link.take() {
+            link.close();
+        }
+    }
+
+    /// The link `link` was posted to this thread: delivers its answer or
+    /// stream events, then carries on with the requests pipelined behind.
+    /// A link that is not this connection's (closed and reused) is ignored.
+    pub fn on_link(&mut self, link: &Arc<Link>, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if !self.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+            return Next::Keep {
+                want_write: self.output.is_some(),
+            };
+        }
+        let mut mail = Mail::default();
+        let room = if self.output.is_some() { 0 } else { usize::MAX };
+        link.take(room, &mut mail);
+        if let Some(answer) = mail.answer {
+            self.link = None;
+            link.counters.resumed.fetch_add(1, Ordering::Relaxed);
+            let out = match &mut self.output {
+                Some(o) => o,
+                None => &mut ctx.out,
+            };
+            let mut sink = ResponseSink {
+                conn: &mut self.proto,
+                out,
+                date: &ctx.date,
+                server: &shared.server,
+                now: ctx.now,
+                sent: false,
+                stopping: &ctx.stop_flag,
+                link: None,
+            };
+            answer(&mut sink);
+            if !sink.sent {
+                sink.send(
+                    500,
+                    &[],
+                    Body::Static(b"the handler sent no response"),
+                    false,
+                );
+            }
+            ctx.requests += 1;
+        } else {
+            self.write_events(&mail, ctx);
+        }
+        self.drive(shared, ctx, false)
+    }
+
+    /// Encodes taken stream events (and the stream's end) into the output.
+    fn write_events(&mut self, mail: &Mail, ctx: &mut ThreadCtx) {
+        if !self.proto.is_streaming() {
+            return;
+        }
+        let out = match &mut self.output {
+            Some(o) => o,
+            None => &mut ctx.out,
+        };
+        let chunked = self.proto.stream_is_chunked();
+        for event in &mail.events {
+            if chunked {
+                encode_chunk(out.head_mut(), event);
+            } else {
+                out.head_mut().extend_from_slice(event);
+            }
+        }
+        if !mail.events.is_empty() {
+            if let Some(link) = &self.link {
+                link.beat(ctx.now);
+            }
+        }
+        if mail.ended {
+            self.proto.end_stream(ctx.now, out.head_mut());
+            self.link = None;
+        }
+    }
+
+    /// Takes stream events left in the link once the output has room.
+    fn pump_stream(&mut self, ctx: &mut ThreadCtx) {
+        if self.output.is_some() || !self.proto.is_streaming() {
+            return;
+        }
+        let Some(link) = self.link.clone() else {
+            return;
+        };
+        if link.has_events() {
+            let mut mail = Mail::default();
+            link.take(usize::MAX, &mut mail);
+            self.write_events(&mail, ctx);
         }
     }
 
@@ -180,9 +295,15 @@ impl Connection {
     }
 
     fn drive_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
+        if peer_closed && self.link.is_some() {
+            // As nginx does for a proxied request: a client that closes
+            // while its request is with another thread has given up on it.
+            return Next::Close;
+        }
         if self.flush_pending(ctx).is_err() {
             return Next::Close;
         }
+        self.pump_stream(ctx);
         let next = self.read_and_answer(shared, ctx, peer_closed);
         if next == Next::Close {
             return Next::Close;
@@ -201,6 +322,9 @@ impl Connection {
     }
 
     fn on_timer_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if let Some(link) = self.link.clone() {
+            return self.on_link_timer(&link, shared, ctx);
+        }
         match self.proto.deadline(&shared.limits) {
             Some(d) if d <= ctx.now => {}
             _ => {
@@ -222,6 +346,77 @@ impl Connection {
                 self.settle(shared, ctx, Next::Keep { want_write: false })
             }
         }
+    }
+
+    /// Deadlines of a request that is with another thread: a suspended
+    /// request unanswered at its deadline gets 503 (its late answer is
+    /// discarded); an idle stream gets a heartbeat comment.
+    fn on_link_timer(&mut self, link: &Arc<Link>, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if self
+            .proto
+            .deadline(&shared.limits)
+            .is_some_and(|d| d <= ctx.now)
+            && self.proto.on_timeout(ctx.now, &shared.limits) == Timeout::Close
+        {
+            // The output stalled past the write timeout.
+            return Next::Close;
+        }
+        match link.deadline {
+            Some(deadline) => {
+                if ctx.now < deadline || link.is_answered() {
+                    return Next::Keep {
+                        want_write: self.output.is_some(),
+                    };
+                }
+                link.close();
+                self.link = None;
+                link.counters.expired.fetch_add(1, Ordering::Relaxed);
+                let out = match &mut self.output {
+                    Some(o) => o,
+                    None => &mut ctx.out,
+                };
+                let mut sink = ResponseSink {
+                    conn: &mut self.proto,
+                    out,
+                    date: &ctx.date,
+                    server: &shared.server,
+                    now: ctx.now,
+                    sent: false,
+                    stopping: &ctx.stop_flag,
+                    link: None,
+                };
+                // RFC 9110 §15.6.4: 503, the server cannot answer now.
+                sink.send(
+                    503,
+                    &[Header {
+                        name: "Retry-After",
+                        value: b"1",
+                    }],
+                    Body::Static(b"the request was not answered in time\n"),
+                    false,
+                );
+                ctx.requests += 1;
+            }
+            None => {
+                if self.output.is_some() || !self.proto.is_streaming() {
+                    return Next::Keep {
+                        want_write: self.output.is_some(),
+                    };
+                }
+                if ctx.now.duration_since(link.last_beat()) < shared.sse_heartbeat {
+                    return Next::Keep { want_write: false };
+                }
+                link.beat(ctx.now);
+                let chunked = self.proto.stream_is_chunked();
+                let out = ctx.out.head_mut();
+                if chunked {
+                    encode_chunk(out, HEARTBEAT);
+                } else {
+                    out.extend_from_slice(HEARTBEAT);
+                }
+            }
+        }
+        self.drive_inner(shared, ctx, false)
     }
 
     fn respond_error(&mut self, err: ProtoError, shared: &Shared, ctx: &mut ThreadCtx) {
@@ -536,6 +731,14 @@ impl Connection {
             now: ctx.now,
             sent: false,
             stopping: &ctx.stop_flag,
+            link: Some(LinkCtx {
+                slot: &mut self.link,
+                owner: &ctx.owner,
+                key: ctx.key,
+                timeout: shared.limits.request_timeout,
+                backlog: shared.sse_backlog,
+                counters: &shared.counters,
+            }),
         };
         shared.service.call(
             &RawRequest {
@@ -553,7 +756,10 @@ impl Connection {
                 false,
             );
         }
-        ctx.requests += 1;
+        // A suspended request is counted when its answer is delivered.
+        if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {
+            ctx.requests += 1;
+        }
     }
 }
 

@@ -7,12 +7,16 @@
 //! asks the owner through a wakeup that cannot be lost.
 
 pub(crate) mod connection;
+pub mod link;
+pub mod mailbox;
 pub mod outbox;
 mod per_core;
 pub mod pool;
+pub mod ring;
 mod server;
 pub mod service;
 mod shared;
+mod wake;
 
 pub use outbox::Body;
 pub use server::{start, ServerHandle, Stats};

@@ -17,12 +17,15 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
+use crate::runtime::link::{Link, Owner};
 use crate::runtime::server::Control;
+use crate::runtime::wake::LoopMailbox;
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
 
 const LISTENER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
+const MAILBOX: u64 = u64::MAX - 2;
 /// How often deadlines are checked: a coarse sweep over the table costs
 /// nothing per request (see docs/ARCHITECTURE.md, "Time").
 pub(crate) const SWEEP: Duration = Duration::from_millis(250);
@@ -47,6 +50,8 @@ pub(crate) struct Loop {
     epoll: Epoll,
     listener: Option<Listener>,
     waker: Arc<EventFd>,
+    /// Links of this thread's connections with something for it.
+    mailbox: Arc<LoopMailbox>,
     conns: Slab<Connection>,
     max_conns: usize,
     /// Connections that could not get a buffer, in arrival order.
@@ -67,12 +72,15 @@ impl Loop {
         let epoll = Epoll::new()?;
         epoll.add(&listener, LISTENER, Interest::READ)?;
         epoll.add(&*waker, WAKER, Interest::READ)?;
+        let mailbox = Arc::new(LoopMailbox::new(max_conns)?);
+        epoll.add(mailbox.fd(), MAILBOX, Interest::READ)?;
         Ok(Loop {
             shared,
             control,
             epoll,
             listener: Some(listener),
             waker,
+            mailbox,
             conns: Slab::new(),
             max_conns,
             waiting: VecDeque::new(),
@@ -82,8 +90,10 @@ impl Loop {
     }
 
     pub fn run(mut self) {
-        let mut ctx = ThreadCtx::new(&self.shared.limits, self.control.stop_flag());
+        let owner: Arc<dyn Owner> = self.mailbox.clone();
+        let mut ctx = ThreadCtx::new(&self.shared.limits, self.control.stop_flag(), owner);
         let mut events = Events::with_capacity(1024);
+        let mut mail: Vec<Arc<Link>> = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
             let wait = next_sweep.saturating_duration_since(Instant::now());
@@ -98,6 +108,7 @@ impl Loop {
                     WAKER => {
                         let _ = self.waker.drain();
                     }
+                    MAILBOX => self.deliver(&mut mail, &mut ctx),
                     key => self.drive(key as usize, &mut ctx, ev.is_rdhup() || ev.is_hup()),
                 }
             }
@@ -131,12 +142,33 @@ impl Loop {
         self.shared.pool.release(&mut ctx.local);
     }
 
+    /// Hands every posted link to its connection.
+    fn deliver(&mut self, mail: &mut Vec<Arc<Link>>, ctx: &mut ThreadCtx) {
+        mail.clear();
+        self.mailbox.drain(mail);
+        for link in mail.drain(..) {
+            let key = link.key() as usize;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            ctx.key = key as u64;
+            let next = conn.on_link(&link, &self.shared, ctx);
+            self.after(key, next, ctx);
+        }
+    }
+
     fn drive(&mut self, key: usize, ctx: &mut ThreadCtx, peer_closed: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             // An event for a connection closed earlier in this batch.
             return;
         };
-        match conn.drive(&self.shared, ctx, peer_closed) {
+        ctx.key = key as u64;
+        let next = conn.drive(&self.shared, ctx, peer_closed);
+        self.after(key, next, ctx);
+    }
+
+    fn after(&mut self, key: usize, next: Next, ctx: &mut ThreadCtx) {
+        match next {
             Next::Keep { .. } => {}
             Next::WaitBuffer => self.waiting.push_back(key),
             Next::Close => self.close(key, ctx),
@@ -232,14 +264,16 @@ impl Loop {
     }
 
     fn sweep(&mut self, ctx: &mut ThreadCtx) {
-        let mut closing = Vec::new();
+        let mut acted = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
-            if conn.on_timer(&self.shared, ctx) == Next::Close {
-                closing.push(key);
+            ctx.key = key as u64;
+            let next = conn.on_timer(&self.shared, ctx);
+            if !matches!(next, Next::Keep { .. }) {
+                acted.push((key, next));
             }
         }
-        for key in closing {
-            self.close(key, ctx);
+        for (key, next) in acted {
+            self.after(key, next, ctx);
         }
     }
 

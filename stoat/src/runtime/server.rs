@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, Model};
 use crate::runtime::connection::Shared;
+use crate::runtime::link::AsyncCounters;
 use crate::runtime::pool::Pool;
 use crate::runtime::service::Service;
 use crate::runtime::{per_core, shared};
@@ -33,6 +34,14 @@ pub struct Stats {
     pub requests: u64,
     /// Read buffers that exist now (in use or cached).
     pub buffers: usize,
+    /// Requests taken off the network thread (pipeline jobs, suspended handlers).
+    pub suspended: u64,
+    /// Of those, answered in time.
+    pub resumed: u64,
+    /// Of those, answered 503 at their deadline (late answers discarded).
+    pub expired: u64,
+    /// Of those, whose responder was dropped unanswered (answered 500).
+    pub abandoned: u64,
 }
 
 /// State every thread of one server shares for control and counting.
@@ -99,12 +108,18 @@ impl Control {
     }
 }
 
+/// Threads beside the network threads, and how to tell them to finish.
+type Companion = (Box<dyn FnOnce() + Send>, Vec<JoinHandle<()>>);
+
 /// A running server: its address, counters, and the way to stop it.
 pub struct ServerHandle {
     addr: SocketAddr,
     control: Arc<Control>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// Threads that serve the network threads (pipelines), stopped after
+    /// them: `stop` tells them to finish, then they are joined.
+    companions: Vec<Companion>,
 }
 
 impl ServerHandle {
@@ -115,11 +130,16 @@ impl ServerHandle {
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
         Stats {
             connections: self.control.connections.load(Ordering::Acquire),
             accepted: self.control.accepted.load(Ordering::Relaxed),
             requests: self.control.requests.load(Ordering::Relaxed),
             buffers: self.shared.pool.allocated(),
+            suspended: c.suspended.load(Ordering::Relaxed),
+            resumed: c.resumed.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
+            abandoned: c.abandoned.load(Ordering::Relaxed),
         }
     }
 
@@ -140,13 +160,27 @@ impl ServerHandle {
                 result = Err(io::Error::other("a server thread panicked"));
             }
         }
+        for (stop, threads) in self.companions.drain(..) {
+            stop();
+            for t in threads {
+                if t.join().is_err() {
+                    result = Err(io::Error::other("a pipeline thread panicked"));
+                }
+            }
+        }
         result
+    }
+
+    /// Adds threads that run beside the network threads: after those exit,
+    /// `stop` is called and `threads` are joined.
+    pub(crate) fn attach(&mut self, stop: Box<dyn FnOnce() + Send>, threads: Vec<JoinHandle<()>>) {
+        self.companions.push((stop, threads));
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || !self.companions.is_empty() {
             self.control.begin_stop();
             let _ = self.join_threads();
         }
@@ -166,6 +200,9 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         server: http.server_name.as_bytes().to_vec(),
         service,
         pool: Pool::new(http.buffer_size, http.buffer_memory_limit),
+        sse_heartbeat: http.sse_heartbeat(),
+        sse_backlog: http.sse_backlog,
+        counters: Arc::new(AsyncCounters::default()),
     });
     let addr = http.socket_addr();
     let threads = http.network_threads;
@@ -210,6 +247,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
                 control,
                 shared,
                 threads: handles,
+                companions: Vec::new(),
             })
         }
         Model::Shared => {
@@ -253,6 +291,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
                 control,
                 shared,
                 threads: handles,
+                companions: Vec::new(),
             })
         }
     }

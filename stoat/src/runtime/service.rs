@@ -6,12 +6,21 @@
 //! returns (inline handlers). The sink encodes the response straight into
 //! the connection's output, in request order; a service that does not
 //! answer gets a 500 sent for it.
+//!
+//! A service may instead take the request off the network thread:
+//! [`ResponseSink::suspend`] gives a [`Link`] through which any thread
+//! answers later (pipelines and `Responder` are built on it), and
+//! [`ResponseSink::stream`] sends a chunked response head and gives a
+//! [`Link`] that carries the body's chunks (SSE is built on it). Requests
+//! pipelined behind a suspended one wait, in order, until it is answered.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::proto::encode::{BodyMode, Header};
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
+use crate::runtime::link::{AsyncCounters, Link, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 
 /// What the runtime serves: the app layer's router implements it.
@@ -43,6 +52,23 @@ pub struct ResponseSink<'a> {
     /// The server's stop flag, read when the response is sent (a stop may
     /// begin while the handler runs): once set, every response closes.
     pub(crate) stopping: &'a AtomicBool,
+    /// How to take the request off the thread; `None` for a late answer
+    /// (which cannot suspend again).
+    pub(crate) link: Option<LinkCtx<'a>>,
+}
+
+/// What [`ResponseSink::suspend`] and [`ResponseSink::stream`] need.
+pub(crate) struct LinkCtx<'a> {
+    /// The connection's link slot.
+    pub slot: &'a mut Option<Arc<Link>>,
+    pub owner: &'a Arc<dyn Owner>,
+    /// The connection's key in the owner's table.
+    pub key: u64,
+    /// A suspended request is answered 503 after this long.
+    pub timeout: Duration,
+    /// Most queued events per stream.
+    pub backlog: usize,
+    pub counters: &'a Arc<AsyncCounters>,
 }
 
 impl ResponseSink<'_> {
@@ -80,5 +106,74 @@ impl ResponseSink<'_> {
     /// Whether a response has been sent.
     pub fn is_sent(&self) -> bool {
         self.sent
+    }
+
+    /// Takes the request off the network thread: the response will come
+    /// through the returned link, from any thread, or be `503` at the
+    /// request deadline. `None` if a response was sent already or this
+    /// sink cannot suspend (it is itself delivering a late answer).
+    pub fn suspend(&mut self) -> Option<Arc<Link>> {
+        if self.sent {
+            return None;
+        }
+        let ctx = self.link.as_mut()?;
+        let link = Link::new(
+            ctx.owner.clone(),
+            ctx.key,
+            Some(self.now + ctx.timeout),
+            0,
+            ctx.counters.clone(),
+        );
+        *ctx.slot = Some(link.clone());
+        ctx.counters.suspended.fetch_add(1, Ordering::Relaxed);
+        self.sent = true;
+        Some(link)
+    }
+
+    /// Undoes [`ResponseSink::suspend`] before the link left this thread
+    /// (a full pipeline ring): the sink can send a response again.
+    pub fn unsuspend(&mut self, link: &Arc<Link>) {
+        if let Some(ctx) = self.link.as_mut() {
+            if ctx.slot.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+                *ctx.slot = None;
+                ctx.counters.suspended.fetch_sub(1, Ordering::Relaxed);
+                self.sent = false;
+            }
+        }
+    }
+
+    /// Sends a response head with chunked framing (or, to an HTTP/1.0
+    /// client, a body delimited by closing) and returns the link whose
+    /// events become the body's chunks. `None` if a response was sent
+    /// already, the request was HEAD (the head alone is sent), or this sink
+    /// cannot stream.
+    pub fn stream(&mut self, status: u16, headers: &[Header<'_>]) -> Option<Arc<Link>> {
+        if self.sent || self.link.is_none() {
+            return None;
+        }
+        self.sent = true;
+        let mode = self.conn.respond(
+            status,
+            headers,
+            ResponseBody::Chunked,
+            self.stopping.load(Ordering::Acquire),
+            self.now,
+            self.out.head_mut(),
+            self.date,
+            self.server,
+        );
+        if mode == BodyMode::None {
+            return None;
+        }
+        let ctx = self.link.as_mut()?;
+        let link = Link::new(
+            ctx.owner.clone(),
+            ctx.key,
+            None,
+            ctx.backlog,
+            ctx.counters.clone(),
+        );
+        *ctx.slot = Some(link.clone());
+        Some(link)
     }
 }

@@ -19,12 +19,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
+use crate::runtime::link::{Link, Owner};
 use crate::runtime::per_core::SWEEP;
 use crate::runtime::server::Control;
+use crate::runtime::wake::LoopMailbox;
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
 
 const WAKER: u64 = u64::MAX;
+const MAILBOX: u64 = u64::MAX - 1;
 /// Pause after EMFILE/ENFILE before accepting again.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -41,6 +44,9 @@ pub(crate) struct Core {
     control: Arc<Control>,
     epoll: Epoll,
     waker: Arc<EventFd>,
+    /// Links with something for their connections; `EPOLLONESHOT`, so one
+    /// network thread drains it at a time and re-arms it.
+    mailbox: Arc<LoopMailbox>,
     slots: Box<[Mutex<Slot>]>,
     /// Free slot indices, and a condvar for accept threads waiting for one.
     free: Mutex<Vec<u32>>,
@@ -72,6 +78,8 @@ impl Core {
     ) -> io::Result<Core> {
         let epoll = Epoll::new()?;
         epoll.add(&*waker, WAKER, Interest::READ)?;
+        let mailbox = Arc::new(LoopMailbox::new(max_connections)?);
+        epoll.add(mailbox.fd(), MAILBOX, Interest::READ | Interest::ONESHOT)?;
         let slots = (0..max_connections)
             .map(|_| Mutex::new(Slot::default()))
             .collect();
@@ -80,6 +88,7 @@ impl Core {
             control,
             epoll,
             waker,
+            mailbox,
             slots,
             // Lowest indices first, so the table's hot part stays small.
             free: Mutex::new((0..max_connections as u32).rev().collect()),
@@ -164,8 +173,10 @@ impl Core {
 
     /// A network thread.
     pub fn network_loop(&self, index: usize) {
-        let mut ctx = ThreadCtx::new(&self.shared.limits, self.control.stop_flag());
+        let owner: Arc<dyn Owner> = self.mailbox.clone();
+        let mut ctx = ThreadCtx::new(&self.shared.limits, self.control.stop_flag(), owner);
         let mut events = Events::with_capacity(256);
+        let mut mail: Vec<Arc<Link>> = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
             let wait = next_sweep.saturating_duration_since(Instant::now());
@@ -179,6 +190,10 @@ impl Core {
                     // Level-triggered and drained by one thread; the others
                     // notice a stop at their next sweep.
                     let _ = self.waker.drain();
+                    continue;
+                }
+                if ev.token() == MAILBOX {
+                    self.deliver(&mut mail, &mut ctx);
                     continue;
                 }
                 let (slot, generation) = untoken(ev.token());
@@ -208,6 +223,35 @@ impl Core {
         self.shared.pool.release(&mut ctx.local);
     }
 
+    /// Hands every posted link to its connection, then re-arms the mailbox.
+    fn deliver(&self, mail: &mut Vec<Arc<Link>>, ctx: &mut ThreadCtx) {
+        mail.clear();
+        self.mailbox.drain(mail);
+        // Re-arm before delivering: links posted from now on wake some
+        // thread (perhaps this one, after the batch).
+        let _ = self.epoll.modify(
+            self.mailbox.fd(),
+            MAILBOX,
+            Interest::READ | Interest::ONESHOT,
+        );
+        for link in mail.drain(..) {
+            let (slot, generation) = untoken(link.key());
+            let Some(m) = self.slots.get(slot as usize) else {
+                continue;
+            };
+            let mut s = lock(m);
+            if s.generation != generation {
+                continue;
+            }
+            let Some(conn) = s.conn.as_mut() else {
+                continue;
+            };
+            ctx.key = link.key();
+            let next = conn.on_link(&link, &self.shared, ctx);
+            self.after(slot, &mut s, next, ctx);
+        }
+    }
+
     fn drive(&self, slot: u32, generation: u32, ctx: &mut ThreadCtx, peer_closed: bool) {
         let Some(m) = self.slots.get(slot as usize) else {
             return;
@@ -220,6 +264,7 @@ impl Core {
         let Some(conn) = s.conn.as_mut() else {
             return;
         };
+        ctx.key = token(slot, generation);
         let next = conn.drive(&self.shared, ctx, peer_closed);
         self.after(slot, &mut s, next, ctx);
     }
@@ -290,13 +335,16 @@ impl Core {
             let Ok(mut s) = self.slots[i].try_lock() else {
                 continue;
             };
+            ctx.key = token(i as u32, s.generation);
             let Some(conn) = s.conn.as_mut() else {
                 continue;
             };
             let next = conn.on_timer(&self.shared, ctx);
             match next {
                 Next::Close => self.close_held(i as u32, &mut s, ctx),
-                Next::Keep { want_write: true } => self.after(i as u32, &mut s, next, ctx),
+                Next::Keep { want_write: true } | Next::WaitBuffer => {
+                    self.after(i as u32, &mut s, next, ctx)
+                }
                 _ => {}
             }
         }

@@ -27,6 +27,7 @@ pub const BIG_LEN: usize = 10 * 1024 * 1024;
 /// each calling `NAME(Model)` from the enclosing module, so every case runs
 /// against both threading models (`cargo test NAME` runs both). Brought in
 /// with `#[macro_use] mod common;`.
+#[allow(unused_macros)]
 macro_rules! both_models {
     ($($name:ident),* $(,)?) => {$(
         mod $name {

@@ -1,0 +1,592 @@
+//! Requests answered off the network thread: pipelines, suspended requests
+//! (`Responder`) and server-sent event streams, over real sockets, in both
+//! threading models. The lost-wakeup class gets a stress test: 100,000
+//! suspended requests resumed from other threads after random delays.
+
+#[macro_use]
+mod common;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use stoat::app::{Event, EventStream, Method, Request, Responder, Response, SendError};
+use stoat::config::{Config, Model, PipelineConfig};
+
+/// A thread answering responders at their due time (what a timer wheel or
+/// an executor would do). Sends `(due, body, responder)`.
+fn resumer() -> mpsc::Sender<(Instant, String, Responder)> {
+    let (tx, rx) = mpsc::channel::<(Instant, String, Responder)>();
+    thread::spawn(move || {
+        let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+        let mut held = std::collections::HashMap::new();
+        let mut seq = 0u64;
+        loop {
+            let next = heap
+                .peek()
+                .map(|Reverse((due, _))| due.saturating_duration_since(Instant::now()));
+            let got = match next {
+                Some(wait) => match rx.recv_timeout(wait) {
+                    Ok(x) => Some(x),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(x) => Some(x),
+                    Err(_) => return,
+                },
+            };
+            if let Some((due, body, r)) = got {
+                seq += 1;
+                heap.push(Reverse((due, seq)));
+                held.insert(seq, (body, r));
+            }
+            let now = Instant::now();
+            while let Some(&Reverse((due, s))) = heap.peek() {
+                if due > now {
+                    break;
+                }
+                heap.pop();
+                if let Some((body, r)) = held.remove(&s) {
+                    r.send(body);
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// A tiny xorshift generator: deterministic delays without a dependency.
+fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+/// 100,000 requests over 64 keep-alive connections, each suspended and
+/// resumed from another thread after 0 to 5 ms: every one is answered with
+/// its own body, none later than 2 s after it was sent (the request
+/// deadline is 10 s: a lost wakeup would show as a 503 or a read timeout).
+fn lost_wakeup_stress(model: Model) {
+    const CONNS: usize = 64;
+    const TOTAL: usize = 100_000;
+    let resume = Mutex::new(resumer());
+    let server = start_with(config(model), move |s| {
+        s.suspend(Method::Get, "/later", move |req: &Request, r: Responder| {
+            let id = req.query_param("id").unwrap_or("").to_owned();
+            let us: u64 = req
+                .query_param("us")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let due = Instant::now() + Duration::from_micros(us);
+            let tx = resume.lock().unwrap().clone();
+            tx.send((due, id, r)).unwrap();
+        })
+    });
+    let addr = server.local_addr();
+    let worst = Arc::new(Mutex::new(Duration::ZERO));
+    let threads: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let worst = worst.clone();
+            thread::spawn(move || {
+                let mut next = rng(c as u64 + 1);
+                let mut client = Client::connect(addr);
+                let n = TOTAL / CONNS + usize::from(c < TOTAL % CONNS);
+                for i in 0..n {
+                    let id = format!("{c}-{i}");
+                    let us = next() % 5_001;
+                    let sent = Instant::now();
+                    client.send(
+                        format!("GET /later?id={id}&us={us} HTTP/1.1\r\nHost: t\r\n\r\n")
+                            .as_bytes(),
+                    );
+                    let r = client.response();
+                    let took = sent.elapsed();
+                    assert_eq!(r.status, 200, "request {id}: {r:?}");
+                    assert_eq!(r.text(), id);
+                    let mut w = worst.lock().unwrap();
+                    *w = (*w).max(took);
+                }
+                n
+            })
+        })
+        .collect();
+    let answered: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(answered, TOTAL);
+    let worst = *worst.lock().unwrap();
+    assert!(
+        worst < Duration::from_secs(2),
+        "slowest answer took {worst:?}"
+    );
+    let stats = server.stats();
+    assert_eq!(stats.suspended, TOTAL as u64);
+    assert_eq!(stats.resumed, TOTAL as u64);
+    assert_eq!(stats.expired + stats.abandoned, 0);
+    stop(server);
+}
+
+/// A config with a pipeline `work` of `ring` slots and `threads` threads.
+fn with_pipeline(model: Model, ring: usize, threads: usize) -> Config {
+    let mut c = config(model);
+    c.http.pipelines.insert(
+        "work".into(),
+        PipelineConfig {
+            ring_buffer_size: ring,
+            threads,
+        },
+    );
+    c
+}
+
+/// Two requests in one packet: the first goes to a pipeline (and takes a
+/// while), the second is inline. The answers come back in request order.
+fn pipelined_pair_keeps_order(model: Model) {
+    let server = start_with(with_pipeline(model, 16, 1), |s| {
+        s.on_pipeline("work", Method::Post, "/slow", |req: &Request| {
+            thread::sleep(Duration::from_millis(50));
+            Response::bytes(req.body().to_vec())
+        })
+        .get("/fast", |_| "fast")
+    });
+    let mut c = Client::connect(server.local_addr());
+    for _ in 0..3 {
+        c.send(
+            b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nslowGET /fast HTTP/1.1\r\nHost: t\r\n\r\n",
+        );
+        let first = c.response();
+        let second = c.response();
+        assert_eq!((first.status, first.text().as_str()), (200, "slow"));
+        assert_eq!((second.status, second.text().as_str()), (200, "fast"));
+    }
+    stop(server);
+}
+
+/// Opens a gate on drop, so a failing test cannot leave a pipeline thread
+/// blocked (and the server's join hanging).
+struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.0 .1.notify_all();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+/// More requests than the ring holds while its only thread is blocked:
+/// the overflow is answered 503 with Retry-After at once, the rest 200
+/// once the thread runs again, and the server serves normally afterwards.
+fn burst_over_ring_gets_503(model: Model) {
+    const RING: usize = 4;
+    const BURST: usize = 24;
+    let gate = Gate(Arc::new((Mutex::new(false), std::sync::Condvar::new())));
+    let g = gate.0.clone();
+    let server = start_with(with_pipeline(model, RING, 1), move |s| {
+        s.on_pipeline("work", Method::Get, "/job", move |_: &Request| {
+            let (open, cv) = &*g;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            "done"
+        })
+    });
+    let addr = server.local_addr();
+    let mut clients: Vec<Client> = (0..BURST).map(|_| Client::connect(addr)).collect();
+    for c in &mut clients {
+        c.send(b"GET /job HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    // Every request is either refused (answered, counted in `requests`) or
+    // in the pipeline (`suspended`); refusals are written before they are
+    // counted, so once the sum is BURST their bytes are in our sockets.
+    wait_until("every request refused or queued", || {
+        let s = server.stats();
+        s.requests + s.suspended == BURST as u64
+    });
+    let queued = server.stats().suspended as usize;
+    // The thread holds one batch (at most the ring's size) and the ring
+    // holds up to RING more.
+    assert!((1..=2 * RING).contains(&queued), "{queued} queued");
+    let mut pending = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut byte = [0u8; 1];
+        c.stream.set_nonblocking(true).unwrap();
+        let ready = c.stream.peek(&mut byte).is_ok();
+        c.stream.set_nonblocking(false).unwrap();
+        if ready {
+            let r = c.response();
+            assert_eq!(r.status, 503, "{r:?}");
+            assert_eq!(r.header("retry-after"), Some("1"));
+        } else {
+            pending.push(i);
+        }
+    }
+    assert_eq!(pending.len(), queued);
+    gate.open();
+    for i in pending {
+        let r = clients[i].response();
+        assert_eq!((r.status, r.text().as_str()), (200, "done"));
+    }
+    // The server is fine afterwards: every connection serves again.
+    for c in &mut clients {
+        c.send(b"GET /job HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.response();
+        assert_eq!((r.status, r.text().as_str()), (200, "done"));
+    }
+    stop(server);
+}
+
+/// A dropped responder answers 500; an unanswered one 503 at the request
+/// deadline, and its late answer is discarded; the counters say so.
+fn dropped_and_expired_responders(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.request_timeout_sec = 1;
+    let held: Arc<Mutex<Vec<Responder>>> = Arc::default();
+    let h = held.clone();
+    let server = start_with(cfg, move |s| {
+        s.suspend(Method::Get, "/drop", |_: &Request, r: Responder| drop(r))
+            .suspend(Method::Get, "/hold", move |_: &Request, r: Responder| {
+                h.lock().unwrap().push(r)
+            })
+    });
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"GET /drop HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response().status, 500);
+    let sent = Instant::now();
+    c.send(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.header("retry-after").is_some());
+    assert!(sent.elapsed() >= Duration::from_secs(1));
+    // The late answer is discarded, and the responder says why.
+    let late = held.lock().unwrap().pop().unwrap();
+    assert!(late.is_closed());
+    assert!(!late.send("too late"));
+    // The connection goes on.
+    c.send(b"GET /drop HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response().status, 500);
+    let stats = server.stats();
+    assert_eq!(
+        (stats.suspended, stats.abandoned, stats.expired),
+        (3, 2, 1),
+        "{stats:?}"
+    );
+    stop(server);
+}
+
+/// A client that disconnects while suspended makes `is_closed()` true, and
+/// a resume racing the disconnect (at every offset around it) neither
+/// leaks the connection nor disturbs the server.
+fn resume_races_disconnect(model: Model) {
+    let held: Arc<Mutex<Vec<Responder>>> = Arc::default();
+    let h = held.clone();
+    let resume = Mutex::new(resumer());
+    let server = start_with(config(model), move |s| {
+        s.suspend(Method::Get, "/hold", move |_: &Request, r: Responder| {
+            h.lock().unwrap().push(r)
+        })
+        .suspend(Method::Get, "/race", move |req: &Request, r: Responder| {
+            let us: u64 = req
+                .query_param("us")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let tx = resume.lock().unwrap().clone();
+            tx.send((Instant::now() + Duration::from_micros(us), "late".into(), r))
+                .unwrap();
+        })
+    });
+    let addr = server.local_addr();
+    // is_closed after a disconnect.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_until("the request to be held", || held.lock().unwrap().len() == 1);
+    let r = held.lock().unwrap().pop().unwrap();
+    assert!(!r.is_closed());
+    drop(c);
+    wait_until("is_closed after the client left", || r.is_closed());
+    assert!(!r.send("nobody listens"));
+    // Resumes racing closes and resets.
+    for i in 0..300u64 {
+        let mut c = Client::connect(addr);
+        c.send(format!("GET /race?us={} HTTP/1.1\r\nHost: t\r\n\r\n", (i * 7) % 400).as_bytes());
+        thread::sleep(Duration::from_micros((i * 13) % 400));
+        if i % 2 == 0 {
+            c.reset();
+        } else {
+            drop(c);
+        }
+    }
+    wait_connections(&server, 0);
+    let mut c = Client::connect(addr);
+    c.send(b"GET /race?us=0 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response().text(), "late");
+    drop(c);
+    wait_connections(&server, 0);
+    stop(server);
+}
+
+/// Reads a chunked SSE response incrementally: the head, then events.
+struct SseClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Decoded body bytes not yet split into events.
+    body: Vec<u8>,
+    ended: bool,
+}
+
+impl SseClient {
+    fn open(addr: SocketAddr, path: &str, extra: &str) -> SseClient {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes())
+            .unwrap();
+        SseClient {
+            stream,
+            buf: Vec::new(),
+            body: Vec::new(),
+            ended: false,
+        }
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// The response head (status line and fields).
+    fn head(&mut self) -> String {
+        loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                let head: Vec<u8> = self.buf.drain(..i + 4).collect();
+                return String::from_utf8(head).unwrap();
+            }
+            assert!(self.fill(), "connection ended inside the head");
+        }
+    }
+
+    /// Decodes whole chunks from `buf` into `body`.
+    fn decode(&mut self) {
+        loop {
+            let Some(line_end) = find(&self.buf, b"\r\n") else {
+                return;
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16)
+                    .expect("chunk size");
+            if size == 0 {
+                if self.buf.len() >= line_end + 4 {
+                    self.ended = true;
+                    self.buf.drain(..line_end + 4);
+                }
+                return;
+            }
+            let need = line_end + 2 + size + 2;
+            if self.buf.len() < need {
+                return;
+            }
+            self.body
+                .extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+            assert_eq!(&self.buf[need - 2..need], b"\r\n");
+            self.buf.drain(..need);
+        }
+    }
+
+    /// The next event (its text, without the final blank line), or `None`
+    /// at the end of the stream.
+    fn next_event(&mut self) -> Option<String> {
+        loop {
+            self.decode();
+            if let Some(i) = find(&self.body, b"\n\n") {
+                let ev: Vec<u8> = self.body.drain(..i + 2).collect();
+                return Some(String::from_utf8(ev[..i].to_vec()).unwrap());
+            }
+            if self.ended || !self.fill() {
+                return None;
+            }
+        }
+    }
+}
+
+/// The SSE response head, the event format, Last-Event-ID, the end of the
+/// stream, and the heartbeat of an idle stream.
+fn sse_basics(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.sse_heartbeat_sec = 1;
+    let idle: Arc<Mutex<Vec<EventStream>>> = Arc::default();
+    let keep = idle.clone();
+    let server = start_with(cfg, move |s| {
+        s.sse("/events", |req: &Request, stream: EventStream| {
+            let from: u64 = stream
+                .last_event_id()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let n: u64 = req
+                .query_param("n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3);
+            thread::spawn(move || {
+                for id in from + 1..=from + n {
+                    stream
+                        .send(Event::data(format!("line {id}\nsecond")).id(id.to_string()))
+                        .unwrap();
+                }
+                stream.send(Event::comment("bye").retry(500)).unwrap();
+            });
+        })
+        .sse("/idle", move |_: &Request, stream: EventStream| {
+            keep.lock().unwrap().push(stream)
+        })
+    });
+    let addr = server.local_addr();
+    let mut c = SseClient::open(addr, "/events?n=2", "Last-Event-ID: 40\r\n");
+    let head = c.head().to_ascii_lowercase();
+    for want in [
+        "http/1.1 200 ok\r\n",
+        "content-type: text/event-stream\r\n",
+        "cache-control: no-cache\r\n",
+        "x-accel-buffering: no\r\n",
+        "transfer-encoding: chunked\r\n",
+    ] {
+        assert!(head.contains(want), "{want:?} missing in {head}");
+    }
+    assert_eq!(
+        c.next_event().unwrap(),
+        "id: 41\ndata: line 41\ndata: second"
+    );
+    assert_eq!(
+        c.next_event().unwrap(),
+        "id: 42\ndata: line 42\ndata: second"
+    );
+    assert_eq!(c.next_event().unwrap(), ": bye\nretry: 500");
+    assert_eq!(c.next_event(), None);
+    assert!(c.ended, "the stream ends with the last chunk");
+
+    let mut c = SseClient::open(addr, "/idle", "");
+    c.head();
+    let start = Instant::now();
+    assert_eq!(c.next_event().unwrap(), ":", "a heartbeat comment");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    idle.lock().unwrap().clear();
+    assert_eq!(c.next_event(), None);
+    stop(server);
+}
+
+/// Full is reported when the client does not read (after the socket and
+/// the backlog fill), and Closed soon after the client disconnects.
+fn sse_full_and_closed(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.sse_backlog = 8;
+    let streams: Arc<Mutex<Vec<EventStream>>> = Arc::default();
+    let keep = streams.clone();
+    let server = start_with(cfg, move |s| {
+        s.sse("/events", move |_: &Request, stream: EventStream| {
+            keep.lock().unwrap().push(stream)
+        })
+    });
+    let addr = server.local_addr();
+    let c = SseClient::open(addr, "/events", "");
+    wait_until("the stream", || streams.lock().unwrap().len() == 1);
+    let stream = streams.lock().unwrap().pop().unwrap();
+    let big = "x".repeat(64 * 1024);
+    let start = Instant::now();
+    let mut sent = 0;
+    loop {
+        match stream.send(Event::data(big.clone())) {
+            Ok(()) => sent += 1,
+            Err(SendError::Full) => break,
+            Err(SendError::Closed) => panic!("closed while the client is there"),
+        }
+        assert!(start.elapsed() < TIMEOUT, "never Full after {sent} events");
+        // Let the owner move events to the socket until it stops taking.
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!stream.is_closed());
+    drop(c);
+    wait_until("Closed after the client left", || {
+        stream.send(Event::data("x")) == Err(SendError::Closed)
+    });
+    assert!(stream.is_closed());
+    drop(stream);
+    wait_connections(&server, 0);
+    stop(server);
+}
+
+/// 1,000 concurrent streams fed by one producer thread: every event
+/// reaches every stream, in order.
+fn sse_thousand_streams(model: Model) {
+    const STREAMS: usize = 1000;
+    const EVENTS: usize = 20;
+    let (tx, rx) = mpsc::channel::<EventStream>();
+    let tx = Mutex::new(tx);
+    let server = start_with(config(model), move |s| {
+        s.sse("/events", move |_: &Request, stream: EventStream| {
+            tx.lock().unwrap().send(stream).unwrap();
+        })
+    });
+    let addr = server.local_addr();
+    let producer = thread::spawn(move || {
+        let streams: Vec<EventStream> = (0..STREAMS).map(|_| rx.recv().unwrap()).collect();
+        for id in 1..=EVENTS {
+            for s in &streams {
+                s.send(Event::data(id.to_string()).id(id.to_string()))
+                    .unwrap();
+            }
+        }
+        // Dropping the streams ends every response.
+    });
+    let mut groups: Vec<Vec<SseClient>> = (0..8).map(|_| Vec::new()).collect();
+    for i in 0..STREAMS {
+        groups[i % 8].push(SseClient::open(addr, "/events", ""));
+    }
+    producer.join().unwrap();
+    let readers: Vec<_> = groups
+        .into_iter()
+        .map(|mine| {
+            thread::spawn(move || {
+                for mut c in mine {
+                    c.head();
+                    for id in 1..=EVENTS {
+                        assert_eq!(c.next_event().unwrap(), format!("id: {id}\ndata: {id}"));
+                    }
+                    assert_eq!(c.next_event(), None);
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    stop(server);
+}
+
+both_models!(
+    lost_wakeup_stress,
+    pipelined_pair_keeps_order,
+    burst_over_ring_gets_503,
+    dropped_and_expired_responders,
+    resume_races_disconnect,
+    sse_basics,
+    sse_full_and_closed,
+    sse_thousand_streams,
+);
