@@ -170,7 +170,10 @@ impl Loop {
     fn after(&mut self, key: usize, next: Next, ctx: &mut ThreadCtx) {
         match next {
             Next::Keep { .. } => {}
-            Next::WaitBuffer => self.waiting.push_back(key),
+            Next::WaitBuffer => {
+                self.waiting.push_back(key);
+                self.control.waiting.fetch_add(1, Ordering::Relaxed);
+            }
             Next::Close => self.close(key, ctx),
         }
     }
@@ -182,6 +185,7 @@ impl Loop {
                 return;
             }
             self.waiting.pop_front();
+            self.control.waiting.fetch_sub(1, Ordering::Relaxed);
             self.drive(key, ctx, false);
         }
     }

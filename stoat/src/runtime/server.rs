@@ -34,6 +34,8 @@ pub struct Stats {
     pub requests: u64,
     /// Read buffers that exist now (in use or cached).
     pub buffers: usize,
+    /// Connections waiting for a read buffer (the pool is at its limit).
+    pub waiting_for_buffer: usize,
     /// Requests taken off the network thread (pipeline jobs, suspended handlers).
     pub suspended: u64,
     /// Of those, answered in time.
@@ -52,6 +54,8 @@ pub(crate) struct Control {
     pub connections: AtomicUsize,
     pub accepted: AtomicU64,
     pub requests: AtomicU64,
+    /// Connections waiting for a read buffer now.
+    pub waiting: AtomicUsize,
     /// Wakes the network threads (one per thread in `per_core`, one shared).
     pub wakers: Vec<Arc<EventFd>>,
     /// Listeners that accept threads block on (`shared` model).
@@ -136,6 +140,7 @@ impl ServerHandle {
             accepted: self.control.accepted.load(Ordering::Relaxed),
             requests: self.control.requests.load(Ordering::Relaxed),
             buffers: self.shared.pool.allocated(),
+            waiting_for_buffer: self.control.waiting.load(Ordering::Relaxed),
             suspended: c.suspended.load(Ordering::Relaxed),
             resumed: c.resumed.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
@@ -323,6 +328,7 @@ impl Control {
             connections: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
             wakers,
             blocking_listeners: listeners,
         }

@@ -290,6 +290,7 @@ impl Core {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push_back((slot, s.generation));
+                self.control.waiting.fetch_add(1, Ordering::Relaxed);
             }
             Next::Close => self.close_held(slot, s, ctx),
         }
@@ -320,6 +321,7 @@ impl Core {
             let Some((slot, generation)) = next else {
                 return;
             };
+            self.control.waiting.fetch_sub(1, Ordering::Relaxed);
             self.drive(slot, generation, ctx, false);
         }
     }

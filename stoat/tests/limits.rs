@@ -1,0 +1,278 @@
+//! Bounded memory and bounded time, over real sockets, both models: the
+//! buffer pool's limit and FIFO wait queue, the head deadline against a
+//! trickle, keep-alive expiry, the write-stall timeout, `max_connections`,
+//! and the accept backoff on EMFILE (in a child process whose fd limit is
+//! lowered).
+
+#[macro_use]
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use stoat::config::{Config, Model};
+
+both_models!(
+    pool_limit_fifo_wait,
+    head_deadline_against_trickle,
+    keepalive_expiry,
+    write_stall_closes,
+    max_connections_enforced,
+    emfile_backoff,
+);
+
+/// One network thread, 4 KiB buffers, a pool of exactly two.
+fn two_buffers(model: Model) -> Config {
+    let mut c = config(model);
+    c.http.network_threads = 1;
+    c.http.max_request_line = 1024;
+    c.http.max_header_bytes = 1024;
+    c.http.buffer_size = 4096;
+    c.http.buffer_memory_limit = 2 * 4096;
+    c
+}
+
+/// With every buffer held by a half-sent request, later connections wait
+/// (they are not read); as buffers come back the waiters are served in
+/// arrival order. Holders finish without needing another buffer (responses
+/// do not come from the read pool), so a full pool cannot deadlock.
+fn pool_limit_fifo_wait(model: Model) {
+    let server = start_with(two_buffers(model), app);
+    let addr = server.local_addr();
+    let mut a = Client::connect(addr);
+    let mut b = Client::connect(addr);
+    a.send(b"GET /hello HTTP/1.1\r\nHo");
+    b.send(b"GET /hello HTTP/1.1\r\nHo");
+    wait_until("both buffers taken", || server.stats().buffers == 2);
+    // The waiters send half a head too: whoever gets a buffer keeps it.
+    let mut c = Client::connect(addr);
+    c.send(b"GET /p/c HTTP/1.1\r\nHo");
+    wait_until("c waiting", || server.stats().waiting_for_buffer == 1);
+    let mut d = Client::connect(addr);
+    d.send(b"GET /p/d HTTP/1.1\r\nHo");
+    wait_until("d waiting", || server.stats().waiting_for_buffer == 2);
+
+    a.send(b"st: t\r\n\r\n");
+    assert_eq!(a.response().text(), "hello");
+    // The freed buffer goes to the first waiter, c; d still waits.
+    wait_until("c served first", || server.stats().waiting_for_buffer == 1);
+    assert_eq!(server.stats().buffers, 2);
+    c.send(b"st: t\r\n\r\n");
+    assert_eq!(c.response().text(), "/p/c");
+    wait_until("d served", || server.stats().waiting_for_buffer == 0);
+    d.send(b"st: t\r\n\r\n");
+    assert_eq!(d.response().text(), "/p/d");
+    b.send(b"st: t\r\n\r\n");
+    assert_eq!(b.response().text(), "hello");
+    assert!(server.stats().buffers <= 2);
+    assert_eq!(server.stats().waiting_for_buffer, 0);
+    stop(server);
+}
+
+/// A head that trickles in (a byte every 100 ms) gets 408 and a close at
+/// the head deadline, however steadily the bytes come.
+fn head_deadline_against_trickle(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.request_timeout_sec = 1;
+    let server = start_with(cfg, app);
+    let mut c = Client::connect(server.local_addr());
+    let start = Instant::now();
+    let head = b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for &byte in head.iter() {
+        if c.stream.write_all(&[byte]).is_err() {
+            break; // The server closed: the deadline passed.
+        }
+        c.stream.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        if start.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let r = c.response();
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(r.connection_has("close"));
+    c.expect_end();
+    let took = start.elapsed();
+    assert!(took >= Duration::from_secs(1), "408 after {took:?}");
+    wait_connections(&server, 0);
+    stop(server);
+}
+
+/// An idle keep-alive connection is closed after `keepalive_timeout_sec`,
+/// not before.
+fn keepalive_expiry(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.keepalive_timeout_sec = 1;
+    let server = start_with(cfg, app);
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+    let idle_since = Instant::now();
+    c.expect_end();
+    let idle = idle_since.elapsed();
+    assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
+    wait_connections(&server, 0);
+    stop(server);
+}
+
+/// A client that stops reading a large response is closed once no write
+/// progress was made for `write_timeout_sec`.
+fn write_stall_closes(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.write_timeout_sec = 1;
+    let server = start_with(cfg, app);
+    let c = Client::connect(server.local_addr());
+    let mut s = c.stream.try_clone().unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_until("the connection to open", || server.stats().connections == 1);
+    let start = Instant::now();
+    // Never read: the socket buffers fill, the server's writes stall.
+    wait_connections(&server, 0);
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    drop(c);
+    stop(server);
+}
+
+/// Beyond `max_connections` nothing more is accepted (the backlog holds
+/// the rest); when a connection closes, the next waiting one is served.
+fn max_connections_enforced(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.network_threads = 1;
+    cfg.http.max_connections = 4;
+    let server = start_with(cfg, app);
+    let addr = server.local_addr();
+    let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for c in &mut held {
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.response().status, 200);
+    }
+    wait_connections(&server, 4);
+    // Two more connect (the kernel's backlog completes the handshake) but
+    // are not accepted while the table is full.
+    let mut extra: Vec<Client> = (0..2).map(|_| Client::connect(addr)).collect();
+    for c in &mut extra {
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    assert_eq!(server.stats().connections, 4);
+    assert_eq!(server.stats().accepted, 4);
+    for c in &mut extra {
+        c.expect_nothing_yet();
+    }
+    // Each close lets one more in.
+    drop(held.pop());
+    assert_eq!(extra[0].response().status, 200);
+    drop(held.pop());
+    assert_eq!(extra[1].response().status, 200);
+    assert!(server.stats().connections <= 4);
+    drop(held);
+    drop(extra);
+    wait_connections(&server, 0);
+    stop(server);
+}
+
+/// The child's role: serve with the fd limit lowered to 64 until stdin
+/// closes; prints the port, then `cpu <ticks>` lines on request.
+#[test]
+fn emfile_child() {
+    let Ok(model) = std::env::var("STOAT_EMFILE_CHILD") else {
+        return; // Not a child: nothing to do.
+    };
+    let model = if model == "shared" {
+        Model::Shared
+    } else {
+        Model::PerCore
+    };
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(64),
+            maximum: Some(64),
+        },
+    )
+    .expect("lower RLIMIT_NOFILE");
+    let mut cfg = config(model);
+    cfg.http.network_threads = 1;
+    let server = start_with(cfg, app);
+    // Opened now: once the server has used every fd, opening fails.
+    let stat = std::fs::File::open("/proc/self/stat").unwrap();
+    println!("port {}", server.local_addr().port());
+    for line in std::io::stdin().lines() {
+        let Ok(line) = line else { break };
+        if line == "cpu" {
+            println!("cpu {}", cpu_ticks(&stat));
+        }
+    }
+    stop(server);
+}
+
+/// utime + stime of this process, in clock ticks.
+fn cpu_ticks(file: &std::fs::File) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 1024];
+    let n = file.read_at(&mut buf, 0).unwrap();
+    let stat = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// With the fd limit reached the server pauses accepting (no busy loop: its
+/// CPU time stays flat), keeps serving what it has, and accepts again once
+/// fds are freed.
+fn emfile_backoff(model: Model) {
+    let name = match model {
+        Model::Shared => "shared",
+        Model::PerCore => "per_core",
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "emfile_child", "--nocapture", "--test-threads=1"])
+        .env("STOAT_EMFILE_CHILD", name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut read_line = |prefix: &str| -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "child ended");
+            // The harness may print "test emfile_child ... " first.
+            if let Some(at) = line.find(&format!("{prefix} ")) {
+                return line[at + prefix.len()..].trim().to_owned();
+            }
+        }
+    };
+    let port: u16 = read_line("port").parse().unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // More connections than the child has fds.
+    let mut conns: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut served = Client::connect(addr);
+    std::thread::sleep(Duration::from_millis(300));
+    writeln!(stdin, "cpu").unwrap();
+    let before: u64 = read_line("cpu").parse().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    writeln!(stdin, "cpu").unwrap();
+    let after: u64 = read_line("cpu").parse().unwrap();
+    // A spinning accept loop would burn ~100 ticks in that second.
+    assert!(
+        after - before < 20,
+        "the child used {} ticks idle",
+        after - before
+    );
+    // Free fds: the server accepts again and serves.
+    conns.clear();
+    served.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(served.response().text(), "hello");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}
