@@ -81,6 +81,8 @@ server_name = "stoat"
 ring_buffer_size = 1024
 # Threads running the pipeline's handlers; at least 1.
 threads = 1
+# Scheduling priority below the network threads (nice value added), 0 to 19.
+nice = 19
 "#;
 
 /// The whole configuration file.
@@ -174,6 +176,11 @@ pub struct PipelineConfig {
     pub ring_buffer_size: usize,
     /// Threads running the pipeline's handlers. Default 1; at least 1.
     pub threads: usize,
+    /// How much lower than the network threads the pipeline's threads are
+    /// scheduled (a nice value added to theirs): on a core both use, the
+    /// event loops run first, so inline routes do not queue behind
+    /// pipeline work. Default 19 (lowest); 0 to 19.
+    pub nice: i32,
 }
 
 /// Largest allowed `buffer_size` (1 MiB).
@@ -464,6 +471,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             ring_buffer_size: 1024,
             threads: 1,
+            nice: 19,
         }
     }
 }
@@ -490,7 +498,9 @@ impl PipelineConfig {
                 ),
             ));
         }
-        at_least(&format!("{key}.threads"), self.threads, 1)
+        at_least(&format!("{key}.threads"), self.threads, 1)?;
+        at_least(&format!("{key}.nice"), self.nice, 0)?;
+        at_most(&format!("{key}.nice"), self.nice, 19)
     }
 }
 
@@ -707,7 +717,8 @@ mod tests {
             config.http.pipelines["commit_status"],
             PipelineConfig {
                 ring_buffer_size: 1024,
-                threads: 1
+                threads: 1,
+                nice: 19,
             }
         );
     }
@@ -902,10 +913,21 @@ mod tests {
             pipelines["commit_status"],
             PipelineConfig {
                 ring_buffer_size: 64,
-                threads: 4
+                threads: 4,
+                nice: 19
             }
         );
         assert_eq!(pipelines["render-2"], PipelineConfig::default());
+    }
+
+    #[test]
+    fn pipeline_nice_bounds() {
+        let err = parse("[http.pipelines.work]\nnice = 20").unwrap_err();
+        assert_eq!(err.key(), Some("http.pipelines.work.nice"), "{err}");
+        let err = parse("[http.pipelines.work]\nnice = -1").unwrap_err();
+        assert_eq!(err.key(), Some("http.pipelines.work.nice"), "{err}");
+        let ok = parse("[http.pipelines.work]\nnice = 0").unwrap();
+        assert_eq!(ok.http.pipelines["work"].nice, 0);
     }
 
     #[test]

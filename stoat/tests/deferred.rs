@@ -142,6 +142,7 @@ fn with_pipeline(model: Model, ring: usize, threads: usize) -> Config {
         PipelineConfig {
             ring_buffer_size: ring,
             threads,
+            ..PipelineConfig::default()
         },
     );
     c
@@ -247,6 +248,60 @@ fn burst_over_ring_gets_503(model: Model) {
         let r = c.response();
         assert_eq!((r.status, r.text().as_str()), (200, "done"));
     }
+    stop(server);
+}
+
+/// A pipeline's batch handler sees every job that queued while its thread
+/// was busy as one batch (group work: one fsync for many commits), and
+/// answers them itself; jobs it leaves run their route's handler.
+fn batch_handler_sees_whole_batch(model: Model) {
+    let gate = Gate(Arc::new((Mutex::new(false), std::sync::Condvar::new())));
+    let g = gate.0.clone();
+    let seen_gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = seen_gate.clone();
+    let server = start_with(with_pipeline(model, 64, 1), move |s| {
+        s.on_pipeline("work", Method::Get, "/gate", |_: &Request| "gate")
+            .on_pipeline("work", Method::Get, "/job", |_: &Request| "route")
+            .on_pipeline("work", Method::Get, "/left", |_: &Request| "route handler")
+            .pipeline_batch("work", move |jobs: &mut [stoat::app::Job]| {
+                let n = jobs.len();
+                for job in jobs.iter_mut() {
+                    match job.request().path() {
+                        "/gate" => {
+                            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                            let (open, cv) = &*g;
+                            let mut open = open.lock().unwrap();
+                            while !*open {
+                                open = cv.wait(open).unwrap();
+                            }
+                        }
+                        "/left" => {} // Left for the route's handler.
+                        _ => {
+                            job.respond(format!("batch of {n}"));
+                        }
+                    }
+                }
+            })
+    });
+    let addr = server.local_addr();
+    let mut gatec = Client::connect(addr);
+    gatec.send(b"GET /gate HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_until("the thread to hold the gate", || {
+        seen_gate.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let mut clients: Vec<Client> = (0..5).map(|_| Client::connect(addr)).collect();
+    for c in &mut clients {
+        c.send(b"GET /job HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    let mut left = Client::connect(addr);
+    left.send(b"GET /left HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_until("six jobs queued", || server.stats().suspended == 7);
+    gate.open();
+    assert_eq!(gatec.response().text(), "gate");
+    for c in &mut clients {
+        assert_eq!(c.response().text(), "batch of 6");
+    }
+    assert_eq!(left.response().text(), "route handler");
     stop(server);
 }
 
@@ -584,6 +639,7 @@ both_models!(
     lost_wakeup_stress,
     pipelined_pair_keeps_order,
     burst_over_ring_gets_503,
+    batch_handler_sees_whole_batch,
     dropped_and_expired_responders,
     resume_races_disconnect,
     sse_basics,

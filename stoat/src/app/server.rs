@@ -20,6 +20,7 @@ use crate::app::{Handler, IntoResponse, Request, Router};
 use crate::config::Config;
 use crate::proto::Method;
 use crate::runtime::ring::Ring;
+
 use crate::runtime::{self, ServerHandle};
 use crate::sys::Signals;
 
@@ -202,7 +203,7 @@ impl Server {
                 ring: Ring::with_capacity(pc.ring_buffer_size),
                 batch: self.batch.remove(&name),
             });
-            pipelines.insert(name, (pipeline, pc.threads));
+            pipelines.insert(name, (pipeline, pc.threads, pc.nice));
         }
         if let Some(name) = self.batch.keys().next() {
             return Err(invalid(format!(
@@ -212,17 +213,23 @@ impl Server {
         }
         let bound: BTreeMap<String, Arc<Pipeline>> = pipelines
             .iter()
-            .map(|(n, (p, _))| (n.clone(), p.clone()))
+            .map(|(n, (p, _, _))| (n.clone(), p.clone()))
             .collect();
         self.router.bind_pipelines(&bound).map_err(invalid)?;
         let mut handle = runtime::start(&self.config, Arc::new(self.router))?;
-        for (name, (pipeline, threads)) in pipelines {
+        for (name, (pipeline, threads, nice)) in pipelines {
             let mut joins = Vec::with_capacity(threads);
             for i in 0..threads {
                 let p = pipeline.clone();
                 let t = std::thread::Builder::new()
                     .name(format!("stoat-{name}-{i}"))
-                    .spawn(move || p.work())?;
+                    .spawn(move || {
+                        // Blocking or computing handlers must not take the
+                        // CPU from the network threads on a shared core
+                        // (`[http.pipelines.NAME] nice`).
+                        let _ = crate::sys::lower_current_thread_priority(nice);
+                        p.work()
+                    })?;
                 joins.push(t);
             }
             let p = pipeline.clone();

@@ -1,5 +1,5 @@
-//! CPU affinity: pin a thread to one CPU, list the CPUs the process may run
-//! on.
+//! CPU affinity and priority: pin a thread to one CPU, list the CPUs the
+//! process may run on, lower a thread's scheduling priority.
 //!
 //! Contract:
 //! - [`pin_current_thread`] affects only the calling thread
@@ -27,6 +27,17 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     let mut set = CpuSet::new();
     set.set(cpu);
     sched_setaffinity(None, &set)?;
+    Ok(())
+}
+
+/// Raises the calling thread's nice value by `by` (lower priority), so that
+/// on a shared core the scheduler prefers the other threads (the network
+/// threads, when pipeline threads call it). Linux applies
+/// `setpriority(PRIO_PROCESS, tid)` to that one thread.
+pub fn lower_current_thread_priority(by: i32) -> io::Result<()> {
+    let tid = rustix::thread::gettid();
+    let now = rustix::process::getpriority_process(Some(tid))?;
+    rustix::process::setpriority_process(Some(tid), (now + by).min(19))?;
     Ok(())
 }
 

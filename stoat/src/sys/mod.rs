@@ -23,7 +23,7 @@ pub mod rlimit;
 pub mod signal;
 pub mod socket;
 
-pub use affinity::{available_cpus, pin_current_thread};
+pub use affinity::{available_cpus, lower_current_thread_priority, pin_current_thread};
 pub use epoll::{Epoll, Event, Events, Interest};
 pub use eventfd::EventFd;
 pub use rlimit::{nofile_limit, raise_nofile_limit};
