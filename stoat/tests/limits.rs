@@ -21,6 +21,7 @@ both_models!(
     keepalive_expiry,
     write_stall_closes,
     max_connections_enforced,
+    idle_evicted_at_limit,
     emfile_backoff,
 );
 
@@ -137,27 +138,28 @@ fn write_stall_closes(model: Model) {
     stop(server);
 }
 
-/// Beyond `max_connections` nothing more is accepted (the backlog holds
-/// the rest); when a connection closes, the next waiting one is served.
+/// Beyond `max_connections`, with every connection busy, nothing more is
+/// accepted (the backlog holds the rest); when a connection closes, the
+/// next waiting one is served.
 fn max_connections_enforced(model: Model) {
     let mut cfg = config(model);
     cfg.http.network_threads = 1;
     cfg.http.max_connections = 4;
     let server = start_with(cfg, app);
     let addr = server.local_addr();
+    // Busy: each has half a request in progress.
     let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
     for c in &mut held {
-        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert_eq!(c.response().status, 200);
+        c.send(b"GET /hello HTTP/1.1\r\nHo");
     }
     wait_connections(&server, 4);
+    wait_until("all four reading", || server.stats().buffers == 4);
     // Two more connect (the kernel's backlog completes the handshake) but
-    // are not accepted while the table is full.
+    // are not accepted while the table is full of busy connections.
     let mut extra: Vec<Client> = (0..2).map(|_| Client::connect(addr)).collect();
     for c in &mut extra {
         c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     }
-    assert_eq!(server.stats().connections, 4);
     assert_eq!(server.stats().accepted, 4);
     for c in &mut extra {
         c.expect_nothing_yet();
@@ -171,6 +173,30 @@ fn max_connections_enforced(model: Model) {
     drop(held);
     drop(extra);
     wait_connections(&server, 0);
+    stop(server);
+}
+
+/// At the limit, idle keep-alive connections are closed to make room for
+/// new ones (as nginx does); busy ones are left alone.
+fn idle_evicted_at_limit(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.network_threads = 1;
+    cfg.http.max_connections = 2;
+    let server = start_with(cfg, app);
+    let addr = server.local_addr();
+    let mut busy = Client::connect(addr);
+    busy.send(b"GET /hello HTTP/1.1\r\nHo");
+    let mut idle = Client::connect(addr);
+    idle.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(idle.response().status, 200);
+    wait_connections(&server, 2);
+    let mut fresh = Client::connect(addr);
+    fresh.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(fresh.response().text(), "hello");
+    idle.expect_end();
+    busy.send(b"st: t\r\n\r\n");
+    assert_eq!(busy.response().text(), "hello");
+    assert!(server.stats().connections <= 2);
     stop(server);
 }
 

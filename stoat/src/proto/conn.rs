@@ -372,6 +372,13 @@ impl Conn {
         matches!(self.state, State::Idle { .. }) && self.write_since.is_none()
     }
 
+    /// Whether the connection is idle between requests after serving at
+    /// least one (a keep-alive connection, which may be closed to make room
+    /// for a new one; one that never sent a request may have it in flight).
+    pub fn is_keepalive_idle(&self) -> bool {
+        matches!(self.state, State::Idle { first: false, .. }) && self.write_since.is_none()
+    }
+
     /// Whether a response body is being streamed.
     pub fn is_streaming(&self) -> bool {
         matches!(self.state, State::Streaming)

@@ -179,6 +179,12 @@ impl Connection {
         self.proto.is_idle() && self.input.is_none() && self.output.is_none() && self.link.is_none()
     }
 
+    /// Whether it is an idle keep-alive connection that holds nothing: the
+    /// one to close when the table is full and a new connection waits.
+    pub fn is_evictable(&self) -> bool {
+        self.proto.is_keepalive_idle() && self.is_idle()
+    }
+
     /// Gives back what the connection holds (its buffer) before it is
     /// dropped, and tells the other side of its link that it is gone.
     pub fn release(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {

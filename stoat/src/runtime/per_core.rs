@@ -31,6 +31,8 @@ const MAILBOX: u64 = u64::MAX - 2;
 pub(crate) const SWEEP: Duration = Duration::from_millis(250);
 /// Connections accepted per listener event before serving others.
 const ACCEPT_BATCH: usize = 64;
+/// Most table entries looked at to find an idle connection to evict.
+const EVICT_SCAN: usize = 1024;
 /// Pause after EMFILE/ENFILE before accepting again.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -58,6 +60,8 @@ pub(crate) struct Loop {
     waiting: VecDeque<usize>,
     /// Why accepting is paused, if it is.
     accept_paused: Option<Paused>,
+    /// Where the next search for an idle connection to evict starts.
+    evict_cursor: usize,
     fd_limit_logged: bool,
 }
 
@@ -85,6 +89,7 @@ impl Loop {
             max_conns,
             waiting: VecDeque::new(),
             accept_paused: None,
+            evict_cursor: 0,
             fd_limit_logged: false,
         })
     }
@@ -192,15 +197,24 @@ impl Loop {
 
     fn accept(&mut self, ctx: &mut ThreadCtx) {
         for _ in 0..ACCEPT_BATCH {
+            // At the limit, an idle keep-alive connection makes room, but
+            // only once a new connection is really there.
+            let mut victim = None;
             if self.conns.len() >= self.max_conns {
-                self.pause_accepting(Paused::Full);
-                return;
+                victim = self.find_evictable();
+                if victim.is_none() {
+                    self.pause_accepting(Paused::Full);
+                    return;
+                }
             }
             let Some(listener) = &self.listener else {
                 return;
             };
             match listener.accept() {
                 Ok((fd, _peer)) => {
+                    if let Some(key) = victim {
+                        self.close(key, ctx);
+                    }
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     let interest =
@@ -226,6 +240,23 @@ impl Loop {
         }
     }
 
+    /// At the limit, finds an idle keep-alive connection to close to make
+    /// room for a new one, as nginx does with its reusable connections. The
+    /// search resumes where the last one stopped and looks at most at
+    /// `EVICT_SCAN` entries, so a flood at the limit costs a bounded amount
+    /// per accept. `None`: none found (all are busy).
+    fn find_evictable(&mut self) -> Option<usize> {
+        let cap = self.conns.capacity().max(1);
+        for _ in 0..EVICT_SCAN.min(cap) {
+            let key = self.evict_cursor % cap;
+            self.evict_cursor = self.evict_cursor.wrapping_add(1);
+            if self.conns.get(key).is_some_and(|c| c.is_evictable()) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
     /// Stops listening for connections for `why`.
     fn pause_accepting(&mut self, why: Paused) {
         if self.accept_paused.is_none() {
@@ -240,7 +271,11 @@ impl Loop {
     fn resume_accepting(&mut self, ctx: &ThreadCtx) {
         let over = match self.accept_paused {
             None => return,
-            Some(Paused::Full) => self.conns.len() < self.max_conns,
+            // Full: until a connection closes, or one is idle (evictable).
+            Some(Paused::Full) => {
+                self.conns.len() < self.max_conns
+                    || self.conns.iter().any(|(_, c)| c.is_evictable())
+            }
             Some(Paused::Until(t)) => ctx.now >= t,
         };
         if over {

@@ -28,6 +28,8 @@ use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
 
 const WAKER: u64 = u64::MAX;
 const MAILBOX: u64 = u64::MAX - 1;
+/// Most slots looked at to find an idle connection to evict.
+const EVICT_SCAN: usize = 1024;
 /// Pause after EMFILE/ENFILE before accepting again.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -54,6 +56,8 @@ pub(crate) struct Core {
     /// Connections waiting for a buffer (slot, generation), FIFO.
     waiting: Mutex<VecDeque<(u32, u32)>>,
     threads: usize,
+    /// Where the next search for an idle connection to evict starts.
+    evict_cursor: std::sync::atomic::AtomicUsize,
 }
 
 fn token(slot: u32, generation: u32) -> u64 {
@@ -95,6 +99,7 @@ impl Core {
             space: Condvar::new(),
             waiting: Mutex::new(VecDeque::new()),
             threads,
+            evict_cursor: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -105,15 +110,20 @@ impl Core {
             if self.control.is_stopping() {
                 return;
             }
-            // Beyond max_connections, stop accepting: the backlog holds the rest.
-            let Some(slot) = self.free_slot() else {
-                return;
+            // A free slot if there is one; otherwise the connection accepted
+            // next waits for one (an idle keep-alive connection evicted, or
+            // a close) while the backlog holds the rest.
+            let slot = self.try_free_slot();
+            let give_back = |slot: Option<u32>| {
+                if let Some(slot) = slot {
+                    self.give_slot(slot);
+                }
             };
             let fd = loop {
                 match listener.accept() {
                     Ok((fd, _peer)) => break fd,
                     Err(_) if self.control.is_stopping() => {
-                        self.give_slot(slot);
+                        give_back(slot);
                         return;
                     }
                     Err(e) if is_fd_limit(&e) => {
@@ -126,10 +136,17 @@ impl Core {
                     Err(e) if is_transient_accept(&e) => {}
                     Err(_) => {
                         // The listener is gone (shut down).
-                        self.give_slot(slot);
+                        give_back(slot);
                         return;
                     }
                 }
+            };
+            let slot = match slot {
+                Some(slot) => slot,
+                None => match self.free_slot() {
+                    Some(slot) => slot,
+                    None => return,
+                },
             };
             let mut s = lock(&self.slots[slot as usize]);
             s.generation = s.generation.wrapping_add(1);
@@ -145,7 +162,14 @@ impl Core {
         }
     }
 
-    /// Takes a free slot, waiting while the table is full.
+    /// A free slot, if there is one now.
+    fn try_free_slot(&self) -> Option<u32> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Takes a free slot; when the table is full, evicts an idle keep-alive
+    /// connection (as nginx does), else waits for a close (re-trying the
+    /// eviction at every sweep interval).
     fn free_slot(&self) -> Option<u32> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -155,12 +179,45 @@ impl Core {
             if let Some(slot) = free.pop() {
                 return Some(slot);
             }
+            drop(free);
+            if let Some(slot) = self.evict_idle() {
+                return Some(slot);
+            }
+            free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = free.pop() {
+                return Some(slot);
+            }
             free = self
                 .space
                 .wait_timeout(free, SWEEP)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Closes one idle keep-alive connection and returns its slot. Holding
+    /// a slot's lock is owning its connection (the sweep closes the same
+    /// way); a busy slot is skipped (`try_lock`), never waited for. The
+    /// search resumes where the last one stopped and looks at most at
+    /// `EVICT_SCAN` slots.
+    fn evict_idle(&self) -> Option<u32> {
+        let n = self.slots.len();
+        for _ in 0..EVICT_SCAN.min(n) {
+            let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % n;
+            let Ok(mut s) = self.slots[i].try_lock() else {
+                continue;
+            };
+            if !s.conn.as_ref().is_some_and(|c| c.is_evictable()) {
+                continue;
+            }
+            // Idle: it holds no buffer and no link, so there is nothing to
+            // give back; dropping it closes the fd (and leaves the epoll).
+            drop(s.conn.take());
+            s.generation = s.generation.wrapping_add(1);
+            self.control.closed();
+            return Some(i as u32);
+        }
+        None
     }
 
     fn give_slot(&self, slot: u32) {
