@@ -155,6 +155,9 @@ pub(crate) struct Connection {
     spill: Option<Box<Spill>>,
     /// The request (or stream) that is with another thread; see `link.rs`.
     link: Option<Arc<Link>>,
+    /// In its loop's queue of connections waiting for a buffer (at most
+    /// once, however many events come meanwhile).
+    pub waiting: bool,
 }
 
 impl Connection {
@@ -166,6 +169,7 @@ impl Connection {
             output: None,
             spill: None,
             link: None,
+            waiting: false,
         }
     }
 
@@ -182,7 +186,8 @@ impl Connection {
     /// Whether it is an idle keep-alive connection that holds nothing: the
     /// one to close when the table is full and a new connection waits.
     pub fn is_evictable(&self) -> bool {
-        self.proto.is_keepalive_idle() && self.is_idle()
+        // A waiting one has unread bytes (its next request) in the socket.
+        self.proto.is_keepalive_idle() && self.is_idle() && !self.waiting
     }
 
     /// Gives back what the connection holds (its buffer) before it is

@@ -176,8 +176,13 @@ impl Loop {
         match next {
             Next::Keep { .. } => {}
             Next::WaitBuffer => {
-                self.waiting.push_back(key);
-                self.control.waiting.fetch_add(1, Ordering::Relaxed);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    if !conn.waiting {
+                        conn.waiting = true;
+                        self.waiting.push_back(key);
+                        self.control.waiting.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
             Next::Close => self.close(key, ctx),
         }
@@ -191,6 +196,9 @@ impl Loop {
             }
             self.waiting.pop_front();
             self.control.waiting.fetch_sub(1, Ordering::Relaxed);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.waiting = false;
+            }
             self.drive(key, ctx, false);
         }
     }
@@ -288,6 +296,10 @@ impl Loop {
 
     fn close(&mut self, key: usize, ctx: &mut ThreadCtx) {
         if let Some(mut conn) = self.conns.try_remove(key) {
+            if conn.waiting {
+                self.waiting.retain(|&k| k != key);
+                self.control.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
             conn.release(&self.shared, ctx);
             // Dropping the fd closes it, which also removes it from the epoll.
             drop(conn);

@@ -343,11 +343,17 @@ impl Core {
             }
             Next::WaitBuffer => {
                 // Stays disarmed until a buffer is free; timeouts still run.
-                self.waiting
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_back((slot, s.generation));
-                self.control.waiting.fetch_add(1, Ordering::Relaxed);
+                let generation = s.generation;
+                if let Some(conn) = s.conn.as_mut() {
+                    if !conn.waiting {
+                        conn.waiting = true;
+                        self.waiting
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push_back((slot, generation));
+                        self.control.waiting.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
             Next::Close => self.close_held(slot, s, ctx),
         }
@@ -355,6 +361,14 @@ impl Core {
 
     fn close_held(&self, slot: u32, s: &mut MutexGuard<'_, Slot>, ctx: &mut ThreadCtx) {
         if let Some(mut conn) = s.conn.take() {
+            if conn.waiting {
+                let generation = s.generation;
+                self.waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|&w| w != (slot, generation));
+                self.control.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
             conn.release(&self.shared, ctx);
             // Closing removes the fd from the epoll; a racing event carries
             // the old generation and is dropped.
@@ -379,6 +393,14 @@ impl Core {
                 return;
             };
             self.control.waiting.fetch_sub(1, Ordering::Relaxed);
+            if let Some(m) = self.slots.get(slot as usize) {
+                let mut s = lock(m);
+                if s.generation == generation {
+                    if let Some(conn) = s.conn.as_mut() {
+                        conn.waiting = false;
+                    }
+                }
+            }
             self.drive(slot, generation, ctx, false);
         }
     }
