@@ -5,8 +5,9 @@
 //! - `GET /json`: `{"message":"Hello, World!"}`, serialized per request.
 //! - `POST /echo`: the request body back, as `application/octet-stream`.
 //!
-//! Usage: `bench [--port P] [--threads N] [--model shared|per_core]`
-//! (defaults: port 8080, the configuration's thread count, per_core).
+//! Usage: `bench [--port P] [--threads N] [--model shared|per_core]
+//! [--max-connections N]` (defaults: port 8080, the configuration's thread
+//! count, per_core, the configuration's connection limit).
 //! Listens on 127.0.0.1; stops on SIGINT or SIGTERM.
 
 use std::process;
@@ -20,7 +21,8 @@ struct Message {
     message: &'static str,
 }
 
-const USAGE: &str = "usage: bench [--port P] [--threads N] [--model shared|per_core]";
+const USAGE: &str =
+    "usage: bench [--port P] [--threads N] [--model shared|per_core] [--max-connections N]";
 
 fn main() {
     let config = match parse_args(std::env::args().skip(1)) {
@@ -68,6 +70,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("bad thread count {value:?}"))?;
+            }
+            "--max-connections" => {
+                config.http.max_connections = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("bad connection limit {value:?}"))?;
             }
             "--model" => {
                 config.http.model = match value.as_str() {
