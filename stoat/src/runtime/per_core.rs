@@ -189,8 +189,13 @@ impl Loop {
     }
 
     fn retry_waiting(&mut self, ctx: &mut ThreadCtx) {
-        // FIFO: the longest waiter gets the first free buffer.
-        while let Some(&key) = self.waiting.front() {
+        // FIFO: the longest waiter gets the first free buffer. Each waiter
+        // gets at most one try per call (one that still cannot proceed,
+        // e.g. a spill needing more than a buffer, goes to the back).
+        for _ in 0..self.waiting.len() {
+            let Some(&key) = self.waiting.front() else {
+                return;
+            };
             if !self.shared.pool.has_free(&ctx.local) {
                 return;
             }

@@ -113,7 +113,7 @@ impl Control {
 }
 
 /// Threads beside the network threads, and how to tell them to finish.
-type Companion = (Box<dyn FnOnce() + Send>, Vec<JoinHandle<()>>);
+type Companion = (Box<dyn FnOnce() + Send + Sync>, Vec<JoinHandle<()>>);
 
 /// A running server: its address, counters, and the way to stop it.
 pub struct ServerHandle {
@@ -178,7 +178,11 @@ impl ServerHandle {
 
     /// Adds threads that run beside the network threads: after those exit,
     /// `stop` is called and `threads` are joined.
-    pub(crate) fn attach(&mut self, stop: Box<dyn FnOnce() + Send>, threads: Vec<JoinHandle<()>>) {
+    pub(crate) fn attach(
+        &mut self,
+        stop: Box<dyn FnOnce() + Send + Sync>,
+        threads: Vec<JoinHandle<()>>,
+    ) {
         self.companions.push((stop, threads));
     }
 }

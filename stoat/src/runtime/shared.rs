@@ -380,7 +380,10 @@ impl Core {
     }
 
     fn retry_waiting(&self, ctx: &mut ThreadCtx) {
-        loop {
+        // At most one try per waiter per call (one that still cannot
+        // proceed goes to the back).
+        let n = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len();
+        for _ in 0..n {
             if !self.shared.pool.has_free(&ctx.local) {
                 return;
             }
