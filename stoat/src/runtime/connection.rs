@@ -216,34 +216,47 @@ impl Connection {
         if let Some(answer) = mail.answer {
             self.link = None;
             link.counters.resumed.fetch_add(1, Ordering::Relaxed);
-            let out = match &mut self.output {
-                Some(o) => o,
-                None => &mut ctx.out,
-            };
-            let mut sink = ResponseSink {
-                conn: &mut self.proto,
-                out,
-                date: &ctx.date,
-                server: &shared.server,
-                now: ctx.now,
-                sent: false,
-                stopping: &ctx.stop_flag,
-                link: None,
-            };
-            answer(&mut sink);
-            if !sink.sent {
-                sink.send(
-                    500,
-                    &[],
-                    Body::Static(b"the handler sent no response"),
-                    false,
-                );
-            }
+            self.late_answer(shared, ctx, |sink| {
+                answer(sink);
+                if !sink.sent {
+                    sink.send(
+                        500,
+                        &[],
+                        Body::Static(b"the handler sent no response"),
+                        false,
+                    );
+                }
+            });
             ctx.requests += 1;
         } else {
             self.write_events(&mail, ctx);
         }
         self.drive(shared, ctx, false)
+    }
+
+    /// Runs `f` with a sink for the request that was waiting (a late
+    /// answer, or the 503 at its deadline): it cannot suspend again.
+    fn late_answer(
+        &mut self,
+        shared: &Shared,
+        ctx: &mut ThreadCtx,
+        f: impl FnOnce(&mut ResponseSink<'_>),
+    ) {
+        let out = match &mut self.output {
+            Some(o) => o,
+            None => &mut ctx.out,
+        };
+        let mut sink = ResponseSink {
+            conn: &mut self.proto,
+            out,
+            date: &ctx.date,
+            server: &shared.server,
+            now: ctx.now,
+            sent: false,
+            stopping: &ctx.stop_flag,
+            link: None,
+        };
+        f(&mut sink);
     }
 
     /// Encodes taken stream events (and the stream's end) into the output.
@@ -382,30 +395,18 @@ impl Connection {
                 link.close();
                 self.link = None;
                 link.counters.expired.fetch_add(1, Ordering::Relaxed);
-                let out = match &mut self.output {
-                    Some(o) => o,
-                    None => &mut ctx.out,
-                };
-                let mut sink = ResponseSink {
-                    conn: &mut self.proto,
-                    out,
-                    date: &ctx.date,
-                    server: &shared.server,
-                    now: ctx.now,
-                    sent: false,
-                    stopping: &ctx.stop_flag,
-                    link: None,
-                };
-                // RFC 9110 §15.6.4: 503, the server cannot answer now.
-                sink.send(
-                    503,
-                    &[Header {
-                        name: "Retry-After",
-                        value: b"1",
-                    }],
-                    Body::Static(b"the request was not answered in time\n"),
-                    false,
-                );
+                self.late_answer(shared, ctx, |sink| {
+                    // RFC 9110 §15.6.4: 503, the server cannot answer now.
+                    sink.send(
+                        503,
+                        &[Header {
+                            name: "Retry-After",
+                            value: b"1",
+                        }],
+                        Body::Static(b"the request was not answered in time\n"),
+                        false,
+                    );
+                });
                 ctx.requests += 1;
             }
             None => {
