@@ -72,6 +72,10 @@ max_trailer_bytes = 8192
 buffer_size = 16384
 # Bytes for all read buffers together; at least 2 * buffer_size * network_threads.
 buffer_memory_limit = 67108864
+# Bytes for request bodies too large for one buffer, all together; at least
+# max_body_size + max_request_line + max_header_bytes. A body is admitted whole
+# (Content-Length, or max_body_size when chunked) or waits, not reading.
+body_memory_limit = 16777216
 # Value of the Server response header; "" sends none.
 server_name = "stoat"
 
@@ -147,6 +151,9 @@ pub struct HttpConfig {
     /// Bytes for all read buffers together. Default 64 MiB; at least
     /// `2 * buffer_size * network_threads`.
     pub buffer_memory_limit: usize,
+    /// Bytes for bodies larger than one buffer, all together. Default 16
+    /// MiB; at least `max_body_size + max_request_line + max_header_bytes`.
+    pub body_memory_limit: usize,
     /// `Server` header value; empty sends none. Default `stoat`. No control
     /// characters, no leading or trailing whitespace.
     pub server_name: String,
@@ -323,6 +330,7 @@ impl Default for HttpConfig {
             max_trailer_bytes: 8 * 1024,
             buffer_size: 16 * 1024,
             buffer_memory_limit: 64 * 1024 * 1024,
+            body_memory_limit: 16 * 1024 * 1024,
             server_name: "stoat".to_owned(),
             pipelines: BTreeMap::new(),
         }
@@ -446,6 +454,19 @@ impl HttpConfig {
                 format!(
                     "must be at least 2 * buffer_size * network_threads (2 * {} * {})",
                     self.buffer_size, self.network_threads
+                ),
+            ));
+        }
+        // Any admissible request fits the body budget on its own, so a
+        // waiting body is always admitted once the others finish.
+        let whole = (self.max_body_size as u128)
+            + self.max_request_line as u128
+            + self.max_header_bytes as u128;
+        if (self.body_memory_limit as u128) < whole {
+            return Err(invalid(
+                "http.body_memory_limit",
+                format!(
+                    "must be at least max_body_size + max_request_line + max_header_bytes ({whole})"
                 ),
             ));
         }
@@ -918,6 +939,14 @@ mod tests {
             }
         );
         assert_eq!(pipelines["render-2"], PipelineConfig::default());
+    }
+
+    #[test]
+    fn body_memory_limit_fits_one_whole_request() {
+        let err =
+            parse("[http]\nmax_body_size = 1048576\nbody_memory_limit = 1048576").unwrap_err();
+        assert_eq!(err.key(), Some("http.body_memory_limit"), "{err}");
+        parse("[http]\nmax_body_size = 1048576\nbody_memory_limit = 1064960").unwrap();
     }
 
     #[test]

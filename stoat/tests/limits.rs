@@ -17,6 +17,7 @@ use stoat::config::{Config, Model};
 
 both_models!(
     pool_limit_fifo_wait,
+    large_bodies_take_turns_within_budget,
     head_deadline_against_trickle,
     keepalive_expiry,
     write_stall_closes,
@@ -70,6 +71,54 @@ fn pool_limit_fifo_wait(model: Model) {
     assert_eq!(b.response().text(), "hello");
     assert!(server.stats().buffers <= 2);
     assert_eq!(server.stats().waiting_for_buffer, 0);
+    stop(server);
+}
+
+/// Bodies larger than a buffer are admitted whole from their own budget:
+/// 8 clients upload 100 KiB each at once while the budget holds one such
+/// body and the pool four buffers. The uploads take turns, every one is
+/// echoed intact, and the budget is never exceeded (no deadlock: a waiting
+/// body holds only a read buffer, never body budget).
+fn large_bodies_take_turns_within_budget(model: Model) {
+    const BODY: usize = 100 * 1024;
+    let mut cfg = config(model);
+    cfg.http.network_threads = 1;
+    cfg.http.max_request_line = 1024;
+    cfg.http.max_header_bytes = 1024;
+    cfg.http.buffer_size = 4096;
+    cfg.http.buffer_memory_limit = 4 * 4096;
+    cfg.http.max_body_size = 128 * 1024;
+    cfg.http.body_memory_limit = 130 * 1024;
+    let limit = cfg.http.body_memory_limit;
+    let server = start_with(cfg, app);
+    let addr = server.local_addr();
+    let uploads: Vec<_> = (0..8u8)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let body: Vec<u8> = (0..BODY).map(|i| (i as u8) ^ k).collect();
+                let mut c = Client::connect(addr);
+                let mut req =
+                    format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n")
+                        .into_bytes();
+                req.extend_from_slice(&body);
+                c.send(&req);
+                let r = c.response();
+                assert_eq!(r.status, 200);
+                assert!(r.body == body, "upload {k} came back different");
+            })
+        })
+        .collect();
+    for u in uploads {
+        u.join().unwrap();
+    }
+    let stats = server.stats();
+    assert!(stats.body_bytes_peak <= limit, "{stats:?}");
+    assert!(
+        stats.body_bytes_peak > BODY,
+        "no body was spilled: {stats:?}"
+    );
+    assert!(stats.buffers <= 4, "{stats:?}");
+    assert_eq!(stats.body_bytes, 0, "every reservation given back");
     stop(server);
 }
 

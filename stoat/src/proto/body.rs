@@ -173,6 +173,18 @@ impl BodyDecoder {
         self.received
     }
 
+    /// Most body bytes still to come: exact with `Content-Length`, the
+    /// rest of `max_body_size` with chunked framing.
+    pub fn remaining_bound(&self) -> u64 {
+        match self.state {
+            State::Length { remaining } => remaining,
+            State::Done | State::Failed(_) => 0,
+            State::ChunkData { .. } | State::Framing(_) => {
+                self.max_body_size.saturating_sub(self.received)
+            }
+        }
+    }
+
     /// Advances the chunked framing by one byte.
     fn step(&self, framing: Framing, b: u8) -> Result<State, ProtoError> {
         use Framing::*;

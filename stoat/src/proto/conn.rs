@@ -379,6 +379,14 @@ impl Conn {
         matches!(self.state, State::Idle { first: false, .. }) && self.write_since.is_none()
     }
 
+    /// While a body is being read: the most body bytes still to come.
+    pub fn body_remaining_bound(&self) -> Option<u64> {
+        match &self.state {
+            State::ReadingBody { decoder, .. } => Some(decoder.remaining_bound()),
+            _ => None,
+        }
+    }
+
     /// Whether a response body is being streamed.
     pub fn is_streaming(&self) -> bool {
         matches!(self.state, State::Streaming)

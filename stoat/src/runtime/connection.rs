@@ -28,7 +28,7 @@ use crate::proto::encode::{encode_chunk, Header};
 use crate::proto::{Conn, DateCache, Event, HeadParser, Limits, ProtoError, RequestHead};
 use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
 use crate::runtime::outbox::{Body, Outbox};
-use crate::runtime::pool::{LocalPool, Pool};
+use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
 use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink, Service};
 use crate::sys::socket;
 
@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub server: Vec<u8>,
     pub service: std::sync::Arc<dyn Service>,
     pub pool: Pool,
+    /// The budget of bodies larger than one buffer.
+    pub spills: Arc<SpillBudget>,
     /// Interval of SSE heartbeat comments.
     pub sse_heartbeat: Duration,
     /// Most queued events per stream.
@@ -141,9 +143,11 @@ struct Input {
 }
 
 /// A request too large for one buffer: its head bytes, then its body.
+/// `_grant` holds the budget for all of it, reserved up front.
 struct Spill {
     data: Vec<u8>,
     head_len: usize,
+    _grant: SpillGrant,
 }
 
 /// One connection, owned by exactly one thread at a time.
@@ -579,9 +583,17 @@ impl Connection {
                 // were set above the buffer size.
                 return Err(Next::Close);
             }
-            // The body does not fit: move head and body so far to a spill.
+            // The body does not fit: move head and body so far to a spill,
+            // admitted whole (its remaining bound reserved now) or not at
+            // all: it waits, not reading, holding only this buffer.
             let head_len = input.body_start - input.start;
-            let mut data = Vec::with_capacity((head_len + (input.body_end - input.body_start)) * 2);
+            let len = input.body_end - input.start;
+            let rest = self.proto.body_remaining_bound().unwrap_or(0);
+            let whole = len.saturating_add(usize::try_from(rest).unwrap_or(usize::MAX));
+            let Some(grant) = shared.spills.reserve(whole) else {
+                return Err(Next::WaitBuffer);
+            };
+            let mut data = Vec::with_capacity(whole);
             data.extend_from_slice(&input.mem[input.start..input.body_end]);
             let rest = input.end - input.parse;
             input.mem.copy_within(input.parse..input.end, 0);
@@ -590,7 +602,11 @@ impl Connection {
             input.end = rest;
             input.body_start = 0;
             input.body_end = 0;
-            self.spill = Some(Box::new(Spill { data, head_len }));
+            self.spill = Some(Box::new(Spill {
+                data,
+                head_len,
+                _grant: grant,
+            }));
         }
         Ok(())
     }

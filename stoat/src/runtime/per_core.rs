@@ -196,7 +196,7 @@ impl Loop {
             let Some(&key) = self.waiting.front() else {
                 return;
             };
-            if !self.shared.pool.has_free(&ctx.local) {
+            if !self.shared.pool.has_free(&ctx.local) && !self.shared.spills.has_room() {
                 return;
             }
             self.waiting.pop_front();

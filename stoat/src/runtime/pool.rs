@@ -4,7 +4,13 @@
 //!
 //! Contract: [`Pool::take`] returns `None` when the global limit is
 //! reached; the caller then stops reading and retries when a buffer is
-//! given back. A connection holds a buffer only while it has unconsumed
+//! given back. Bodies too large for one buffer are moved to the heap; the
+//! whole body's bytes are reserved first from a separate budget
+//! ([`SpillBudget`], `body_memory_limit`). A body that cannot be admitted
+//! waits, holding only its read buffer, which comes from the other budget:
+//! admitted bodies finish (or hit the body timeout) and free theirs, and
+//! config validation makes every admissible body fit the budget alone, so
+//! the waiters always progress. A connection holds a buffer only while it has unconsumed
 //! input or a request in progress: an idle keep-alive connection holds none.
 //!
 //! Written by hand: it is product core (the memory bound), it is small, and
@@ -12,7 +18,87 @@
 //! global byte limit or per-thread cache of the shape we need.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// The budget for bodies larger than one buffer.
+#[derive(Debug)]
+pub struct SpillBudget {
+    limit: usize,
+    used: AtomicUsize,
+    /// The most ever reserved at once.
+    peak: AtomicUsize,
+}
+
+/// Bytes of the [`SpillBudget`] held by one body; given back on drop.
+#[derive(Debug)]
+pub struct SpillGrant {
+    budget: Arc<SpillBudget>,
+    bytes: usize,
+}
+
+impl SpillBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<SpillBudget> {
+        Arc::new(SpillBudget {
+            limit,
+            used: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    /// Reserves `bytes`, or `None` if the budget does not have them now.
+    pub fn reserve(self: &Arc<Self>, bytes: usize) -> Option<SpillGrant> {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            if used.checked_add(bytes)? > self.limit {
+                return None;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + bytes,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.peak.fetch_max(used + bytes, Ordering::Relaxed);
+                    return Some(SpillGrant {
+                        budget: self.clone(),
+                        bytes,
+                    });
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes ever reserved at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Whether any bytes are free (a waiter may try again).
+    pub fn has_room(&self) -> bool {
+        self.used() < self.limit
+    }
+}
+
+impl SpillGrant {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for SpillGrant {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
 
 /// The pool shared by all threads.
 #[derive(Debug)]

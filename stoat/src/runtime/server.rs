@@ -34,6 +34,10 @@ pub struct Stats {
     pub requests: u64,
     /// Read buffers that exist now (in use or cached).
     pub buffers: usize,
+    /// Bytes of `body_memory_limit` reserved by bodies larger than a buffer.
+    pub body_bytes: usize,
+    /// The most of it ever reserved at once.
+    pub body_bytes_peak: usize,
     /// Connections waiting for a read buffer (the pool is at its limit).
     pub waiting_for_buffer: usize,
     /// Requests taken off the network thread (pipeline jobs, suspended handlers).
@@ -141,6 +145,8 @@ impl ServerHandle {
             requests: self.control.requests.load(Ordering::Relaxed),
             buffers: self.shared.pool.allocated(),
             waiting_for_buffer: self.control.waiting.load(Ordering::Relaxed),
+            body_bytes: self.shared.spills.used(),
+            body_bytes_peak: self.shared.spills.peak(),
             suspended: c.suspended.load(Ordering::Relaxed),
             resumed: c.resumed.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
@@ -209,6 +215,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         server: http.server_name.as_bytes().to_vec(),
         service,
         pool: Pool::new(http.buffer_size, http.buffer_memory_limit),
+        spills: crate::runtime::pool::SpillBudget::new(http.body_memory_limit),
         sse_heartbeat: http.sse_heartbeat(),
         sse_backlog: http.sse_backlog,
         counters: Arc::new(AsyncCounters::default()),

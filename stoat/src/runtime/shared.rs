@@ -384,7 +384,7 @@ impl Core {
         // proceed goes to the back).
         let n = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len();
         for _ in 0..n {
-            if !self.shared.pool.has_free(&ctx.local) {
+            if !self.shared.pool.has_free(&ctx.local) && !self.shared.spills.has_room() {
                 return;
             }
             let next = self
