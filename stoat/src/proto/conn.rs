@@ -186,7 +186,13 @@ impl Conn {
             if skipped == input.len() || input[skipped..] == *b"\r" {
                 return Ok((skipped, self.idle_input_end()));
             }
-            self.state = State::ReadingHead { started: now };
+            // A connection's first head is timed from the accept: bytes that
+            // sat unread (waiting for a buffer) do not restart the clock.
+            let started = match self.state {
+                State::Idle { since, first: true } => since,
+                _ => now,
+            };
+            self.state = State::ReadingHead { started };
         }
         if !self.parser.parse(input, limits, head)? {
             if self.read_closed {
@@ -806,10 +812,11 @@ mod tests {
         for b in b"GET /a HTTP/1.1\r\nHost: ".iter() {
             h.now += Duration::from_millis(400);
             h.feed(std::slice::from_ref(b));
-            // The deadline is fixed at the head's first byte: trickling does not move it.
+            // A first head's deadline is fixed at the accept (a later
+            // head's at its first byte): trickling does not move it.
             assert_eq!(
                 h.conn.deadline(&h.limits),
-                Some(start + Duration::from_millis(400) + h.limits.request_timeout)
+                Some(start + h.limits.request_timeout)
             );
         }
         let d = h.conn.deadline(&h.limits).unwrap();
