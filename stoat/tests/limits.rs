@@ -308,9 +308,19 @@ fn emfile_backoff(model: Model) {
         .env("STOAT_EMFILE_CHILD", name)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The server says once that it pauses accepting: the event we wait for.
+    let (paused_tx, paused_rx) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("pausing accepts") {
+                let _ = paused_tx.send(());
+            }
+        }
+    });
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut read_line = |prefix: &str| -> String {
@@ -331,9 +341,12 @@ fn emfile_backoff(model: Model) {
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
     let mut served = Client::connect(addr);
-    std::thread::sleep(Duration::from_millis(300));
+    paused_rx
+        .recv_timeout(TIMEOUT)
+        .expect("the server reports EMFILE and pauses accepting");
     writeln!(stdin, "cpu").unwrap();
     let before: u64 = read_line("cpu").parse().unwrap();
+    // The measurement window: how much CPU a paused server burns in 1 s.
     std::thread::sleep(Duration::from_secs(1));
     writeln!(stdin, "cpu").unwrap();
     let after: u64 = read_line("cpu").parse().unwrap();
