@@ -17,6 +17,7 @@ use stoat::config::{Config, Model};
 
 both_models!(
     pool_limit_fifo_wait,
+    slow_heads_give_buffers_back,
     large_bodies_take_turns_within_budget,
     head_deadline_against_trickle,
     keepalive_expiry,
@@ -46,29 +47,31 @@ fn pool_limit_fifo_wait(model: Model) {
     let addr = server.local_addr();
     let mut a = Client::connect(addr);
     let mut b = Client::connect(addr);
-    a.send(b"GET /hello HTTP/1.1\r\nHo");
-    b.send(b"GET /hello HTTP/1.1\r\nHo");
+    // Half-sent bodies: the buffers stay with them (only a slow *head*
+    // gives its buffer back at a sweep).
+    a.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab");
+    b.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab");
     wait_until("both buffers taken", || server.stats().buffers == 2);
     // The waiters send half a head too: whoever gets a buffer keeps it.
     let mut c = Client::connect(addr);
-    c.send(b"GET /p/c HTTP/1.1\r\nHo");
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nc1");
     wait_until("c waiting", || server.stats().waiting_for_buffer == 1);
     let mut d = Client::connect(addr);
-    d.send(b"GET /p/d HTTP/1.1\r\nHo");
+    d.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nd1");
     wait_until("d waiting", || server.stats().waiting_for_buffer == 2);
 
-    a.send(b"st: t\r\n\r\n");
-    assert_eq!(a.response().text(), "hello");
+    a.send(b"cd");
+    assert_eq!(a.response().text(), "abcd");
     // The freed buffer goes to the first waiter, c; d still waits.
     wait_until("c served first", || server.stats().waiting_for_buffer == 1);
     assert_eq!(server.stats().buffers, 2);
-    c.send(b"st: t\r\n\r\n");
-    assert_eq!(c.response().text(), "/p/c");
+    c.send(b"c2");
+    assert_eq!(c.response().text(), "c1c2");
     wait_until("d served", || server.stats().waiting_for_buffer == 0);
-    d.send(b"st: t\r\n\r\n");
-    assert_eq!(d.response().text(), "/p/d");
-    b.send(b"st: t\r\n\r\n");
-    assert_eq!(b.response().text(), "hello");
+    d.send(b"d2");
+    assert_eq!(d.response().text(), "d1d2");
+    b.send(b"cd");
+    assert_eq!(b.response().text(), "abcd");
     assert!(server.stats().buffers <= 2);
     assert_eq!(server.stats().waiting_for_buffer, 0);
     stop(server);
@@ -119,6 +122,30 @@ fn large_bodies_take_turns_within_budget(model: Model) {
     );
     assert!(stats.buffers <= 4, "{stats:?}");
     assert_eq!(stats.body_bytes, 0, "every reservation given back");
+    stop(server);
+}
+
+/// Slow heads do not keep the buffers: with a pool of two and four clients
+/// trickling heads, a fast client is still served (long before the slow
+/// ones' deadline), and the slow ones complete later.
+fn slow_heads_give_buffers_back(model: Model) {
+    let mut cfg = two_buffers(model);
+    cfg.http.request_timeout_sec = 30;
+    let server = start_with(cfg, app);
+    let addr = server.local_addr();
+    let mut slow: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for c in &mut slow {
+        c.send(b"GET /hello HTTP/1.1\r\nHo");
+    }
+    let mut fast = Client::connect(addr);
+    let start = std::time::Instant::now();
+    fast.send(b"GET /p/fast HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(fast.response().text(), "/p/fast");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    for c in &mut slow {
+        c.send(b"st: t\r\n\r\n");
+        assert_eq!(c.response().text(), "hello");
+    }
     stop(server);
 }
 

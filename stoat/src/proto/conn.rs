@@ -393,6 +393,11 @@ impl Conn {
         }
     }
 
+    /// Whether part of a request head has arrived and the rest has not.
+    pub fn is_reading_head(&self) -> bool {
+        matches!(self.state, State::ReadingHead { .. })
+    }
+
     /// Whether a response body is being streamed.
     pub fn is_streaming(&self) -> bool {
         matches!(self.state, State::Streaming)

@@ -162,6 +162,9 @@ pub(crate) struct Connection {
     /// In its loop's queue of connections waiting for a buffer (at most
     /// once, however many events come meanwhile).
     pub waiting: bool,
+    /// The bytes of a head that trickles in, kept off the pool between
+    /// reads (see `park_slow_head`).
+    parked: Option<Box<[u8]>>,
 }
 
 impl Connection {
@@ -174,6 +177,7 @@ impl Connection {
             spill: None,
             link: None,
             waiting: false,
+            parked: None,
         }
     }
 
@@ -353,6 +357,7 @@ impl Connection {
         if let Some(link) = self.link.clone() {
             return self.on_link_timer(&link, shared, ctx);
         }
+        self.park_slow_head(shared, ctx);
         match self.proto.deadline(&shared.limits) {
             Some(d) if d <= ctx.now => {}
             _ => {
@@ -373,6 +378,28 @@ impl Connection {
                 }
                 self.settle(shared, ctx, Next::Keep { want_write: false })
             }
+        }
+    }
+
+    /// A head still incomplete at a sweep came slowly (a head normally
+    /// arrives in one read): its bytes move to a heap copy of their own size
+    /// and the read buffer goes back to the pool, so thousands of trickling
+    /// clients cannot hold every buffer while fast ones wait. The copy is
+    /// at most `max_request_line + max_header_bytes` and is moved back when
+    /// more bytes arrive; the head deadline still runs from the accept.
+    fn park_slow_head(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
+        if !self.proto.is_reading_head() || self.output.is_some() || self.spill.is_some() {
+            return;
+        }
+        let Some(input) = &self.input else {
+            return;
+        };
+        if input.body_start != 0 || input.start != input.parse {
+            return;
+        }
+        self.parked = Some(input.mem[input.start..input.end].into());
+        if let Some(input) = self.input.take() {
+            shared.pool.give(&mut ctx.local, input.mem);
         }
     }
 
@@ -449,6 +476,7 @@ impl Connection {
             input.body_start = 0;
         }
         self.spill = None;
+        self.parked = None;
     }
 
     /// Writes output left from an earlier batch.
@@ -552,14 +580,19 @@ impl Connection {
             let Some(mem) = shared.pool.take(&mut ctx.local) else {
                 return Err(Next::WaitBuffer);
             };
-            self.input = Some(Input {
+            let mut input = Input {
                 mem,
                 start: 0,
                 body_start: 0,
                 body_end: 0,
                 parse: 0,
                 end: 0,
-            });
+            };
+            if let Some(parked) = self.parked.take() {
+                input.mem[..parked.len()].copy_from_slice(&parked);
+                input.end = parked.len();
+            }
+            self.input = Some(input);
         }
         let Some(input) = self.input.as_mut() else {
             return Err(Next::Close);
