@@ -3,7 +3,10 @@
 //!
 //! - `GET /plaintext`: `Hello, World!` as `text/plain`.
 //! - `GET /json`: `{"message":"Hello, World!"}`, serialized per request.
-//! - `POST /echo`: the request body back, as `application/octet-stream`.
+//! - `POST /echo`: the request body back, as `application/octet-stream`,
+//!   streamed: each piece is written back as it arrives (`Content-Length`
+//!   when the request has one, chunked otherwise), so uploads of any size
+//!   cost no memory beyond a read buffer (`Server::post_streaming`).
 //!
 //! Usage: `bench [--port P] [--threads N] [--model shared|per_core]
 //! [--max-connections N]` (defaults: port 8080, the configuration's thread
@@ -13,7 +16,7 @@
 use std::process;
 
 use serde::Serialize;
-use stoat::app::{Response, Server};
+use stoat::app::{BodyChunk, BodyWriter, Request, Response, Server};
 use stoat::config::{Config, Model};
 
 #[derive(Serialize)]
@@ -43,10 +46,23 @@ fn main() {
                 Err(_) => Response::new(500),
             }
         })
-        .post("/echo", |req| Response::bytes(req.body().to_vec()));
+        .post_streaming("/echo", echo);
     if let Err(e) = server.run() {
         eprintln!("bench: {e}");
         process::exit(1);
+    }
+}
+
+/// `POST /echo`: the body back, piece by piece as it is read.
+fn echo(req: &Request, res: &mut BodyWriter) -> impl FnMut(BodyChunk, &mut BodyWriter) {
+    res.start(Response::bytes(Vec::new()), req.content_length());
+    |chunk: BodyChunk, res: &mut BodyWriter| match chunk {
+        BodyChunk::Data(bytes) => {
+            res.write(bytes);
+        }
+        BodyChunk::End => {
+            res.finish();
+        }
     }
 }
 

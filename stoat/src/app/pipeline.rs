@@ -27,7 +27,7 @@ use crate::app::path_tree::Captures;
 use crate::app::{Handler, IntoResponse, Request, Response};
 use crate::proto::RequestHead;
 use crate::runtime::ring::Ring;
-use crate::runtime::RawRequest;
+use crate::runtime::{ArenaSlot, RawRequest};
 
 /// Most jobs one pipeline thread takes at once.
 const MAX_BATCH: usize = 256;
@@ -44,6 +44,8 @@ pub struct Job {
     captures: Captures,
     route: Arc<PipelineRoute>,
     responder: Option<Responder>,
+    /// The job's request arena (empty until its handler asks).
+    arena: ArenaSlot,
 }
 
 /// A route served by a pipeline.
@@ -80,6 +82,7 @@ impl Job {
             captures,
             route,
             responder: Some(responder),
+            arena: ArenaSlot::new(),
         }
     }
 
@@ -89,6 +92,7 @@ impl Job {
             head: &self.head,
             buf: &self.bytes[..self.body.start],
             body: &self.bytes[self.body.clone()],
+            arena: &self.arena,
         };
         Request::routed(
             raw,

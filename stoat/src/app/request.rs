@@ -60,6 +60,38 @@ impl<'a> Request<'a> {
         &self.raw
     }
 
+    /// Scratch memory for this request (`bumpalo`): allocate freely while
+    /// handling it; it is all reset when the handler returns (after the
+    /// response, or after handing the request off with a `Responder`), so
+    /// nothing allocated here can be kept. The first call lends the
+    /// network thread's arena to the request; requests that never call it
+    /// cost nothing. A pipeline job has an arena of its own, freed with
+    /// the job.
+    ///
+    /// ```
+    /// # use stoat::app::Request;
+    /// fn handler(req: &Request) -> String {
+    ///     let path: &mut str = req.arena().alloc_str(req.path());
+    ///     path.make_ascii_uppercase();
+    ///     format!("{path} has {} bytes", path.len())
+    /// }
+    /// ```
+    #[inline]
+    pub fn arena(&self) -> &'a bumpalo::Bump {
+        self.raw.arena.get()
+    }
+
+    /// The body's length when the head declares it: `Some(n)` for
+    /// `Content-Length: n` (or no body, `Some(0)`), `None` for a chunked
+    /// body. For a streamed route, this is the length still to come.
+    pub fn content_length(&self) -> Option<u64> {
+        match self.raw.head.body {
+            crate::proto::BodyKind::Empty => Some(0),
+            crate::proto::BodyKind::Length(n) => Some(n),
+            crate::proto::BodyKind::Chunked => None,
+        }
+    }
+
     /// The method. Methods without a [`Method`] variant are
     /// [`Method::Other`]; [`Request::method_str`] has their name.
     #[inline]
@@ -226,6 +258,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::app::path_tree::{PathTree, Pattern};
     use crate::proto::{HeadParser, Limits, RequestHead};
+    use crate::runtime::ArenaSlot;
 
     /// Parses a request head (the whole of `bytes`).
     pub(crate) fn head(bytes: &[u8]) -> RequestHead {
@@ -255,6 +288,7 @@ pub(crate) mod tests {
             head: &head,
             buf: &buf,
             body: b"payload",
+            arena: &ArenaSlot::new(),
         };
         let mut tree = PathTree::default();
         let pattern = Pattern::parse("/users/{id}/posts/{post}").unwrap();
@@ -304,10 +338,12 @@ pub(crate) mod tests {
     fn no_query_and_absolute_form() {
         let buf = b"POST http://example.com/a/b?q=1 HTTP/1.0\r\n\r\n";
         let head = head(buf);
+        let arena = ArenaSlot::new();
         let req = Request::new(RawRequest {
             head: &head,
             buf,
             body: b"",
+            arena: &arena,
         });
         assert_eq!(req.method(), Method::Post);
         assert_eq!(req.version(), Version::Http10);
@@ -320,10 +356,12 @@ pub(crate) mod tests {
 
         let buf = b"PROPFIND /x HTTP/1.1\r\nHost: h\r\n\r\n";
         let head = self::head(buf);
+        let arena = ArenaSlot::new();
         let req = Request::new(RawRequest {
             head: &head,
             buf,
             body: b"",
+            arena: &arena,
         });
         assert_eq!(req.method(), Method::Other);
         assert_eq!(req.method_str(), "PROPFIND");
@@ -347,6 +385,7 @@ pub(crate) mod tests {
             head: &head,
             buf: &buf,
             body: b"",
+            arena: &ArenaSlot::new(),
         };
         let req = Request::new(raw);
         assert_eq!(req.path(), "");

@@ -236,6 +236,13 @@ impl Response {
     /// Encodes this response into the connection's output.
     #[inline]
     pub(crate) fn send(self, sink: &mut ResponseSink<'_>) {
+        self.emit(|status, headers, body, close| sink.send(status, headers, body, close));
+    }
+
+    /// Gives this response's parts to `f`: status, header fields as the
+    /// encoder takes them (content type first), body, close.
+    #[inline]
+    pub(crate) fn emit<R>(self, f: impl FnOnce(u16, &[Header<'_>], Body, bool) -> R) -> R {
         let Response {
             status,
             close,
@@ -245,11 +252,10 @@ impl Response {
         } = self;
         if headers.is_empty() {
             // The common case: at most a content type, no list to build.
-            match &content_type {
-                Some(value) => sink.send(status, &[content_type_field(value)], body, close),
-                None => sink.send(status, &[], body, close),
-            }
-            return;
+            return match &content_type {
+                Some(value) => f(status, &[content_type_field(value)], body, close),
+                None => f(status, &[], body, close),
+            };
         }
         let fields = content_type
             .iter()
@@ -267,10 +273,10 @@ impl Response {
             for (slot, field) in stack.iter_mut().zip(fields) {
                 *slot = field;
             }
-            sink.send(status, &stack[..count], body, close);
+            f(status, &stack[..count], body, close)
         } else {
             let list: Vec<Header<'_>> = fields.collect();
-            sink.send(status, &list, body, close);
+            f(status, &list, body, close)
         }
     }
 }

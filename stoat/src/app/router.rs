@@ -30,10 +30,11 @@ use crate::app::deferred::{EventStream, Responder};
 use crate::app::path_tree::{Captures, PathTree, Pattern, PatternError};
 use crate::app::pipeline::{Job, Pipeline, PipelineRoute};
 use crate::app::request::path_of;
+use crate::app::streaming::{self, StreamingHandler};
 use crate::app::{Handler, IntoResponse, Request, Response};
 use crate::proto::encode::Header;
 use crate::proto::Method;
-use crate::runtime::{RawRequest, ResponseSink, Service};
+use crate::runtime::{BodySink, BodyStream, RawRequest, ResponseSink, Service};
 
 /// The methods a route can be registered for, in slot order.
 const METHODS: [Method; 9] = [
@@ -64,6 +65,8 @@ pub struct Router {
     tree: PathTree,
     /// By endpoint id (see [`PathTree::insert`]).
     endpoints: Vec<Endpoint>,
+    /// Some route streams its request body (see `streaming.rs`).
+    streams_bodies: bool,
 }
 
 /// Everything registered for one path shape.
@@ -91,6 +94,8 @@ enum Kind {
     Suspend(Box<dyn SuspendHandler>),
     /// A server-sent event stream.
     Stream(Box<dyn StreamHandler>),
+    /// Takes the request body as it arrives (see `streaming.rs`).
+    BodyStream(Box<dyn StreamingHandler>),
     /// On a pipeline's threads; `pipeline` is bound when the server starts.
     Pipeline {
         name: Box<str>,
@@ -254,6 +259,23 @@ impl Router {
         if let Err(e) = self.add(Method::Get, pattern, |_| Kind::Stream(Box::new(handler))) {
             panic!("{e}");
         }
+        self
+    }
+
+    /// Routes `method` requests matching `pattern` to `handler`, which
+    /// takes the request body as it arrives instead of whole; see
+    /// [`StreamingHandler`] and [`Router::route`] (same panics).
+    #[track_caller]
+    pub fn streaming<H: StreamingHandler>(
+        mut self,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Router {
+        if let Err(e) = self.add(method, pattern, |_| Kind::BodyStream(Box::new(handler))) {
+            panic!("{e}");
+        }
+        self.streams_bodies = true;
         self
     }
 
@@ -494,6 +516,14 @@ impl Router {
 }
 
 impl Service for Router {
+    fn open_stream(
+        &self,
+        raw: &RawRequest<'_>,
+        res: &mut BodySink<'_>,
+    ) -> Option<Box<dyn BodyStream>> {
+        self.open_body_stream(raw, res)
+    }
+
     #[inline]
     fn call(&self, raw: &RawRequest<'_>, sink: &mut ResponseSink<'_>) {
         let mut caps = Captures::default();
@@ -532,6 +562,13 @@ impl Service for Router {
                     handler.call(&req, EventStream::new(link, last_id))
                 }));
             }
+            Kind::BodyStream(handler) => {
+                // A request without a body: the body's end comes at once.
+                let req = Request::routed(*raw, path, &route.names, caps);
+                sink.streamed(raw.arena, |res| {
+                    streaming::open(&**handler, &req, res).end(res);
+                });
+            }
             Kind::Pipeline {
                 route: pr,
                 pipeline,
@@ -558,6 +595,29 @@ impl Service for Router {
                 }
             }
         }
+    }
+}
+
+impl Router {
+    /// The consumer of a request's body, when its route streams it.
+    fn open_body_stream(
+        &self,
+        raw: &RawRequest<'_>,
+        res: &mut BodySink<'_>,
+    ) -> Option<Box<dyn BodyStream>> {
+        if !self.streams_bodies {
+            return None;
+        }
+        let mut caps = Captures::default();
+        let (path, id) = self.find(raw, &mut caps);
+        let Routed::Found(route) = self.route_for(raw.head.method, id) else {
+            return None;
+        };
+        let Kind::BodyStream(handler) = &route.kind else {
+            return None;
+        };
+        let req = Request::routed(*raw, path, &route.names, caps);
+        Some(streaming::open(&**handler, &req, res))
     }
 }
 
@@ -621,6 +681,7 @@ mod tests {
     use crate::app::Body;
     use crate::proto::{Conn, DateCache, Event, Limits, RequestHead};
     use crate::runtime::outbox::Outbox;
+    use crate::runtime::ArenaSlot;
 
     /// A router whose handlers answer with their own name.
     fn router() -> Router {
@@ -648,6 +709,7 @@ mod tests {
             head: &head,
             buf: &buf,
             body: b"",
+            arena: &ArenaSlot::new(),
         };
         let path = path_of(&raw);
         let mut caps = Captures::default();
@@ -857,6 +919,7 @@ mod tests {
             head: &head,
             buf: request,
             body: &body,
+            arena: &ArenaSlot::new(),
         };
         router.call(&raw, &mut sink);
         assert!(sink.is_sent());
@@ -996,6 +1059,7 @@ mod tests {
                     head: &head,
                     buf: &buf,
                     body: b"",
+                    arena: &ArenaSlot::new(),
                 };
                 let res = r.handle(&raw);
                 let got = match res.status_code() {
@@ -1028,6 +1092,7 @@ mod tests {
             head: &head,
             buf,
             body: b"",
+            arena: &ArenaSlot::new(),
         });
         assert_eq!((res.status_code(), res.body_bytes()), (200, &b"user 9"[..]));
         assert!(matches!(res.into_body(), Body::Bytes(_)));

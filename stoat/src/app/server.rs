@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::app::pipeline::{BatchHandler, Pipeline};
 use crate::app::router::{StreamHandler, SuspendHandler};
+use crate::app::streaming::StreamingHandler;
 use crate::app::{Handler, IntoResponse, Request, Router};
 use crate::config::Config;
 use crate::proto::Method;
@@ -156,6 +157,34 @@ impl Server {
     pub fn sse<H: StreamHandler>(mut self, pattern: &str, handler: H) -> Server {
         self.router = self.router.sse(pattern, handler);
         self
+    }
+
+    /// Routes `method` requests matching `pattern` to `handler`, which takes
+    /// the request body as it arrives (uploads larger than memory should
+    /// hold); see [`StreamingHandler`] and [`Router::streaming`].
+    #[track_caller]
+    pub fn streaming<H: StreamingHandler>(
+        mut self,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Server {
+        self.router = self.router.streaming(method, pattern, handler);
+        self
+    }
+
+    /// Routes `POST` to a handler that takes the body as it arrives; see
+    /// [`Server::streaming`].
+    #[track_caller]
+    pub fn post_streaming<H: StreamingHandler>(self, pattern: &str, handler: H) -> Server {
+        self.streaming(Method::Post, pattern, handler)
+    }
+
+    /// Routes `PUT` to a handler that takes the body as it arrives; see
+    /// [`Server::streaming`].
+    #[track_caller]
+    pub fn put_streaming<H: StreamingHandler>(self, pattern: &str, handler: H) -> Server {
+        self.streaming(Method::Put, pattern, handler)
     }
 
     /// Routes `method` requests matching `pattern` to `handler`, run on the

@@ -301,6 +301,51 @@ impl Conn {
         mode
     }
 
+    /// Encodes a response head for the current request without changing
+    /// the reading state: for a route that streams the request body, whose
+    /// response may begin while the body is still arriving (the body is
+    /// read to its end either way). Decides keep-alive as
+    /// [`Conn::respond`] does; the caller writes the body as the returned
+    /// mode says and calls [`Conn::finish_response`] once the request body
+    /// has ended ([`Event::BodyEnd`]) and the response is complete.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_response(
+        &mut self,
+        status: u16,
+        headers: &[Header<'_>],
+        body: ResponseBody,
+        close: bool,
+        out: &mut Vec<u8>,
+        date: &DateCache,
+        server: &[u8],
+    ) -> BodyMode {
+        let keep = self.keep_alive && !close && !self.read_closed;
+        let framing = Framing {
+            close: !keep,
+            head_request: self.head_request,
+            http10: self.http10,
+        };
+        let mode = encode::encode_head(out, status, headers, body, framing, date, server);
+        self.continue_pending = false;
+        self.keep_alive = keep && mode != BodyMode::UntilClose;
+        mode
+    }
+
+    /// Completes a response begun with [`Conn::start_response`] after the
+    /// request body ended: moves on to the next request, or to closing
+    /// (`close`: the response could not be completed as framed).
+    pub fn finish_response(&mut self, now: Instant, close: bool) {
+        if let State::Dispatched = self.state {
+            self.state = self.next_request(self.keep_alive && !close, now);
+        }
+    }
+
+    /// Stops the connection without a response (one has begun and cannot
+    /// be replaced by an error response): close once the output is flushed.
+    pub fn abort(&mut self) {
+        self.state = State::Closing;
+    }
+
     /// Ends a streamed (chunked) response: writes the last chunk and moves
     /// on to the next request (or to closing).
     pub fn end_stream(&mut self, now: Instant, out: &mut Vec<u8>) {
@@ -364,6 +409,13 @@ impl Conn {
     /// when a write leaves bytes pending or makes progress, `false` when
     /// the output is flushed.
     pub fn set_write_pending(&mut self, pending: bool, now: Instant) {
+        if !pending && self.write_since.is_some() {
+            if let State::ReadingBody { last, .. } = &mut self.state {
+                // Reading stopped while output waited (backpressure of a
+                // streamed body): the body's idle clock starts again now.
+                *last = now;
+            }
+        }
         self.write_since = pending.then_some(now);
     }
 
@@ -423,6 +475,9 @@ impl Conn {
                 first: false,
             } => Some(*since + limits.keepalive_timeout),
             State::ReadingHead { started } => Some(*started + limits.request_timeout),
+            // While output waits the connection does not read (it waits
+            // for the peer to read): the write timeout is the clock.
+            State::ReadingBody { .. } if self.write_since.is_some() => None,
             State::ReadingBody { last, .. } => Some(*last + limits.body_timeout),
             State::Dispatched | State::Streaming | State::Closing => None,
         };

@@ -15,7 +15,9 @@
 //! as they are decoded (chunk framing removed), so a request that fits one
 //! buffer is handed to its handler without a copy. `parse` is where the
 //! protocol machine reads next. A request too large for one buffer is
-//! moved to a `Spill` (bounded by `max_body_size`).
+//! moved to a `Spill` (bounded by `max_body_size`). A route that streams
+//! its body instead takes each run of body bytes as it is decoded, and the
+//! bytes are consumed at once (`connection/stream.rs`, `body_stream.rs`).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -26,6 +28,8 @@ use std::time::{Duration, Instant};
 use crate::proto::conn::Timeout;
 use crate::proto::encode::{encode_chunk, Header};
 use crate::proto::{Conn, DateCache, Event, HeadParser, Limits, ProtoError, RequestHead};
+use crate::runtime::arena::{ArenaSlot, ArenaStats};
+use crate::runtime::body_stream::StreamState;
 use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
@@ -35,6 +39,8 @@ use crate::sys::socket;
 /// Stop reading new requests while this much output is pending: a client
 /// that pipelines without reading cannot grow our output without bound.
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+mod stream;
 
 /// Everything a network thread shares with the others, read-only while
 /// serving.
@@ -50,6 +56,8 @@ pub(crate) struct Shared {
     /// Most queued events per stream.
     pub sse_backlog: usize,
     pub counters: Arc<AsyncCounters>,
+    /// Counters of the request arenas.
+    pub arenas: Arc<ArenaStats>,
 }
 
 /// The SSE heartbeat: a comment line (WHATWG HTML, "Server-sent events":
@@ -75,14 +83,17 @@ pub(crate) struct ThreadCtx {
     pub owner: Arc<dyn Owner>,
     /// The key of the connection being driven, in the loop's table.
     pub key: u64,
+    /// The request arena, lent to the request being handled (if it asks).
+    pub arena: ArenaSlot,
 }
 
 impl ThreadCtx {
     pub fn new(
-        limits: &Limits,
+        shared: &Shared,
         stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
         owner: Arc<dyn Owner>,
     ) -> ThreadCtx {
+        let limits = &shared.limits;
         let now = Instant::now();
         let unix = unix_now();
         let mut head = RequestHead::default();
@@ -99,6 +110,7 @@ impl ThreadCtx {
             base: (now, unix),
             owner,
             key: 0,
+            arena: ArenaSlot::with_stats(shared.arenas.clone()),
         }
     }
 
@@ -150,6 +162,9 @@ struct Spill {
     _grant: SpillGrant,
 }
 
+/// The bytes of a slow head, kept off the pool (see `park_slow_head`).
+struct Parked(Box<[u8]>);
+
 /// One connection, owned by exactly one thread at a time.
 pub(crate) struct Connection {
     fd: OwnedFd,
@@ -163,8 +178,11 @@ pub(crate) struct Connection {
     /// once, however many events come meanwhile).
     pub waiting: bool,
     /// The bytes of a head that trickles in, kept off the pool between
-    /// reads (see `park_slow_head`).
-    parked: Option<Box<[u8]>>,
+    /// reads (see `park_slow_head`). Boxed twice to keep `Connection`
+    /// small (one pointer): slow heads are rare.
+    parked: Option<Box<Parked>>,
+    /// A body streamed to its route as it arrives (see `body_stream.rs`).
+    stream: Option<Box<StreamState>>,
 }
 
 impl Connection {
@@ -178,6 +196,7 @@ impl Connection {
             link: None,
             waiting: false,
             parked: None,
+            stream: None,
         }
     }
 
@@ -188,7 +207,11 @@ impl Connection {
     /// Whether the connection is between requests with nothing buffered:
     /// it may be closed without losing anything (shutdown, connection limit).
     pub fn is_idle(&self) -> bool {
-        self.proto.is_idle() && self.input.is_none() && self.output.is_none() && self.link.is_none()
+        self.proto.is_idle()
+            && self.input.is_none()
+            && self.output.is_none()
+            && self.link.is_none()
+            && self.stream.is_none()
     }
 
     /// Whether it is an idle keep-alive connection that holds nothing: the
@@ -207,6 +230,7 @@ impl Connection {
         if let Some(link) = self.link.take() {
             link.close();
         }
+        self.stream = None;
     }
 
     /// The link `link` was posted to this thread: delivers its answer or
@@ -397,7 +421,7 @@ impl Connection {
         if input.body_start != 0 || input.start != input.parse {
             return;
         }
-        self.parked = Some(input.mem[input.start..input.end].into());
+        self.parked = Some(Box::new(Parked(input.mem[input.start..input.end].into())));
         if let Some(input) = self.input.take() {
             shared.pool.give(&mut ctx.local, input.mem);
         }
@@ -463,6 +487,9 @@ impl Connection {
     }
 
     fn respond_error(&mut self, err: ProtoError, shared: &Shared, ctx: &mut ThreadCtx) {
+        if self.abort_stream() {
+            return;
+        }
         let out = match &mut self.output {
             Some(o) => o,
             None => &mut ctx.out,
@@ -543,8 +570,12 @@ impl Connection {
             if unparsed || self.proto.is_read_closed() {
                 self.answer(shared, ctx);
             }
+            if self.stream.is_some() && self.stream_backpressure(ctx).is_err() {
+                return Next::Close;
+            }
             let backlog = self.output.as_ref().map_or(0, |o| o.pending());
             if drained
+                || self.stream_is_held()
                 || self.proto.is_closing()
                 || self.proto.is_dispatched()
                 || self.proto.is_read_closed()
@@ -589,8 +620,9 @@ impl Connection {
                 end: 0,
             };
             if let Some(parked) = self.parked.take() {
-                input.mem[..parked.len()].copy_from_slice(&parked);
-                input.end = parked.len();
+                let bytes = &parked.0;
+                input.mem[..bytes.len()].copy_from_slice(bytes);
+                input.end = bytes.len();
             }
             self.input = Some(input);
         }
@@ -673,8 +705,9 @@ impl Connection {
             };
             let at = input.parse;
             input.parse += consumed;
-            if self.spill.is_some() {
-                // The request lives in the spill: parsed bytes are done with.
+            if self.spill.is_some() || self.stream.is_some() {
+                // The request lives in the spill, or its body is streamed:
+                // parsed bytes are done with.
                 input.start = input.parse;
             }
             match event {
@@ -695,9 +728,14 @@ impl Connection {
                     if ctx.head.expect_continue {
                         self.proto.send_continue(out.head_mut());
                     }
+                    self.open_stream(shared, ctx);
                 }
                 Event::Body(range) => {
                     let (from, to) = (at + range.start, at + range.end);
+                    if self.stream.is_some() {
+                        self.stream_data(from..to, ctx, shared);
+                        continue;
+                    }
                     match &mut self.spill {
                         Some(spill) => spill.data.extend_from_slice(&input.mem[from..to]),
                         None => {
@@ -709,6 +747,11 @@ impl Connection {
                     }
                 }
                 Event::BodyEnd => {
+                    if self.stream.is_some() {
+                        self.stream_end(ctx, shared);
+                        head_fresh = false;
+                        continue;
+                    }
                     let req = match self.spill.take() {
                         Some(spill) => Req::Spilled(spill),
                         None => Req::InBuffer {
@@ -806,6 +849,7 @@ impl Connection {
                 head: &ctx.head,
                 buf,
                 body,
+                arena: &ctx.arena,
             },
             &mut sink,
         );
@@ -817,6 +861,8 @@ impl Connection {
                 false,
             );
         }
+        // The handler has returned: nothing can point into the arena.
+        ctx.arena.recycle();
         // A suspended request is counted when its answer is delivered.
         if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {
             ctx.requests += 1;
@@ -842,4 +888,22 @@ fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Connection` is what every idle connection costs (the `shared`
+    /// model preallocates one per slot): new per-connection state goes
+    /// behind one pointer. Run with `--nocapture` to see the size.
+    #[test]
+    fn connection_stays_small() {
+        let size = std::mem::size_of::<Connection>();
+        println!(
+            "size_of::<Connection>() = {size}, size_of::<Conn>() = {}",
+            std::mem::size_of::<Conn>()
+        );
+        assert!(size <= 224, "Connection grew to {size} bytes");
+    }
 }

@@ -6,6 +6,8 @@
 //! write, re-arm or close a connection at any moment; every other thread
 //! asks the owner through a wakeup that cannot be lost.
 
+pub mod arena;
+pub mod body_stream;
 pub(crate) mod connection;
 pub mod link;
 pub mod mailbox;
@@ -18,6 +20,8 @@ pub mod service;
 mod shared;
 mod wake;
 
+pub use arena::ArenaSlot;
+pub use body_stream::{BodySink, BodyStream};
 pub use outbox::Body;
 pub use server::{start, ServerHandle, Stats};
 pub use service::{RawRequest, ResponseSink, Service};

@@ -13,6 +13,13 @@
 //! the waiters always progress. A connection holds a buffer only while it has unconsumed
 //! input or a request in progress: an idle keep-alive connection holds none.
 //!
+//! Buffers not needed stay allocated only for a while: at every timer sweep
+//! (`trim`) a thread frees the buffers of its cache, and of the shared
+//! list, that nobody took since the previous sweep (the low-water mark of
+//! each list over the interval, as jemalloc's decay or Go's scavenger do),
+//! so memory taken by a burst goes back once the burst is over, while a
+//! steady load keeps the buffers it cycles through.
+//!
 //! Written by hand: it is product core (the memory bound), it is small, and
 //! the pool crates we looked at (object-pool, lockfree-object-pool) have no
 //! global byte limit or per-thread cache of the shape we need.
@@ -109,13 +116,22 @@ pub struct Pool {
     /// Buffers that exist (in use, cached or free).
     allocated: AtomicUsize,
     /// Free buffers not in any thread's cache.
-    free: Mutex<Vec<Box<[u8]>>>,
+    free: Mutex<Free>,
+}
+
+/// The shared free list and its low-water mark since the last trim.
+#[derive(Debug, Default)]
+struct Free {
+    list: Vec<Box<[u8]>>,
+    low: usize,
 }
 
 /// A thread's cache in front of the shared pool.
 #[derive(Debug)]
 pub struct LocalPool {
     cache: Vec<Box<[u8]>>,
+    /// The fewest buffers the cache held since the last trim.
+    low: usize,
 }
 
 /// Buffers a thread keeps for itself before giving back to the shared list.
@@ -128,7 +144,7 @@ impl Pool {
             buffer_size,
             max_buffers: (memory_limit / buffer_size.max(1)).max(1),
             allocated: AtomicUsize::new(0),
-            free: Mutex::new(Vec::new()),
+            free: Mutex::new(Free::default()),
         }
     }
 
@@ -146,15 +162,18 @@ impl Pool {
     /// allocation under the limit. `None`: the limit is reached.
     pub fn take(&self, local: &mut LocalPool) -> Option<Box<[u8]>> {
         if let Some(b) = local.cache.pop() {
+            local.low = local.low.min(local.cache.len());
             return Some(b);
         }
         {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(b) = free.pop() {
+            let mut guard = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let free = &mut *guard;
+            if let Some(b) = free.list.pop() {
                 // Refill part of the cache while the lock is held.
-                let n = free.len().min(LOCAL_CACHE / 2);
-                let at = free.len() - n;
-                local.cache.extend(free.drain(at..));
+                let n = free.list.len().min(LOCAL_CACHE / 2);
+                let at = free.list.len() - n;
+                local.cache.extend(free.list.drain(at..));
+                free.low = free.low.min(free.list.len());
                 return Some(b);
             }
         }
@@ -184,16 +203,37 @@ impl Pool {
             return;
         }
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        free.push(buf);
+        free.list.push(buf);
         // Half the cache goes too, so that other threads can have it.
         let keep = LOCAL_CACHE / 2;
-        free.extend(local.cache.drain(keep..));
+        free.list.extend(local.cache.drain(keep..));
+        local.low = local.low.min(local.cache.len());
     }
 
     /// Returns a thread's cached buffers to the shared list (thread exit).
     pub fn release(&self, local: &mut LocalPool) {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        free.append(&mut local.cache);
+        free.list.append(&mut local.cache);
+        local.low = 0;
+    }
+
+    /// Frees the buffers that stayed unused since the last trim, in this
+    /// thread's cache and in the shared list (see the module doc). Called
+    /// at each timer sweep; returns how many were freed.
+    pub fn trim(&self, local: &mut LocalPool) -> usize {
+        let mine = local.low.min(local.cache.len());
+        local.cache.truncate(local.cache.len() - mine);
+        local.low = local.cache.len();
+        let shared = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let n = free.low.min(free.list.len());
+            let keep = free.list.len() - n;
+            free.list.truncate(keep);
+            free.low = keep;
+            n
+        };
+        self.allocated.fetch_sub(mine + shared, Ordering::Relaxed);
+        mine + shared
     }
 
     /// Whether a `take` could succeed now without waiting.
@@ -204,6 +244,7 @@ impl Pool {
                 .free
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
+                .list
                 .is_empty()
     }
 }
@@ -213,6 +254,7 @@ impl LocalPool {
     pub fn new() -> LocalPool {
         LocalPool {
             cache: Vec::with_capacity(LOCAL_CACHE),
+            low: 0,
         }
     }
 }
@@ -242,6 +284,30 @@ mod tests {
             assert!(pool.take(&mut local).is_some());
         }
         assert_eq!(pool.allocated(), 4);
+    }
+
+    #[test]
+    fn trim_frees_what_stayed_unused() {
+        let pool = Pool::new(64, 64 * 100);
+        let mut local = LocalPool::new();
+        let bufs: Vec<_> = (0..40).map(|_| pool.take(&mut local).unwrap()).collect();
+        for b in bufs {
+            pool.give(&mut local, b);
+        }
+        assert_eq!(pool.allocated(), 40);
+        // The first trim only starts the interval for what was given back.
+        pool.trim(&mut local);
+        // A steady user of one buffer keeps it (and what it cycles through).
+        let b = pool.take(&mut local).unwrap();
+        pool.give(&mut local, b);
+        let freed = pool.trim(&mut local);
+        assert!(freed > 0);
+        assert_eq!(pool.allocated(), 40 - freed);
+        assert!(pool.allocated() >= 1);
+        // Nothing used for a whole interval: all of it goes.
+        pool.trim(&mut local);
+        assert_eq!(pool.allocated(), 0);
+        assert!(pool.take(&mut local).is_some(), "can allocate again");
     }
 
     #[test]

@@ -48,6 +48,14 @@ pub struct Stats {
     pub expired: u64,
     /// Of those, whose responder was dropped unanswered (answered 500).
     pub abandoned: u64,
+    /// Request arenas lent to a request now (see `Request::arena`).
+    pub arenas_in_use: usize,
+    /// Reset arenas kept for reuse (at most two per network thread).
+    pub arenas_cached: usize,
+    /// Their retained bytes.
+    pub arena_bytes_cached: usize,
+    /// Arenas freed at their reset for having grown too large.
+    pub arenas_dropped: usize,
 }
 
 /// State every thread of one server shares for control and counting.
@@ -151,6 +159,10 @@ impl ServerHandle {
             resumed: c.resumed.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
             abandoned: c.abandoned.load(Ordering::Relaxed),
+            arenas_in_use: self.shared.arenas.in_use.load(Ordering::Relaxed),
+            arenas_cached: self.shared.arenas.cached.load(Ordering::Relaxed),
+            arena_bytes_cached: self.shared.arenas.cached_bytes.load(Ordering::Relaxed),
+            arenas_dropped: self.shared.arenas.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -219,6 +231,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         sse_heartbeat: http.sse_heartbeat(),
         sse_backlog: http.sse_backlog,
         counters: Arc::new(AsyncCounters::default()),
+        arenas: Arc::default(),
     });
     let addr = http.socket_addr();
     let threads = http.network_threads;

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::proto::encode::{BodyMode, Header};
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
+use crate::runtime::arena::ArenaSlot;
+use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
 use crate::runtime::link::{AsyncCounters, Link, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 
@@ -27,6 +29,20 @@ use crate::runtime::outbox::{Body, Outbox};
 pub trait Service: Send + Sync + 'static {
     /// Handles one complete request on the network thread.
     fn call(&self, req: &RawRequest<'_>, res: &mut ResponseSink<'_>);
+
+    /// A request with a body has its head parsed (`req.body` is empty): a
+    /// service that streams this request's body returns its consumer, and
+    /// may begin the response through `res` (see `body_stream.rs`). `None`,
+    /// the default: the body is read whole and given to [`Service::call`];
+    /// nothing may have been written to `res` then.
+    fn open_stream(
+        &self,
+        req: &RawRequest<'_>,
+        res: &mut BodySink<'_>,
+    ) -> Option<Box<dyn BodyStream>> {
+        let _ = (req, res);
+        None
+    }
 }
 
 /// A complete request as the network thread holds it.
@@ -38,6 +54,8 @@ pub struct RawRequest<'a> {
     pub buf: &'a [u8],
     /// The whole body (decoded: no chunk framing).
     pub body: &'a [u8],
+    /// The thread's request arena, lent on first use (see `arena.rs`).
+    pub arena: &'a ArenaSlot,
 }
 
 /// Where a service writes its response: encodes it into the connection's
@@ -101,6 +119,29 @@ impl ResponseSink<'_> {
         if mode == BodyMode::Raw {
             self.out.push_body(body);
         }
+    }
+
+    /// Answers through a [`BodySink`], as a streamed-body route does (used
+    /// when its request has no body): runs `f`, then completes the response
+    /// as at a body's end. Ignored if a response was sent already.
+    pub fn streamed(&mut self, arena: &ArenaSlot, f: impl FnOnce(&mut BodySink<'_>)) {
+        if self.sent {
+            return;
+        }
+        self.sent = true;
+        let mut progress = Progress::default();
+        let mut sink = BodySink {
+            conn: &mut *self.conn,
+            out: &mut *self.out,
+            date: self.date,
+            server: self.server,
+            now: self.now,
+            stopping: self.stopping,
+            progress: &mut progress,
+            arena,
+        };
+        f(&mut sink);
+        sink.complete();
     }
 
     /// Whether a response has been sent.
