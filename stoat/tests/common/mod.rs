@@ -218,6 +218,16 @@ impl Client {
         }
     }
 
+    /// A client over an existing stream (a clone of another client's, to
+    /// read while another thread writes); reads time out after [`TIMEOUT`].
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Writes all of `bytes`. If the server closed instead, fails the test
     /// with whatever it had answered.
     #[track_caller]
