@@ -2,7 +2,8 @@
 //! buffer pool's limit and FIFO wait queue, the head deadline against a
 //! trickle, keep-alive expiry, the write-stall timeout, `max_connections`,
 //! and the accept backoff on EMFILE (in a child process whose fd limit is
-//! lowered).
+//! lowered); the request arena reset after every response, lent only to
+//! requests that use it, and bounded.
 
 #[macro_use]
 mod common;
@@ -13,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use stoat::app::{Request, Response, Server};
 use stoat::config::{Config, Model};
 
 both_models!(
@@ -25,6 +27,8 @@ both_models!(
     max_connections_enforced,
     idle_evicted_at_limit,
     emfile_backoff,
+    arena_reset_between_responses,
+    arena_memory_bounded,
 );
 
 /// One network thread, 4 KiB buffers, a pool of exactly two.
@@ -390,4 +394,123 @@ fn emfile_backoff(model: Model) {
     drop(stdin);
     let status = child.wait().unwrap();
     assert!(status.success());
+}
+
+/// `GET /arena?n=N`: allocates N bytes in the request arena and answers
+/// "BEFORE AFTER", the arena's `allocated_bytes` before and after;
+/// `GET /plain` never touches it.
+fn arena_routes(server: Server) -> Server {
+    server
+        .get("/arena", |req: &Request<'_>| {
+            let n: usize = req
+                .query_param("n")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let arena = req.arena();
+            let before = arena.allocated_bytes();
+            let scratch = arena.alloc_slice_fill_copy(n, 7u8);
+            assert!(scratch.iter().all(|&b| b == 7));
+            Response::text(format!("{before} {}", arena.allocated_bytes()))
+        })
+        .get("/plain", |_: &Request<'_>| Response::text("plain"))
+}
+
+fn before_after(text: &str) -> (usize, usize) {
+    let (a, b) = text.split_once(' ').expect("two numbers");
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// 300 requests on one keep-alive connection (half of them pipelined in
+/// bursts of 15), each allocating 1,000 bytes of scratch: the arena each
+/// one finds is reset (what it holds does not accumulate), and once each
+/// response is out no arena is lent.
+fn arena_reset_between_responses(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.network_threads = 1;
+    let server = start_with(cfg, arena_routes);
+    let mut c = Client::connect(server.local_addr());
+    let mut first_after = None;
+    let mut seen = Vec::new();
+    for i in 0..150 {
+        c.send(&get("/arena?n=1000"));
+        let (before, after) = before_after(&c.response().text());
+        assert!(after >= before + 1000 || before >= 1000, "{before} {after}");
+        first_after.get_or_insert(after);
+        seen.push(before);
+        wait_until("the arena given back", || server.stats().arenas_in_use == 0);
+        if i % 10 == 0 {
+            let mut burst = Vec::new();
+            for _ in 0..15 {
+                burst.extend_from_slice(&get("/arena?n=1000"));
+            }
+            c.send(&burst);
+            for _ in 0..15 {
+                seen.push(before_after(&c.response().text()).0);
+            }
+        }
+    }
+    // A reset arena keeps its one chunk: every request finds the same.
+    let limit = first_after.unwrap();
+    assert!(
+        seen.iter().all(|&b| b <= limit),
+        "the arena accumulated: {:?}",
+        &seen[..20]
+    );
+    assert_eq!(seen[1], *seen.last().unwrap(), "{:?}", &seen[..20]);
+    let stats = server.stats();
+    assert_eq!(stats.arenas_in_use, 0, "{stats:?}");
+    assert!(stats.arenas_cached <= 2, "{stats:?}");
+    stop(server);
+}
+
+/// Requests that never use the arena get none; an arena grown past the
+/// keep limit by one large request is freed at its reset, so what the
+/// server keeps stays within two 64 KiB arenas per thread however large
+/// requests' scratch was; idle connections hold none.
+fn arena_memory_bounded(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.network_threads = 1;
+    let server = start_with(cfg, arena_routes);
+    let mut c = Client::connect(server.local_addr());
+    for _ in 0..20 {
+        c.send(&get("/plain"));
+        assert_eq!(c.response().text(), "plain");
+    }
+    let stats = server.stats();
+    assert_eq!(
+        (
+            stats.arenas_in_use,
+            stats.arenas_cached,
+            stats.arenas_dropped
+        ),
+        (0, 0, 0),
+        "an arena was made for requests that never asked: {stats:?}"
+    );
+    c.send(&get("/arena?n=4000000"));
+    let (_, after) = before_after(&c.response().text());
+    assert!(after >= 4_000_000);
+    wait_until("the large arena freed", || {
+        server.stats().arenas_dropped == 1
+    });
+    for _ in 0..20 {
+        c.send(&get("/arena?n=100"));
+        let (before, _) = before_after(&c.response().text());
+        assert!(before < 64 * 1024, "the large chunk was kept: {before}");
+    }
+    let mut idle: Vec<Client> = (0..50)
+        .map(|_| Client::connect(server.local_addr()))
+        .collect();
+    for k in &mut idle {
+        k.send(&get("/arena?n=500"));
+        k.response();
+    }
+    let stats = server.stats();
+    assert_eq!(
+        stats.arenas_in_use, 0,
+        "idle connections hold arenas: {stats:?}"
+    );
+    assert!(stats.arenas_cached <= 2, "{stats:?}");
+    assert!(stats.arena_bytes_cached <= 2 * 64 * 1024, "{stats:?}");
+    drop(idle);
+    stop(server);
 }
