@@ -9,8 +9,9 @@
 //!   cost no memory beyond a read buffer (`Server::post_streaming`).
 //!
 //! Usage: `bench [--port P] [--threads N] [--model shared|per_core]
-//! [--max-connections N]` (defaults: port 8080, the configuration's thread
-//! count, per_core, the configuration's connection limit).
+//! [--max-connections N] [--buffer-memory-limit BYTES]` (defaults: port
+//! 8080, the configuration's thread count, per_core, the configuration's
+//! connection limit and read-buffer memory limit).
 //! Listens on 127.0.0.1; stops on SIGINT or SIGTERM.
 
 use std::process;
@@ -24,8 +25,8 @@ struct Message {
     message: &'static str,
 }
 
-const USAGE: &str =
-    "usage: bench [--port P] [--threads N] [--model shared|per_core] [--max-connections N]";
+const USAGE: &str = "usage: bench [--port P] [--threads N] [--model shared|per_core] \
+                     [--max-connections N] [--buffer-memory-limit BYTES]";
 
 fn main() {
     let config = match parse_args(std::env::args().skip(1)) {
@@ -93,6 +94,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("bad connection limit {value:?}"))?;
+            }
+            "--buffer-memory-limit" => {
+                config.http.buffer_memory_limit = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("bad buffer memory limit {value:?}"))?;
             }
             "--model" => {
                 config.http.model = match value.as_str() {

@@ -333,6 +333,13 @@ impl Loop {
         for (key, next) in acted {
             self.after(key, next, ctx);
         }
+        // The table's memory follows the connections it holds: once most
+        // of it is vacant, trailing vacant entries go back (keys of open
+        // connections do not move), so a burst of connections does not
+        // leave its table behind.
+        if self.conns.capacity() > 2 * self.conns.len() + 256 {
+            self.conns.shrink_to_fit();
+        }
     }
 
     fn begin_stop(&mut self, ctx: &mut ThreadCtx) {
