@@ -1003,6 +1003,62 @@ mod tests {
     }
 
     #[test]
+    fn response_started_while_body_streams() {
+        let now = Instant::now();
+        let limits = Limits::default();
+        let mut head = RequestHead::default();
+        let date = DateCache::new(784111777);
+        let mut c = Conn::new(now);
+        let input = b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab";
+        let (n, ev) = c.poll(input, now, &limits, &mut head).unwrap();
+        assert_eq!(ev, Event::Head { complete: false });
+        let mut out = Vec::new();
+        let mode = c.start_response(200, &[], ResponseBody::Chunked, false, &mut out, &date, b"");
+        assert_eq!(mode, BodyMode::Chunked);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("HTTP/1.1 200 OK\r\n"));
+        // The body is still read, as before the response.
+        assert_eq!(
+            c.poll(&input[n..], now, &limits, &mut head),
+            Ok((2, Event::Body(0..2)))
+        );
+        // While output waits, the write timeout is the clock; once it
+        // drains, the body's idle clock starts again.
+        c.set_write_pending(true, now);
+        assert_eq!(c.deadline(&limits), Some(now + limits.write_timeout));
+        let later = now + Duration::from_secs(3);
+        c.set_write_pending(false, later);
+        assert_eq!(c.deadline(&limits), Some(later + limits.body_timeout));
+        assert_eq!(
+            c.poll(b"cde", later, &limits, &mut head),
+            Ok((3, Event::Body(0..3)))
+        );
+        assert_eq!(
+            c.poll(b"", later, &limits, &mut head),
+            Ok((0, Event::BodyEnd))
+        );
+        c.finish_response(later, false);
+        assert!(c.is_keepalive_idle());
+        // A response that could not be completed as framed closes.
+        let input = b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+        let (_, ev) = c.poll(input, later, &limits, &mut head).unwrap();
+        assert_eq!(ev, Event::Head { complete: true });
+        let mut out = Vec::new();
+        c.start_response(
+            200,
+            &[],
+            ResponseBody::Length(9),
+            false,
+            &mut out,
+            &date,
+            b"",
+        );
+        c.finish_response(later, true);
+        assert!(c.is_closing());
+    }
+
+    #[test]
     fn version_recorded() {
         let mut h = Harness::new();
         h.feed(b"GET /a HTTP/1.0\r\n\r\n");
