@@ -9,9 +9,10 @@
 //!   cost no memory beyond a read buffer (`Server::post_streaming`).
 //!
 //! Usage: `bench [--port P] [--threads N] [--model shared|per_core]
-//! [--max-connections N] [--buffer-memory-limit BYTES]` (defaults: port
-//! 8080, the configuration's thread count, per_core, the configuration's
-//! connection limit and read-buffer memory limit).
+//! [--max-connections N] [--buffer-memory-limit BYTES]
+//! [--keepalive-timeout SECS]` (defaults: port 8080, then the
+//! configuration's thread count, per_core, and the configuration's
+//! connection limit, read-buffer memory limit and keep-alive timeout).
 //! Listens on 127.0.0.1; stops on SIGINT or SIGTERM.
 
 use std::process;
@@ -26,7 +27,8 @@ struct Message {
 }
 
 const USAGE: &str = "usage: bench [--port P] [--threads N] [--model shared|per_core] \
-                     [--max-connections N] [--buffer-memory-limit BYTES]";
+                     [--max-connections N] [--buffer-memory-limit BYTES] \
+                     [--keepalive-timeout SECS]";
 
 fn main() {
     let config = match parse_args(std::env::args().skip(1)) {
@@ -94,6 +96,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("bad connection limit {value:?}"))?;
+            }
+            "--keepalive-timeout" => {
+                config.http.keepalive_timeout_sec = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("bad keep-alive timeout {value:?}"))?;
             }
             "--buffer-memory-limit" => {
                 config.http.buffer_memory_limit = value
