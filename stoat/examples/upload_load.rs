@@ -83,13 +83,8 @@ fn rss(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// Uploads client `i`'s body, paced.
+/// Uploads client `i`'s body, paced (its head was sent already).
 fn writer(mut s: TcpStream, i: usize, a: &Args, start: Instant) -> std::io::Result<()> {
-    let head = format!(
-        "POST /echo HTTP/1.1\r\nHost: load\r\nContent-Length: {}\r\n\r\n",
-        a.size
-    );
-    s.write_all(head.as_bytes())?;
     let mut piece = vec![0u8; a.write];
     let mut at = 0;
     // Spread the clients over the first interval.
@@ -209,6 +204,20 @@ fn main() {
             }
         };
         let _ = s.set_nodelay(true);
+        // The head goes at once: a server times a connection's first head
+        // from the accept, and spawning threads may lag on a busy machine.
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nHost: load\r\nContent-Length: {}\r\n\r\n",
+            a.size
+        );
+        if let Err(e) = (&s).write_all(head.as_bytes()) {
+            failed.fetch_add(1, Ordering::Relaxed);
+            first_error
+                .lock()
+                .unwrap()
+                .get_or_insert(format!("send head: {e}"));
+            continue;
+        }
         let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
         let w = s.try_clone().expect("dup socket");
         let spawn = |f: Box<dyn FnOnce() + Send>| {

@@ -29,6 +29,10 @@ const MAILBOX: u64 = u64::MAX - 2;
 /// How often deadlines are checked: a coarse sweep over the table costs
 /// nothing per request (see docs/ARCHITECTURE.md, "Time").
 pub(crate) const SWEEP: Duration = Duration::from_millis(250);
+
+/// Buffers freed in one trim after which freed heap memory is handed back
+/// to the kernel (`malloc_trim`): a burst's worth, not a steady trickle.
+pub(crate) const RELEASE_AFTER: usize = 16;
 /// Connections accepted per listener event before serving others.
 const ACCEPT_BATCH: usize = 64;
 /// Most table entries looked at to find an idle connection to evict.
@@ -55,6 +59,8 @@ pub(crate) struct Loop {
     /// Links of this thread's connections with something for it.
     mailbox: Arc<LoopMailbox>,
     conns: Slab<Connection>,
+    /// The table shrank at the last sweep (its memory may go back).
+    shrank: bool,
     max_conns: usize,
     /// Connections that could not get a buffer, in arrival order.
     waiting: VecDeque<usize>,
@@ -86,6 +92,7 @@ impl Loop {
             waker,
             mailbox,
             conns: Slab::new(),
+            shrank: false,
             max_conns,
             waiting: VecDeque::new(),
             accept_paused: None,
@@ -129,8 +136,13 @@ impl Loop {
             if ctx.now >= next_sweep {
                 next_sweep = ctx.now + SWEEP;
                 self.sweep(&mut ctx);
-                // Buffers unused for a whole interval go back to the allocator.
-                self.shared.pool.trim(&mut ctx.local);
+                // Buffers unused for a whole interval go back to the
+                // allocator, and a lot of freed memory to the kernel.
+                let freed = self.shared.pool.trim(&mut ctx.local);
+                if freed >= RELEASE_AFTER || self.shrank {
+                    self.shrank = false;
+                    crate::sys::release_free_heap();
+                }
                 self.resume_accepting(&ctx);
             }
             if ctx.stopping {
@@ -339,6 +351,7 @@ impl Loop {
         // leave its table behind.
         if self.conns.capacity() > 2 * self.conns.len() + 256 {
             self.conns.shrink_to_fit();
+            self.shrank = true;
         }
     }
 

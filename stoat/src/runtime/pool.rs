@@ -219,7 +219,9 @@ impl Pool {
 
     /// Frees the buffers that stayed unused since the last trim, in this
     /// thread's cache and in the shared list (see the module doc). Called
-    /// at each timer sweep; returns how many were freed.
+    /// at each timer sweep; returns how many were freed. Freeing many at
+    /// once is followed by [`crate::sys::release_free_heap`] (the caller's),
+    /// so that the memory leaves the process, not just the pool.
     pub fn trim(&self, local: &mut LocalPool) -> usize {
         let mine = local.low.min(local.cache.len());
         local.cache.truncate(local.cache.len() - mine);

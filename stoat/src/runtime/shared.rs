@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
 use crate::runtime::link::{Link, Owner};
-use crate::runtime::per_core::SWEEP;
+use crate::runtime::per_core::{RELEASE_AFTER, SWEEP};
 use crate::runtime::server::Control;
 use crate::runtime::wake::LoopMailbox;
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
@@ -267,8 +267,11 @@ impl Core {
             if ctx.now >= next_sweep {
                 next_sweep = ctx.now + SWEEP;
                 self.sweep(index, &mut ctx);
-                // Buffers unused for a whole interval go back to the allocator.
-                self.shared.pool.trim(&mut ctx.local);
+                // Buffers unused for a whole interval go back to the
+                // allocator, and a lot of freed memory to the kernel.
+                if self.shared.pool.trim(&mut ctx.local) >= RELEASE_AFTER {
+                    crate::sys::release_free_heap();
+                }
             }
             if ctx.stopping {
                 if self.control.drain_deadline().is_some_and(|d| ctx.now >= d) {

@@ -4,8 +4,9 @@
 //! Every fd is wrapped in an `OwnedFd` (close-on-exec) the moment it exists,
 //! every call returns `io::Result` with the errno preserved (`EAGAIN` is
 //! `io::ErrorKind::WouldBlock`), and the calls go through rustix's and
-//! signal-hook's safe wrappers. The one `unsafe` is marking the epoll
-//! [`Events`] buffer `Send + Sync` (it holds only integers). Nothing
+//! signal-hook's safe wrappers. The `unsafe` code is marking the epoll
+//! [`Events`] buffer `Send + Sync` (it holds only integers) and one call
+//! of glibc's `malloc_trim` ([`heap`]). Nothing
 //! here owns a thread; the runtime decides who calls what (see `DESIGN.md`:
 //! only a connection's owner reads, writes, re-arms or closes it).
 //!
@@ -15,10 +16,12 @@
 //! - [`signal`]: [`Signals`], graceful stop on SIGINT/SIGTERM.
 //! - [`affinity`]: [`pin_current_thread`], [`available_cpus`].
 //! - [`rlimit`]: [`raise_nofile_limit`], [`nofile_limit`].
+//! - [`heap`]: [`release_free_heap`], freed memory back to the kernel.
 
 pub mod affinity;
 pub mod epoll;
 pub mod eventfd;
+pub mod heap;
 pub mod rlimit;
 pub mod signal;
 pub mod socket;
@@ -26,6 +29,7 @@ pub mod socket;
 pub use affinity::{available_cpus, lower_current_thread_priority, pin_current_thread};
 pub use epoll::{Epoll, Event, Events, Interest};
 pub use eventfd::EventFd;
+pub use heap::release_free_heap;
 pub use rlimit::{nofile_limit, raise_nofile_limit};
 pub use signal::Signals;
 pub use socket::{ListenOptions, Listener};
