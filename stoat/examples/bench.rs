@@ -10,9 +10,10 @@
 //!
 //! Usage: `bench [--port P] [--threads N] [--model shared|per_core]
 //! [--max-connections N] [--buffer-memory-limit BYTES]
-//! [--keepalive-timeout SECS]` (defaults: port 8080, then the
+//! [--keepalive-timeout SECS] [--echo stream|whole]` (defaults: port 8080, then the
 //! configuration's thread count, per_core, and the configuration's
-//! connection limit, read-buffer memory limit and keep-alive timeout).
+//! connection limit, read-buffer memory limit and keep-alive timeout;
+//! `--echo whole` serves `/echo` with a whole-body handler, for comparison).
 //! Listens on 127.0.0.1; stops on SIGINT or SIGTERM.
 
 use std::process;
@@ -28,17 +29,17 @@ struct Message {
 
 const USAGE: &str = "usage: bench [--port P] [--threads N] [--model shared|per_core] \
                      [--max-connections N] [--buffer-memory-limit BYTES] \
-                     [--keepalive-timeout SECS]";
+                     [--keepalive-timeout SECS] [--echo stream|whole]";
 
 fn main() {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(config) => config,
+    let (config, whole_echo) = match parse_args(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("bench: {message}\n{USAGE}");
             process::exit(2);
         }
     };
-    let server = Server::new(config)
+    let mut server = Server::new(config)
         .get("/plaintext", |_| Response::text("Hello, World!"))
         .get("/json", |_| {
             let message = Message {
@@ -48,8 +49,13 @@ fn main() {
                 Ok(json) => Response::json_bytes(json),
                 Err(_) => Response::new(500),
             }
-        })
-        .post_streaming("/echo", echo);
+        });
+    server = if whole_echo {
+        // For comparison: the body read whole, then sent back.
+        server.post("/echo", |req| Response::bytes(req.body().to_vec()))
+    } else {
+        server.post_streaming("/echo", echo)
+    };
     if let Err(e) = server.run() {
         eprintln!("bench: {e}");
         process::exit(1);
@@ -70,8 +76,10 @@ fn echo(req: &Request, res: &mut BodyWriter) -> impl FnMut(BodyChunk, &mut BodyW
 }
 
 /// The configuration the arguments ask for.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> {
+/// `true` in the pair: `--echo whole`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Config, bool), String> {
     let mut config = Config::default();
+    let mut whole_echo = false;
     config.http.bind_address = [127, 0, 0, 1].into();
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
@@ -96,6 +104,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("bad connection limit {value:?}"))?;
+            }
+            "--echo" => {
+                whole_echo = match value.as_str() {
+                    "whole" => true,
+                    "stream" => false,
+                    _ => return Err(format!("bad echo kind {value:?}")),
+                };
             }
             "--keepalive-timeout" => {
                 config.http.keepalive_timeout_sec = value
@@ -130,5 +145,5 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
         .http
         .buffer_memory_limit
         .max(per_thread.saturating_mul(config.http.network_threads));
-    Ok(config)
+    Ok((config, whole_echo))
 }
