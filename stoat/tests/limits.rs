@@ -420,7 +420,7 @@ fn before_after(text: &str) -> (usize, usize) {
     (a.parse().unwrap(), b.parse().unwrap())
 }
 
-/// 300 requests on one keep-alive connection (half of them pipelined in
+/// 375 requests on one keep-alive connection (225 of them pipelined in
 /// bursts of 15), each allocating 1,000 bytes of scratch: the arena each
 /// one finds is reset (what it holds does not accumulate), and once each
 /// response is out no arena is lent.
