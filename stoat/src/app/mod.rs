@@ -43,6 +43,8 @@
 //! - `deferred.rs`: [`Responder`] (answer later, from any thread) and
 //!   [`EventStream`] (server-sent events).
 //! - `pipeline.rs`: pipeline routes' [`Job`]s and the pipeline threads.
+//! - `websocket.rs`: [`WebSocket`] endpoints, [`Session`] callbacks,
+//!   [`WsSender`] (send from any thread).
 
 mod deferred;
 mod handler;
@@ -53,6 +55,7 @@ mod request;
 mod response;
 mod router;
 mod server;
+mod websocket;
 
 pub use deferred::{Event, EventStream, Responder, SendError};
 pub use handler::Handler;
@@ -63,6 +66,7 @@ pub use request::Request;
 pub use response::{IntoResponse, Response};
 pub use router::{RouteError, Router, StreamHandler, SuspendHandler};
 pub use server::Server;
+pub use websocket::{Message, Session, WebSocket, WsContext, WsSender};
 
 pub use crate::proto::{Method, Version};
 pub use crate::runtime::{Body, RawRequest, ServerHandle, Stats};

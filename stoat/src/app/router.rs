@@ -30,6 +30,7 @@ use crate::app::deferred::{EventStream, Responder};
 use crate::app::path_tree::{Captures, PathTree, Pattern, PatternError};
 use crate::app::pipeline::{Job, Pipeline, PipelineRoute};
 use crate::app::request::path_of;
+use crate::app::websocket::WebSocket;
 use crate::app::{Handler, IntoResponse, Request, Response};
 use crate::proto::encode::Header;
 use crate::proto::Method;
@@ -91,6 +92,8 @@ enum Kind {
     Suspend(Box<dyn SuspendHandler>),
     /// A server-sent event stream.
     Stream(Box<dyn StreamHandler>),
+    /// A WebSocket endpoint.
+    WebSocket(Box<WebSocket>),
     /// On a pipeline's threads; `pipeline` is bound when the server starts.
     Pipeline {
         name: Box<str>,
@@ -252,6 +255,18 @@ impl Router {
     #[track_caller]
     pub fn sse<H: StreamHandler>(mut self, pattern: &str, handler: H) -> Router {
         if let Err(e) = self.add(Method::Get, pattern, |_| Kind::Stream(Box::new(handler))) {
+            panic!("{e}");
+        }
+        self
+    }
+
+    /// Routes `GET` requests matching `pattern` to a WebSocket endpoint;
+    /// see [`WebSocket`] and [`Router::route`] (same panics).
+    #[track_caller]
+    pub fn websocket(mut self, pattern: &str, endpoint: WebSocket) -> Router {
+        if let Err(e) = self.add(Method::Get, pattern, |_| {
+            Kind::WebSocket(Box::new(endpoint))
+        }) {
             panic!("{e}");
         }
         self
@@ -531,6 +546,10 @@ impl Service for Router {
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| {
                     handler.call(&req, EventStream::new(link, last_id))
                 }));
+            }
+            Kind::WebSocket(endpoint) => {
+                let req = Request::routed(*raw, path, &route.names, caps);
+                endpoint.accept(&req, sink);
             }
             Kind::Pipeline {
                 route: pr,

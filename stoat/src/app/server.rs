@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::app::pipeline::{BatchHandler, Pipeline};
 use crate::app::router::{StreamHandler, SuspendHandler};
+use crate::app::websocket::WebSocket;
 use crate::app::{Handler, IntoResponse, Request, Router};
 use crate::config::Config;
 use crate::proto::Method;
@@ -155,6 +156,15 @@ impl Server {
     #[track_caller]
     pub fn sse<H: StreamHandler>(mut self, pattern: &str, handler: H) -> Server {
         self.router = self.router.sse(pattern, handler);
+        self
+    }
+
+    /// Routes `GET` requests matching `pattern` to a WebSocket endpoint
+    /// (handshake checks, subprotocols, origin hook, session callbacks);
+    /// see [`WebSocket`] and [`Router::websocket`].
+    #[track_caller]
+    pub fn websocket(mut self, pattern: &str, endpoint: WebSocket) -> Server {
+        self.router = self.router.websocket(pattern, endpoint);
         self
     }
 

@@ -30,7 +30,12 @@ use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
 use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink, Service};
+use crate::runtime::websocket::{WsLimits, WsSession, WsState};
 use crate::sys::socket;
+
+// An upgraded connection's driving works on this file's private fields.
+#[path = "ws_connection.rs"]
+mod ws_connection;
 
 /// Stop reading new requests while this much output is pending: a client
 /// that pipelines without reading cannot grow our output without bound.
@@ -49,6 +54,8 @@ pub(crate) struct Shared {
     pub sse_heartbeat: Duration,
     /// Most queued events per stream.
     pub sse_backlog: usize,
+    /// WebSocket settings.
+    pub ws: WsLimits,
     pub counters: Arc<AsyncCounters>,
 }
 
@@ -165,6 +172,9 @@ pub(crate) struct Connection {
     /// The bytes of a head that trickles in, kept off the pool between
     /// reads (see `park_slow_head`).
     parked: Option<Box<[u8]>>,
+    /// Set once the connection was upgraded to WebSocket (one pointer for
+    /// HTTP connections); see `ws_connection.rs`.
+    ws: Option<Box<WsState>>,
 }
 
 impl Connection {
@@ -178,6 +188,7 @@ impl Connection {
             link: None,
             waiting: false,
             parked: None,
+            ws: None,
         }
     }
 
@@ -188,7 +199,11 @@ impl Connection {
     /// Whether the connection is between requests with nothing buffered:
     /// it may be closed without losing anything (shutdown, connection limit).
     pub fn is_idle(&self) -> bool {
-        self.proto.is_idle() && self.input.is_none() && self.output.is_none() && self.link.is_none()
+        self.proto.is_idle()
+            && self.input.is_none()
+            && self.output.is_none()
+            && self.link.is_none()
+            && self.ws.is_none()
     }
 
     /// Whether it is an idle keep-alive connection that holds nothing: the
@@ -207,12 +222,18 @@ impl Connection {
         if let Some(link) = self.link.take() {
             link.close();
         }
+        if let Some(ws) = &mut self.ws {
+            ws.report_close();
+        }
     }
 
     /// The link `link` was posted to this thread: delivers its answer or
     /// stream events, then carries on with the requests pipelined behind.
     /// A link that is not this connection's (closed and reused) is ignored.
     pub fn on_link(&mut self, link: &Arc<Link>, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if self.ws.is_some() {
+            return self.ws_on_link(link, shared, ctx);
+        }
         if !self.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
             return Next::Keep {
                 want_write: self.output.is_some(),
@@ -327,6 +348,9 @@ impl Connection {
     }
 
     fn drive_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
+        if self.ws.is_some() {
+            return self.ws_drive(shared, ctx, peer_closed);
+        }
         if peer_closed && self.link.is_some() {
             // As nginx does for a proxied request: a client that closes
             // while its request is with another thread has given up on it.
@@ -343,6 +367,10 @@ impl Connection {
         if self.flush_new(ctx).is_err() {
             return Next::Close;
         }
+        if self.ws.is_some() {
+            // Upgraded in this batch: frames may follow the handshake.
+            return self.ws_drive(shared, ctx, peer_closed);
+        }
         self.settle(shared, ctx, next)
     }
 
@@ -354,6 +382,9 @@ impl Connection {
     }
 
     fn on_timer_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if self.ws.is_some() {
+            return self.ws_timer(shared, ctx);
+        }
         if let Some(link) = self.link.clone() {
             return self.on_link_timer(&link, shared, ctx);
         }
@@ -784,6 +815,7 @@ impl Connection {
             Some(o) => o,
             None => &mut ctx.out,
         };
+        let mut upgraded: Option<Box<dyn WsSession>> = None;
         let mut sink = ResponseSink {
             conn: &mut self.proto,
             out,
@@ -793,6 +825,7 @@ impl Connection {
             sent: false,
             stopping: &ctx.stop_flag,
             link: Some(LinkCtx {
+                upgrade: &mut upgraded,
                 slot: &mut self.link,
                 owner: &ctx.owner,
                 key: ctx.key,
@@ -816,6 +849,9 @@ impl Connection {
                 Body::Static(b"the handler sent no response"),
                 false,
             );
+        }
+        if let Some(session) = upgraded {
+            self.ws = Some(Box::new(WsState::new(session, ctx.now, &shared.ws)));
         }
         // A suspended request is counted when its answer is delivered.
         if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {

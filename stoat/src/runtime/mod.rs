@@ -17,6 +17,7 @@ mod server;
 pub mod service;
 mod shared;
 mod wake;
+pub(crate) mod websocket;
 
 pub use outbox::Body;
 pub use server::{start, ServerHandle, Stats};
