@@ -331,3 +331,4 @@ impl Connection {
         }
     }
 }
+
