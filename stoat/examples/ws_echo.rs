@@ -3,8 +3,8 @@
 //! run against; see `.ci/autobahn` and `bench/ws`).
 //!
 //! Usage: `ws_echo [--port P] [--threads N] [--model shared|per_core]
-//! [--max-connections N]` (defaults: port 9001, the configuration's thread
-//! count, per_core). Listens on 127.0.0.1; stops on SIGINT or SIGTERM
+//! [--max-connections N] [--ping-sec S]` (defaults: port 9001, the
+//! configuration's thread count, per_core, its `ws_ping_sec`). Listens on 127.0.0.1; stops on SIGINT or SIGTERM
 //! (open WebSockets get close 1001).
 
 use std::process;
@@ -13,7 +13,8 @@ use stoat::app::{Message, Server, Session, WebSocket, WsContext};
 use stoat::config::{Config, Model};
 
 const USAGE: &str =
-    "usage: ws_echo [--port P] [--threads N] [--model shared|per_core] [--max-connections N]";
+    "usage: ws_echo [--port P] [--threads N] [--model shared|per_core] [--max-connections N] \
+     [--ping-sec S]";
 
 /// Echoes each message.
 struct Echo;
@@ -36,7 +37,8 @@ fn main() {
         }
     };
     let server = Server::new(config).websocket("/", WebSocket::new(|_| Echo));
-    let started = |h: &stoat::app::ServerHandle| eprintln!("ws_echo: listening on {}", h.local_addr());
+    let started =
+        |h: &stoat::app::ServerHandle| eprintln!("ws_echo: listening on {}", h.local_addr());
     if let Err(e) = server.run_with(started) {
         eprintln!("ws_echo: {e}");
         process::exit(1);
@@ -67,6 +69,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Config, String> 
             }
             "--threads" => config.http.network_threads = count("thread count")?,
             "--max-connections" => config.http.max_connections = count("connection limit")?,
+            "--ping-sec" => {
+                config.http.ws_ping_sec =
+                    value.parse().map_err(|_| format!("bad ping {value:?}"))?;
+            }
             "--model" => {
                 config.http.model = match value.as_str() {
                     "shared" => Model::Shared,

@@ -424,7 +424,11 @@ impl HttpConfig {
         at_least("http.sse_backlog", self.sse_backlog, 1)?;
         at_most("http.sse_backlog", self.sse_backlog, 65_536)?;
         at_most("http.ws_ping_sec", self.ws_ping_sec, MAX_TIMEOUT_SEC)?;
-        at_most("http.ws_idle_timeout_sec", self.ws_idle_timeout_sec, MAX_TIMEOUT_SEC)?;
+        at_most(
+            "http.ws_idle_timeout_sec",
+            self.ws_idle_timeout_sec,
+            MAX_TIMEOUT_SEC,
+        )?;
         at_least("http.ws_max_message_size", self.ws_max_message_size, 125)?;
         at_least("http.ws_backlog", self.ws_backlog, 1)?;
         at_most("http.ws_backlog", self.ws_backlog, 65_536)?;

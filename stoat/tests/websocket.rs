@@ -191,7 +191,10 @@ fn handshake_answers(model: Model) {
     let (server, _) = start_ws(config(model));
     let addr = server.local_addr();
     let (head, _) = handshake(addr, "/", &good_fields());
-    assert!(head.contains(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n")), "{head}");
+    assert!(
+        head.contains(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n")),
+        "{head}"
+    );
     assert!(!head.contains("Sec-WebSocket-Extensions"), "{head}");
     // Bad handshakes: 400.
     for fields in [
@@ -212,8 +215,15 @@ fn handshake_answers(model: Model) {
     let (head, mut c) = handshake(addr, "/chat", &offer);
     assert!(head.contains("Sec-WebSocket-Protocol: v2\r\n"), "{head}");
     assert_eq!(c.frame(), Some((0x81, b"protocol v2".to_vec())));
-    let (head, _) = handshake(addr, "/chat", &format!("{}Sec-WebSocket-Protocol: v9\r\n", good_fields()));
-    assert!(head.starts_with("HTTP/1.1 101 ") && !head.contains("Protocol:"), "{head}");
+    let (head, _) = handshake(
+        addr,
+        "/chat",
+        &format!("{}Sec-WebSocket-Protocol: v9\r\n", good_fields()),
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 101 ") && !head.contains("Protocol:"),
+        "{head}"
+    );
     // The origin hook.
     let evil = format!("{}Origin: http://evil.example\r\n", good_fields());
     let (head, _) = handshake(addr, "/chat", &evil);
@@ -255,7 +265,9 @@ fn close_handshake(model: Model) {
     c.send(0x88, &p);
     assert_eq!(c.close_code(), Some(1000));
     c.expect_end();
-    wait_until("on_close", || *shared.closes.lock().unwrap() == [Some(1000)]);
+    wait_until("on_close", || {
+        *shared.closes.lock().unwrap() == [Some(1000)]
+    });
     stop(server);
 }
 
@@ -270,7 +282,12 @@ fn protocol_failures(model: Model) {
     assert_eq!(c.close_code(), Some(1002));
     c.expect_end();
     // Reserved bit, reserved opcode, fragmented ping, bad close code: 1002.
-    for (b0, payload) in [(0xC1, &b"x"[..]), (0x83, b""), (0x09, b""), (0x88, &[0x03, 0xED][..])] {
+    for (b0, payload) in [
+        (0xC1, &b"x"[..]),
+        (0x83, b""),
+        (0x09, b""),
+        (0x88, &[0x03, 0xED][..]),
+    ] {
         let mut c = open(addr);
         c.send(b0, payload);
         assert_eq!(c.close_code(), Some(1002), "{b0:#x}");

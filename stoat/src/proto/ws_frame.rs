@@ -532,7 +532,12 @@ mod tests {
                         buf.drain(..n);
                         break;
                     }
-                    Item::Data { payload, last, text, .. } => {
+                    Item::Data {
+                        payload,
+                        last,
+                        text,
+                        ..
+                    } => {
                         msg.extend_from_slice(&buf[payload]);
                         if last {
                             let kind = if text { "text" } else { "bin" };
@@ -601,13 +606,28 @@ mod tests {
         check(&two, 100, &[], Some(CloseCode::Protocol));
         // A fragmented ping; a ping over 125 bytes.
         check(&frame(0x09, b"x"), 100, &[], Some(CloseCode::Protocol));
-        check(&frame(0x89, &[0; 126]), 1000, &[], Some(CloseCode::Protocol));
-        check(&frame(0x89, &[b'x'; 125]), 1000, &[&format!("ping:{}", "x".repeat(125))], None);
+        check(
+            &frame(0x89, &[0; 126]),
+            1000,
+            &[],
+            Some(CloseCode::Protocol),
+        );
+        check(
+            &frame(0x89, &[b'x'; 125]),
+            1000,
+            &[&format!("ping:{}", "x".repeat(125))],
+            None,
+        );
     }
 
     #[test]
     fn too_big_decided_from_the_header() {
-        check(&frame(0x82, &[0; 101])[..8], 100, &[], Some(CloseCode::TooBig));
+        check(
+            &frame(0x82, &[0; 101])[..8],
+            100,
+            &[],
+            Some(CloseCode::TooBig),
+        );
         let mut frags = frame(0x02, &[0; 60]);
         frags.extend(frame(0x80, &[0; 60]));
         let (_, res) = run(&frags, frags.len(), 100);
@@ -626,7 +646,12 @@ mod tests {
         let bad = frame(0x01, &[b'a', 0xFF]);
         check(&bad, 100, &[], Some(CloseCode::InvalidData));
         // A valid prefix cut by the message's end is invalid.
-        check(&frame(0x81, &[0xE2, 0x82]), 100, &[], Some(CloseCode::InvalidData));
+        check(
+            &frame(0x81, &[0xE2, 0x82]),
+            100,
+            &[],
+            Some(CloseCode::InvalidData),
+        );
         // A prefix that cannot be completed fails at once: F4 90 is > U+10FFFF.
         let mut cut = frame(0x01, &[0xF4]);
         cut.extend(frame(0x00, &[0x90]));

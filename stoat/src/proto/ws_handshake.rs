@@ -88,10 +88,7 @@ impl<'a> Handshake<'a> {
 }
 
 /// Checks that `head` is a WebSocket opening handshake (§4.2.1).
-pub fn validate<'a>(
-    head: &'a RequestHead,
-    buf: &'a [u8],
-) -> Result<Handshake<'a>, HandshakeError> {
+pub fn validate<'a>(head: &'a RequestHead, buf: &'a [u8]) -> Result<Handshake<'a>, HandshakeError> {
     if head.method != Method::Get {
         return Err(HandshakeError::Method);
     }
@@ -224,8 +221,13 @@ mod tests {
     #[test]
     fn valid_handshake_and_protocols() {
         assert_eq!(check(GOOD), Ok(vec![]));
-        let with = format!("{GOOD}Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Protocol: x\r\n");
-        assert_eq!(check(&with), Ok(vec!["chat".into(), "superchat".into(), "x".into()]));
+        let with = format!(
+            "{GOOD}Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Protocol: x\r\n"
+        );
+        assert_eq!(
+            check(&with),
+            Ok(vec!["chat".into(), "superchat".into(), "x".into()])
+        );
     }
 
     #[test]
@@ -234,11 +236,23 @@ mod tests {
         assert_eq!(check_line("POST /chat HTTP/1.1", GOOD), Err(Method));
         assert_eq!(check_line("GET /chat HTTP/1.0", GOOD), Err(Version));
         assert_eq!(check(&GOOD.replace("websocket", "h2c")), Err(Upgrade));
-        assert_eq!(check(&GOOD.replace("keep-alive, Upgrade", "keep-alive")), Err(Connection));
+        assert_eq!(
+            check(&GOOD.replace("keep-alive, Upgrade", "keep-alive")),
+            Err(Connection)
+        );
         assert_eq!(check(&GOOD.replace(": 13", ": 8")), Err(WsVersion));
-        assert_eq!(check(&GOOD.replace("Sec-WebSocket-Version: 13\r\n", "")), Err(WsVersion));
-        assert_eq!(check(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=")), Err(Key));
-        assert_eq!(check(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "!!!")), Err(Key));
+        assert_eq!(
+            check(&GOOD.replace("Sec-WebSocket-Version: 13\r\n", "")),
+            Err(WsVersion)
+        );
+        assert_eq!(
+            check(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=")),
+            Err(Key)
+        );
+        assert_eq!(
+            check(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "!!!")),
+            Err(Key)
+        );
         assert_eq!(WsVersion.status(), 426);
         assert_eq!(Key.status(), 400);
     }

@@ -17,17 +17,22 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use std::net::Shutdown;
 use super::{Connection, Next, Shared, ThreadCtx, OUTPUT_HIGH_WATER};
 use crate::proto::conn::Timeout;
 use crate::proto::ws_frame::{encode_frame, Item, Opcode};
 use crate::runtime::link::{Link, Mail};
 use crate::runtime::websocket::{Phase, WsIo, CLOSE_TIMEOUT};
 use crate::sys::socket;
+use std::net::Shutdown;
 
 impl Connection {
     /// Drives an upgraded connection; see the module doc.
-    pub(super) fn ws_drive(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
+    pub(super) fn ws_drive(
+        &mut self,
+        shared: &Shared,
+        ctx: &mut ThreadCtx,
+        peer_closed: bool,
+    ) -> Next {
         if self.flush_pending(ctx).is_err() {
             return Next::Close;
         }
@@ -46,7 +51,12 @@ impl Connection {
     }
 
     /// A link of this connection was posted: its sender queued frames.
-    pub(super) fn ws_on_link(&mut self, link: &Arc<Link>, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+    pub(super) fn ws_on_link(
+        &mut self,
+        link: &Arc<Link>,
+        shared: &Shared,
+        ctx: &mut ThreadCtx,
+    ) -> Next {
         if self.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
             // Taken (or left for later) by the pump below; this clears the
             // link's queued flag so the next frame posts again.
@@ -331,4 +341,3 @@ impl Connection {
         }
     }
 }
-
