@@ -228,6 +228,7 @@ fn handshake_answers(model: Model) {
     let evil = format!("{}Origin: http://evil.example\r\n", good_fields());
     let (head, _) = handshake(addr, "/chat", &evil);
     assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
+    drop(c);
     stop(server);
 }
 
@@ -254,6 +255,7 @@ fn echo_whole_and_fragmented(model: Model) {
         c.s.write_all(&[b]).unwrap();
     }
     assert_eq!(c.frame(), Some((0x81, b"slow".to_vec())));
+    drop(c);
     stop(server);
 }
 
@@ -265,6 +267,7 @@ fn close_handshake(model: Model) {
     c.send(0x88, &p);
     assert_eq!(c.close_code(), Some(1000));
     c.expect_end();
+    drop(c);
     wait_until("on_close", || {
         *shared.closes.lock().unwrap() == [Some(1000)]
     });
@@ -304,6 +307,7 @@ fn protocol_failures(model: Model) {
     c.send(0x80, &[0; 600]);
     assert_eq!(c.close_code(), Some(1009));
     c.expect_end();
+    drop(c);
     stop(server);
 }
 
@@ -359,6 +363,7 @@ fn ping_without_pong_closes(model: Model) {
     }
     c.send(0x81, b"alive");
     assert_eq!(c.frame(), Some((0x81, b"alive".to_vec())));
+    drop(c);
     stop(server);
 }
 
