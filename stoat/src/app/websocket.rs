@@ -32,14 +32,7 @@ use crate::runtime::link::{Link, SendError};
 use crate::runtime::websocket::{WsIo, WsSession};
 use crate::runtime::ResponseSink;
 
-/// A message as a session receives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message<'a> {
-    /// A text message (valid UTF-8).
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-}
+pub use crate::runtime::websocket::WsMessage as Message;
 
 /// One WebSocket connection's callbacks. They run on the network thread.
 pub trait Session: Send + 'static {
@@ -195,16 +188,7 @@ impl WsSession for Adapter {
         self.guarded(io, |s, ctx| s.on_open(ctx));
     }
 
-    fn on_message(&mut self, io: &mut WsIo<'_>, text: bool, data: &[u8]) {
-        let msg = if text {
-            match std::str::from_utf8(data) {
-                Ok(t) => Message::Text(t),
-                // The decoder checked it; a failure here is a bug, closed as 1007.
-                Err(_) => return io.close(1007, ""),
-            }
-        } else {
-            Message::Binary(data)
-        };
+    fn on_message(&mut self, io: &mut WsIo<'_>, msg: Message<'_>) {
         self.guarded(io, |s, ctx| s.on_message(ctx, msg));
     }
 

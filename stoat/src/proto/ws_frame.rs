@@ -111,7 +111,9 @@ pub enum Item {
     NeedInput,
     /// Payload bytes of a data message, unmasked, at `payload` in the
     /// input. `first`: the message's first bytes (its kind is `text`);
-    /// `last`: the message is complete with these bytes.
+    /// `last`: the message is complete with these bytes. Text is checked
+    /// piece by piece, except a message that comes whole (`first` and
+    /// `last`): the caller checks that one (`std::str::from_utf8`, 1007).
     Data {
         /// Where the bytes are, in the input given to `decode`.
         payload: Range<usize>,
@@ -272,7 +274,9 @@ impl Decoder {
         };
         let (text, first) = (message.text, message.fresh);
         message.fresh = false;
-        if text {
+        // A message handed out whole in one piece is left to the caller,
+        // whose `std::str::from_utf8` gives it the `&str` too (one pass).
+        if text && !(first && last) {
             self.utf8.feed(&input[range.clone()], last)?;
         }
         self.frame = if frame_done { None } else { Some(frame) };
@@ -536,8 +540,12 @@ mod tests {
                         payload,
                         last,
                         text,
-                        ..
+                        first,
                     } => {
+                        let whole = &buf[payload.clone()];
+                        if first && last && text && std::str::from_utf8(whole).is_err() {
+                            return (got, Err(CloseCode::InvalidData));
+                        }
                         msg.extend_from_slice(&buf[payload]);
                         if last {
                             let kind = if text { "text" } else { "bin" };

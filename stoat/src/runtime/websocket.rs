@@ -25,11 +25,21 @@ use crate::runtime::link::{AsyncCounters, Link, Owner};
 pub(crate) trait WsSession: Send {
     /// The handshake was answered; the session may send.
     fn on_open(&mut self, io: &mut WsIo<'_>);
-    /// A whole message arrived (`text`: valid UTF-8).
-    fn on_message(&mut self, io: &mut WsIo<'_>, text: bool, data: &[u8]);
+    /// A whole message arrived.
+    fn on_message(&mut self, io: &mut WsIo<'_>, msg: WsMessage<'_>);
     /// The connection ended: with the peer's close code (`None`: the peer
     /// sent a close frame without one; 1006: no close frame at all).
     fn on_close(&mut self, code: Option<u16>, reason: &str);
+}
+
+/// A whole message as a session receives it (re-exported by the app
+/// layer as `Message`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsMessage<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
 }
 
 /// WebSocket settings shared by a server's connections.

@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use super::{Connection, Next, Shared, ThreadCtx, OUTPUT_HIGH_WATER};
 use crate::proto::conn::Timeout;
-use crate::proto::ws_frame::{encode_frame, Item, Opcode};
+use crate::proto::ws_frame::{encode_frame, CloseCode, Item, Opcode};
 use crate::runtime::link::{Link, Mail};
-use crate::runtime::websocket::{Phase, WsIo, CLOSE_TIMEOUT};
+use crate::runtime::websocket::{Phase, WsIo, WsMessage, CLOSE_TIMEOUT};
 use crate::sys::socket;
 use std::net::Shutdown;
 
@@ -253,6 +253,31 @@ impl Connection {
                         }
                     }
                     ws.core.last_message = now;
+                    let whole = first && last;
+                    let message = if whole {
+                        Vec::new()
+                    } else {
+                        std::mem::take(&mut ws.core.message)
+                    };
+                    let (text, data) = if whole {
+                        (text, &input.mem[r])
+                    } else {
+                        (ws.core.message_text, &message[..])
+                    };
+                    // The one check of a message that came whole (the
+                    // decoder checks pieces), which also gives the `&str`.
+                    let msg = if text {
+                        match std::str::from_utf8(data) {
+                            Ok(t) => WsMessage::Text(t),
+                            Err(_) => {
+                                ws.core.fail(out, CloseCode::InvalidData.code(), now);
+                                input.parse = input.end;
+                                break;
+                            }
+                        }
+                    } else {
+                        WsMessage::Binary(data)
+                    };
                     let mut io = WsIo {
                         core: &mut ws.core,
                         out: &mut *out,
@@ -263,14 +288,10 @@ impl Connection {
                         counters: &shared.counters,
                         now,
                     };
-                    if first && last {
-                        ws.session.on_message(&mut io, text, &input.mem[r]);
-                    } else {
-                        let message = std::mem::take(&mut io.core.message);
-                        let text = io.core.message_text;
-                        ws.session.on_message(&mut io, text, &message);
-                        io.core.message = message;
-                        io.core.done_with_message();
+                    ws.session.on_message(&mut io, msg);
+                    if !whole {
+                        ws.core.message = message;
+                        ws.core.done_with_message();
                     }
                 }
                 Item::Ping(r) => {
