@@ -1083,6 +1083,24 @@ mod tests {
     }
 
     #[test]
+    fn websocket_keys() {
+        rule("ws_backlog = 0", "http.ws_backlog", "must be at least 1");
+        rule(
+            "ws_backlog = 65537",
+            "http.ws_backlog",
+            "must be at most 65536",
+        );
+        rule(
+            "ws_max_message_size = 124",
+            "http.ws_max_message_size",
+            "must be at least 125",
+        );
+        let c = parse("[http]\nws_ping_sec = 0\nws_idle_timeout_sec = 0").unwrap();
+        assert_eq!((c.http.ws_ping_sec, c.http.ws_idle_timeout_sec), (0, 0));
+        assert_eq!(HttpConfig::default().ws_max_message_size, 16 * 1024 * 1024);
+    }
+
+    #[test]
     fn buffer_holds_a_head() {
         rule(
             "max_request_line = 10000",
