@@ -56,6 +56,14 @@ drain_timeout_sec = 10
 sse_heartbeat_sec = 15
 # Events queued per server-sent event stream before send reports Full; 1 to 65536.
 sse_backlog = 256
+# Seconds between pings on an open WebSocket; 0: no pings. A ping unanswered by the next one closes it.
+ws_ping_sec = 30
+# Seconds a WebSocket may pass no message either way before it is closed (1001); 0: never.
+ws_idle_timeout_sec = 300
+# Largest WebSocket message in bytes, all fragments together (else close 1009); at least 125.
+ws_max_message_size = 16777216
+# Frames queued per WebSocket sender before send reports Full; 1 to 65536.
+ws_backlog = 256
 # Longest request line in bytes, CRLF included (else 414).
 max_request_line = 8192
 # Largest header section in bytes (else 431).
@@ -132,6 +140,16 @@ pub struct HttpConfig {
     /// Events queued per SSE stream before `send` reports `Full`. Default
     /// 256; 1 to 65536.
     pub sse_backlog: usize,
+    /// Seconds between WebSocket pings; 0 disables them. Default 30.
+    pub ws_ping_sec: u64,
+    /// Seconds without a WebSocket message before closing; 0: never.
+    /// Default 300.
+    pub ws_idle_timeout_sec: u64,
+    /// Largest WebSocket message in bytes (1009). Default 16 MiB; at least 125.
+    pub ws_max_message_size: usize,
+    /// Frames queued per WebSocket sender before `send` reports `Full`.
+    /// Default 256; 1 to 65536.
+    pub ws_backlog: usize,
     /// Longest request line in bytes (414). Default 8192; at least 16.
     pub max_request_line: usize,
     /// Largest header section in bytes (431). Default 8192; at least 2.
@@ -322,6 +340,10 @@ impl Default for HttpConfig {
             drain_timeout_sec: 10,
             sse_heartbeat_sec: 15,
             sse_backlog: 256,
+            ws_ping_sec: 30,
+            ws_idle_timeout_sec: 300,
+            ws_max_message_size: 16 * 1024 * 1024,
+            ws_backlog: 256,
             max_request_line: 8 * 1024,
             max_header_bytes: 8 * 1024,
             max_headers: 100,
@@ -401,6 +423,15 @@ impl HttpConfig {
         }
         at_least("http.sse_backlog", self.sse_backlog, 1)?;
         at_most("http.sse_backlog", self.sse_backlog, 65_536)?;
+        at_most("http.ws_ping_sec", self.ws_ping_sec, MAX_TIMEOUT_SEC)?;
+        at_most(
+            "http.ws_idle_timeout_sec",
+            self.ws_idle_timeout_sec,
+            MAX_TIMEOUT_SEC,
+        )?;
+        at_least("http.ws_max_message_size", self.ws_max_message_size, 125)?;
+        at_least("http.ws_backlog", self.ws_backlog, 1)?;
+        at_most("http.ws_backlog", self.ws_backlog, 65_536)?;
         at_least(
             "http.max_request_line",
             self.max_request_line,
@@ -1049,6 +1080,24 @@ mod tests {
         );
         rule("max_headers = 0", "http.max_headers", "must be at least 1");
         parse("[http]\nmax_headers = 256").unwrap();
+    }
+
+    #[test]
+    fn websocket_keys() {
+        rule("ws_backlog = 0", "http.ws_backlog", "must be at least 1");
+        rule(
+            "ws_backlog = 65537",
+            "http.ws_backlog",
+            "must be at most 65536",
+        );
+        rule(
+            "ws_max_message_size = 124",
+            "http.ws_max_message_size",
+            "must be at least 125",
+        );
+        let c = parse("[http]\nws_ping_sec = 0\nws_idle_timeout_sec = 0").unwrap();
+        assert_eq!((c.http.ws_ping_sec, c.http.ws_idle_timeout_sec), (0, 0));
+        assert_eq!(HttpConfig::default().ws_max_message_size, 16 * 1024 * 1024);
     }
 
     #[test]

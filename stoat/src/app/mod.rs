@@ -45,6 +45,8 @@
 //! - `pipeline.rs`: pipeline routes' [`Job`]s and the pipeline threads.
 //! - `streaming.rs`: routes that take the request body as it arrives
 //!   ([`StreamingHandler`], [`BodyWriter`]).
+//! - `websocket.rs`: [`WebSocket`] endpoints, [`Session`] callbacks,
+//!   [`WsSender`] (send from any thread).
 
 mod deferred;
 mod handler;
@@ -56,6 +58,7 @@ mod response;
 mod router;
 mod server;
 mod streaming;
+mod websocket;
 
 pub use deferred::{Event, EventStream, Responder, SendError};
 pub use handler::Handler;
@@ -67,6 +70,7 @@ pub use response::{IntoResponse, Response};
 pub use router::{RouteError, Router, StreamHandler, SuspendHandler};
 pub use server::Server;
 pub use streaming::{BodyChunk, BodyHandler, BodyWriter, StreamingHandler};
+pub use websocket::{Message, Session, WebSocket, WsContext, WsSender};
 
 pub use crate::proto::{Method, Version};
 pub use crate::runtime::{Body, RawRequest, ServerHandle, Stats};

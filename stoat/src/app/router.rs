@@ -31,6 +31,7 @@ use crate::app::path_tree::{Captures, PathTree, Pattern, PatternError};
 use crate::app::pipeline::{Job, Pipeline, PipelineRoute};
 use crate::app::request::path_of;
 use crate::app::streaming::{self, StreamingHandler};
+use crate::app::websocket::WebSocket;
 use crate::app::{Handler, IntoResponse, Request, Response};
 use crate::proto::encode::Header;
 use crate::proto::Method;
@@ -96,6 +97,8 @@ enum Kind {
     Stream(Box<dyn StreamHandler>),
     /// Takes the request body as it arrives (see `streaming.rs`).
     BodyStream(Box<dyn StreamingHandler>),
+    /// A WebSocket endpoint.
+    WebSocket(Box<WebSocket>),
     /// On a pipeline's threads; `pipeline` is bound when the server starts.
     Pipeline {
         name: Box<str>,
@@ -276,6 +279,18 @@ impl Router {
             panic!("{e}");
         }
         self.streams_bodies = true;
+        self
+    }
+
+    /// Routes `GET` requests matching `pattern` to a WebSocket endpoint;
+    /// see [`WebSocket`] and [`Router::route`] (same panics).
+    #[track_caller]
+    pub fn websocket(mut self, pattern: &str, endpoint: WebSocket) -> Router {
+        if let Err(e) = self.add(Method::Get, pattern, |_| {
+            Kind::WebSocket(Box::new(endpoint))
+        }) {
+            panic!("{e}");
+        }
         self
     }
 
@@ -568,6 +583,10 @@ impl Service for Router {
                 sink.streamed(raw.arena, |res| {
                     streaming::open(&**handler, &req, res).end(res);
                 });
+            }
+            Kind::WebSocket(endpoint) => {
+                let req = Request::routed(*raw, path, &route.names, caps);
+                endpoint.accept(&req, sink);
             }
             Kind::Pipeline {
                 route: pr,

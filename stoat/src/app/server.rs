@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::app::pipeline::{BatchHandler, Pipeline};
 use crate::app::router::{StreamHandler, SuspendHandler};
 use crate::app::streaming::StreamingHandler;
+use crate::app::websocket::WebSocket;
 use crate::app::{Handler, IntoResponse, Request, Router};
 use crate::config::Config;
 use crate::proto::Method;
@@ -185,6 +186,15 @@ impl Server {
     #[track_caller]
     pub fn put_streaming<H: StreamingHandler>(self, pattern: &str, handler: H) -> Server {
         self.streaming(Method::Put, pattern, handler)
+    }
+
+    /// Routes `GET` requests matching `pattern` to a WebSocket endpoint
+    /// (handshake checks, subprotocols, origin hook, session callbacks);
+    /// see [`WebSocket`] and [`Router::websocket`].
+    #[track_caller]
+    pub fn websocket(mut self, pattern: &str, endpoint: WebSocket) -> Server {
+        self.router = self.router.websocket(pattern, endpoint);
+        self
     }
 
     /// Routes `method` requests matching `pattern` to `handler`, run on the

@@ -16,6 +16,10 @@
 //!   `Expect: 100-continue`, half-close, errors and deadlines.
 //! - [`error`]: every protocol error, one status code each.
 //! - [`limits`]: the configurable limits and timeouts, with defaults.
+//! - [`ws_handshake`]: the WebSocket opening handshake (RFC 6455 §4).
+//! - [`ws_frame`]: WebSocket frames: a streaming decoder for client frames
+//!   (masking, fragmentation, control frames, close codes, UTF-8, size
+//!   limit) and the server frame encoder.
 
 pub mod body;
 pub mod conn;
@@ -24,6 +28,8 @@ pub mod encode;
 pub mod error;
 pub mod head;
 pub mod limits;
+pub mod ws_frame;
+pub mod ws_handshake;
 
 pub use body::{BodyDecoder, BodyKind, Decoded};
 pub use conn::{Conn, Event};

@@ -34,7 +34,12 @@ use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
 use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink, Service};
+use crate::runtime::websocket::{WsLimits, WsSession, WsState};
 use crate::sys::socket;
+
+// An upgraded connection's driving works on this file's private fields.
+#[path = "ws_connection.rs"]
+mod ws_connection;
 
 /// Stop reading new requests while this much output is pending: a client
 /// that pipelines without reading cannot grow our output without bound.
@@ -55,6 +60,8 @@ pub(crate) struct Shared {
     pub sse_heartbeat: Duration,
     /// Most queued events per stream.
     pub sse_backlog: usize,
+    /// WebSocket settings.
+    pub ws: WsLimits,
     pub counters: Arc<AsyncCounters>,
     /// Counters of the request arenas.
     pub arenas: Arc<ArenaStats>,
@@ -183,6 +190,9 @@ pub(crate) struct Connection {
     parked: Option<Box<Parked>>,
     /// A body streamed to its route as it arrives (see `body_stream.rs`).
     stream: Option<Box<StreamState>>,
+    /// Set once the connection was upgraded to WebSocket (one pointer for
+    /// HTTP connections); see `ws_connection.rs`.
+    ws: Option<Box<WsState>>,
 }
 
 impl Connection {
@@ -197,6 +207,7 @@ impl Connection {
             waiting: false,
             parked: None,
             stream: None,
+            ws: None,
         }
     }
 
@@ -212,6 +223,7 @@ impl Connection {
             && self.output.is_none()
             && self.link.is_none()
             && self.stream.is_none()
+            && self.ws.is_none()
     }
 
     /// Whether it is an idle keep-alive connection that holds nothing: the
@@ -231,12 +243,18 @@ impl Connection {
             link.close();
         }
         self.stream = None;
+        if let Some(ws) = &mut self.ws {
+            ws.report_close();
+        }
     }
 
     /// The link `link` was posted to this thread: delivers its answer or
     /// stream events, then carries on with the requests pipelined behind.
     /// A link that is not this connection's (closed and reused) is ignored.
     pub fn on_link(&mut self, link: &Arc<Link>, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if self.ws.is_some() {
+            return self.ws_on_link(link, shared, ctx);
+        }
         if !self.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
             return Next::Keep {
                 want_write: self.output.is_some(),
@@ -351,6 +369,9 @@ impl Connection {
     }
 
     fn drive_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
+        if self.ws.is_some() {
+            return self.ws_drive(shared, ctx, peer_closed);
+        }
         if peer_closed && self.link.is_some() {
             // As nginx does for a proxied request: a client that closes
             // while its request is with another thread has given up on it.
@@ -367,6 +388,10 @@ impl Connection {
         if self.flush_new(ctx).is_err() {
             return Next::Close;
         }
+        if self.ws.is_some() {
+            // Upgraded in this batch: frames may follow the handshake.
+            return self.ws_drive(shared, ctx, peer_closed);
+        }
         self.settle(shared, ctx, next)
     }
 
@@ -378,6 +403,9 @@ impl Connection {
     }
 
     fn on_timer_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if self.ws.is_some() {
+            return self.ws_timer(shared, ctx);
+        }
         if let Some(link) = self.link.clone() {
             return self.on_link_timer(&link, shared, ctx);
         }
@@ -827,6 +855,7 @@ impl Connection {
             Some(o) => o,
             None => &mut ctx.out,
         };
+        let mut upgraded: Option<Box<dyn WsSession>> = None;
         let mut sink = ResponseSink {
             conn: &mut self.proto,
             out,
@@ -836,6 +865,7 @@ impl Connection {
             sent: false,
             stopping: &ctx.stop_flag,
             link: Some(LinkCtx {
+                upgrade: &mut upgraded,
                 slot: &mut self.link,
                 owner: &ctx.owner,
                 key: ctx.key,
@@ -863,6 +893,9 @@ impl Connection {
         }
         // The handler has returned: nothing can point into the arena.
         ctx.arena.recycle();
+        if let Some(session) = upgraded {
+            self.ws = Some(Box::new(WsState::new(session, ctx.now, &shared.ws)));
+        }
         // A suspended request is counted when its answer is delivered.
         if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {
             ctx.requests += 1;

@@ -19,6 +19,7 @@ mod server;
 pub mod service;
 mod shared;
 mod wake;
+pub(crate) mod websocket;
 
 pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};

@@ -230,6 +230,13 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         spills: crate::runtime::pool::SpillBudget::new(http.body_memory_limit),
         sse_heartbeat: http.sse_heartbeat(),
         sse_backlog: http.sse_backlog,
+        ws: crate::runtime::websocket::WsLimits {
+            ping: (http.ws_ping_sec > 0).then(|| std::time::Duration::from_secs(http.ws_ping_sec)),
+            idle: (http.ws_idle_timeout_sec > 0)
+                .then(|| std::time::Duration::from_secs(http.ws_idle_timeout_sec)),
+            max_message: http.ws_max_message_size,
+            backlog: http.ws_backlog,
+        },
         counters: Arc::new(AsyncCounters::default()),
         arenas: Arc::default(),
     });

@@ -24,6 +24,7 @@ use crate::runtime::arena::ArenaSlot;
 use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
 use crate::runtime::link::{AsyncCounters, Link, Owner};
 use crate::runtime::outbox::{Body, Outbox};
+use crate::runtime::websocket::WsSession;
 
 /// What the runtime serves: the app layer's router implements it.
 pub trait Service: Send + Sync + 'static {
@@ -77,6 +78,8 @@ pub struct ResponseSink<'a> {
 
 /// What [`ResponseSink::suspend`] and [`ResponseSink::stream`] need.
 pub(crate) struct LinkCtx<'a> {
+    /// Where an accepted WebSocket handshake leaves its session.
+    pub upgrade: &'a mut Option<Box<dyn WsSession>>,
     /// The connection's link slot.
     pub slot: &'a mut Option<Arc<Link>>,
     pub owner: &'a Arc<dyn Owner>,
@@ -216,5 +219,26 @@ impl ResponseSink<'_> {
         );
         *ctx.slot = Some(link.clone());
         Some(link)
+    }
+
+    /// Accepts a WebSocket handshake: writes the `101` response (through
+    /// `head`) and hands the connection to `session` once it is flushed
+    /// ahead of any frame. `false` if a response was sent already or this
+    /// sink cannot upgrade (a late answer).
+    pub(crate) fn upgrade(
+        &mut self,
+        head: impl FnOnce(&mut Vec<u8>, &[u8]),
+        session: Box<dyn WsSession>,
+    ) -> bool {
+        if self.sent {
+            return false;
+        }
+        let Some(ctx) = self.link.as_mut() else {
+            return false;
+        };
+        *ctx.upgrade = Some(session);
+        self.sent = true;
+        head(self.out.head_mut(), self.server);
+        true
     }
 }

@@ -1,0 +1,229 @@
+//! A WebSocket session's state on its network thread, and the interface
+//! the app layer's sessions implement.
+//!
+//! Contract:
+//! - A route that accepts a handshake gives the runtime a [`WsSession`]
+//!   (through `ResponseSink::upgrade`); the connection then speaks
+//!   WebSocket until it closes. Its callbacks run on the network thread that
+//!   owns the connection, with a [`WsIo`] to send frames, start the close
+//!   handshake, or get a link for a sender on another thread.
+//! - Per-connection WebSocket state is one `Box<WsState>` in the
+//!   connection: an HTTP connection pays one pointer for it.
+//! - Senders on other threads queue encoded frames in the connection's
+//!   [`Link`] (bounded by `ws_backlog`: `Full` / `Closed`, as SSE); the
+//!   link is made on the first request for a sender, so a session that
+//!   never pushes from elsewhere holds none.
+//! - Driving (reads, writes, timers) is in `ws_connection.rs`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::proto::ws_frame::{encode_close, encode_frame, Decoder, Opcode};
+use crate::runtime::link::{AsyncCounters, Link, Owner};
+
+/// A session's callbacks; see the module doc.
+pub(crate) trait WsSession: Send {
+    /// The handshake was answered; the session may send.
+    fn on_open(&mut self, io: &mut WsIo<'_>);
+    /// A whole message arrived.
+    fn on_message(&mut self, io: &mut WsIo<'_>, msg: WsMessage<'_>);
+    /// The connection ended: with the peer's close code (`None`: the peer
+    /// sent a close frame without one; 1006: no close frame at all).
+    fn on_close(&mut self, code: Option<u16>, reason: &str);
+}
+
+/// A whole message as a session receives it (re-exported by the app
+/// layer as `Message`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsMessage<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+/// WebSocket settings shared by a server's connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WsLimits {
+    /// Ping interval; `None`: no pings.
+    pub ping: Option<Duration>,
+    /// Close after this long without a message either way.
+    pub idle: Option<Duration>,
+    pub max_message: usize,
+    /// Most frames queued per sender link.
+    pub backlog: usize,
+}
+
+/// How long a close handshake may take (our close frame sent, the peer's
+/// not come; or the peer's close answered and the TCP close not come).
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A fragmented message kept past this capacity is released after
+/// delivery rather than reused.
+const KEEP_MESSAGE_CAPACITY: usize = 4096;
+
+/// The close handshake (RFC 6455 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame at `since` and wait for the peer's.
+    CloseSent { since: Instant },
+    /// Both close frames are exchanged (or the connection failed): flush,
+    /// shut our side (the server closes the TCP connection first, §7.1.1),
+    /// and discard input until the peer's end of stream.
+    Closed { since: Instant },
+}
+
+/// Everything but the session's own state: what [`WsIo`] works on.
+pub(crate) struct WsCore {
+    pub decoder: Decoder,
+    /// The fragments of a message so far (empty when none).
+    pub message: Vec<u8>,
+    pub message_text: bool,
+    pub phase: Phase,
+    /// On-thread callbacks were called (`on_open`, `on_close`).
+    pub opened: bool,
+    pub close_reported: bool,
+    /// The peer's close code, for `on_close`.
+    pub peer_close: Option<Option<u16>>,
+    /// Our side of the TCP connection is shut.
+    pub shut: bool,
+    /// When the last ping went out, and whether its pong is awaited.
+    pub last_ping: Instant,
+    pub awaiting_pong: bool,
+    /// When a message last went either way.
+    pub last_message: Instant,
+}
+
+/// One connection's WebSocket state; see the module doc.
+pub(crate) struct WsState {
+    pub session: Box<dyn WsSession>,
+    pub core: WsCore,
+}
+
+impl WsState {
+    pub fn new(session: Box<dyn WsSession>, now: Instant, limits: &WsLimits) -> WsState {
+        WsState {
+            session,
+            core: WsCore {
+                decoder: Decoder::new(limits.max_message),
+                message: Vec::new(),
+                message_text: false,
+                phase: Phase::Open,
+                opened: false,
+                close_reported: false,
+                peer_close: None,
+                shut: false,
+                last_ping: now,
+                awaiting_pong: false,
+                last_message: now,
+            },
+        }
+    }
+
+    /// Reports the end to the session, once.
+    pub fn report_close(&mut self) {
+        if self.core.close_reported || !self.core.opened {
+            return;
+        }
+        self.core.close_reported = true;
+        // RFC 6455 §7.1.5: with no close frame received the code is 1006.
+        let code = self.core.peer_close.unwrap_or(Some(1006));
+        self.session.on_close(code, "");
+    }
+}
+
+impl WsCore {
+    /// Sends a close frame with `code` (unless one was sent) and waits for
+    /// the peer's; `sender`'s link is closed: senders get `Closed`.
+    pub fn start_close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str, now: Instant) {
+        if self.phase == Phase::Open {
+            encode_close(out, code, reason);
+            self.phase = Phase::CloseSent { since: now };
+        }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): a close frame with `code`
+    /// if none was sent, then the TCP close.
+    pub fn fail(&mut self, out: &mut Vec<u8>, code: u16, now: Instant) {
+        if self.phase == Phase::Open {
+            encode_close(out, code, "");
+        }
+        self.phase = Phase::Closed { since: now };
+    }
+
+    /// Whether data frames may still be sent.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Keeps a fragment of a message.
+    pub fn push_fragment(&mut self, first: bool, text: bool, data: &[u8]) {
+        if first {
+            self.message.clear();
+            self.message_text = text;
+        }
+        self.message.extend_from_slice(data);
+    }
+
+    /// Frees a large message buffer after its message was delivered.
+    pub fn done_with_message(&mut self) {
+        if self.message.capacity() > KEEP_MESSAGE_CAPACITY {
+            self.message = Vec::new();
+        } else {
+            self.message.clear();
+        }
+    }
+}
+
+/// What a session's callback may do; see the module doc.
+pub(crate) struct WsIo<'a> {
+    pub core: &'a mut WsCore,
+    pub out: &'a mut Vec<u8>,
+    pub link: &'a mut Option<Arc<Link>>,
+    pub owner: &'a Arc<dyn Owner>,
+    pub key: u64,
+    pub limits: &'a WsLimits,
+    pub counters: &'a Arc<AsyncCounters>,
+    pub now: Instant,
+}
+
+impl WsIo<'_> {
+    /// Sends a message; `false`: the close handshake began, nothing sent.
+    pub fn send(&mut self, text: bool, data: &[u8]) -> bool {
+        if !self.core.is_open() {
+            return false;
+        }
+        let op = if text { Opcode::Text } else { Opcode::Binary };
+        encode_frame(self.out, op, data);
+        self.core.last_message = self.now;
+        true
+    }
+
+    /// Starts the close handshake with `code` and `reason`.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        self.core.start_close(self.out, code, reason, self.now);
+        if let Some(link) = self.link.as_ref() {
+            link.close();
+        }
+    }
+
+    /// The link other threads' senders queue frames in (made on first use).
+    /// `None` once the close handshake began.
+    pub fn sender_link(&mut self) -> Option<Arc<Link>> {
+        if !self.core.is_open() {
+            return None;
+        }
+        let link = self.link.get_or_insert_with(|| {
+            Link::new(
+                self.owner.clone(),
+                self.key,
+                None,
+                self.limits.backlog,
+                self.counters.clone(),
+            )
+        });
+        Some(link.clone())
+    }
+}
