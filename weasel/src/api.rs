@@ -215,5 +215,8 @@ fn json_bytes(status: u16, body: Vec<u8>) -> Response {
 
 /// A JSON error answer: `{"error": code, "message": message}`.
 pub fn error(status: u16, code: &str, message: &str) -> Response {
-    json(status, &serde_json::json!({"error": code, "message": message}))
+    json(
+        status,
+        &serde_json::json!({"error": code, "message": message}),
+    )
 }

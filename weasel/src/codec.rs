@@ -130,7 +130,9 @@ impl fmt::Debug for Codecs {
             .iter()
             .flat_map(|c| c.media_types().iter().copied())
             .collect();
-        f.debug_struct("Codecs").field("media_types", &types).finish()
+        f.debug_struct("Codecs")
+            .field("media_types", &types)
+            .finish()
     }
 }
 
@@ -242,7 +244,8 @@ mod tests {
     #[test]
     fn json_and_msgpack_same_shape() {
         let codecs = Codecs::default();
-        let json = br#"{"request_id":"c-1","read_version":3,"preconditions":[{"key":"a","version":0}],
+        let json =
+            br#"{"request_id":"c-1","read_version":3,"preconditions":[{"key":"a","version":0}],
             "operations":[{"op":"set","key":"a","value":"x"},{"op":"delete","key":"b"}]}"#;
         let a = codecs
             .decode_commit(Some("application/json; charset=utf-8"), json)
@@ -264,8 +267,10 @@ mod tests {
             Err(CodecError::Malformed(m)) => m,
             other => panic!("{other:?}"),
         };
-        assert!(err(r#"{"request_id":"x","operations":[{"op":"put","key":"a"}]}"#)
-            .starts_with("operations[0].op: unknown variant `put`"));
+        assert!(
+            err(r#"{"request_id":"x","operations":[{"op":"put","key":"a"}]}"#)
+                .starts_with("operations[0].op: unknown variant `put`")
+        );
         assert!(err(r#"{"operations":[]}"#).contains("request_id"));
         assert!(err(r#"{"request_id":"x","operations":[],"extra":1}"#).contains("extra"));
         assert!(err(r#"{"request_id":"x","operations":[]} x"#).contains("trailing"));

@@ -277,9 +277,10 @@ fn outcome_of(o: &LoggedOutcome) -> Outcome {
 /// The answer to a commit with outcome `o`: 200 or 409.
 pub fn outcome_response(o: &Outcome) -> Response {
     match o {
-        Outcome::Committed { version } => {
-            api::json(200, &serde_json::json!({"status": "committed", "version": version}))
-        }
+        Outcome::Committed { version } => api::json(
+            200,
+            &serde_json::json!({"status": "committed", "version": version}),
+        ),
         Outcome::Conflict { key, version } => api::json(
             409,
             &serde_json::json!({"status": "conflict", "key": key, "version": version}),

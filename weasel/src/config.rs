@@ -153,7 +153,10 @@ impl WeaselConfig {
     }
 
     /// Parses and validates `text`; `file` names its origin in errors.
-    pub fn from_toml_str(text: &str, file: Option<&Path>) -> Result<WeaselConfig, WeaselConfigError> {
+    pub fn from_toml_str(
+        text: &str,
+        file: Option<&Path>,
+    ) -> Result<WeaselConfig, WeaselConfigError> {
         let owned_file = file.map(Path::to_path_buf);
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e: toml::de::Error| WeaselConfigError::Syntax {
@@ -163,25 +166,26 @@ impl WeaselConfig {
         let store = match table.remove("weasel") {
             None => StoreConfig::default(),
             Some(value) => {
-                let store: StoreConfig =
-                    serde_path_to_error::deserialize(value).map_err(|e| {
-                        let path = e.path().to_string();
-                        let key = if path == "." || path.is_empty() {
-                            "weasel".to_owned()
-                        } else {
-                            format!("weasel.{path}")
-                        };
-                        WeaselConfigError::Key {
-                            file: owned_file.clone(),
-                            key,
-                            message: one_line(&e.into_inner().to_string()),
-                        }
-                    })?;
-                store.validate().map_err(|(key, message)| WeaselConfigError::Key {
-                    file: owned_file.clone(),
-                    key: format!("weasel.{key}"),
-                    message,
+                let store: StoreConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+                    let path = e.path().to_string();
+                    let key = if path == "." || path.is_empty() {
+                        "weasel".to_owned()
+                    } else {
+                        format!("weasel.{path}")
+                    };
+                    WeaselConfigError::Key {
+                        file: owned_file.clone(),
+                        key,
+                        message: one_line(&e.into_inner().to_string()),
+                    }
                 })?;
+                store
+                    .validate()
+                    .map_err(|(key, message)| WeaselConfigError::Key {
+                        file: owned_file.clone(),
+                        key: format!("weasel.{key}"),
+                        message,
+                    })?;
                 store
             }
         };

@@ -19,16 +19,32 @@ fn conflicts_name_the_key_and_its_version() {
     let (_tmp, w) = start("");
     let mut c = w.conn();
     let r = c.commit_json(&commit_body("c1", &[("a", 0)], &[("a", "x"), ("b", "y")]));
-    assert_eq!((r.status, r.json()), (200, json!({"status": "committed", "version": 1})));
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"status": "committed", "version": 1}))
+    );
     // "a" exists now: "must not exist" fails.
     let r = c.commit_json(&commit_body("c2", &[("a", 0)], &[("a", "z")]));
     assert_eq!(r.status, 409);
-    assert_eq!(r.json(), json!({"status": "conflict", "key": "a", "version": 1}));
+    assert_eq!(
+        r.json(),
+        json!({"status": "conflict", "key": "a", "version": 1})
+    );
     // The first failing precondition, in order, is the one named.
-    let r = c.commit_json(&commit_body("c3", &[("b", 1), ("zz", 4), ("a", 7)], &[("a", "z")]));
-    assert_eq!(r.json(), json!({"status": "conflict", "key": "zz", "version": 0}));
+    let r = c.commit_json(&commit_body(
+        "c3",
+        &[("b", 1), ("zz", 4), ("a", 7)],
+        &[("a", "z")],
+    ));
+    assert_eq!(
+        r.json(),
+        json!({"status": "conflict", "key": "zz", "version": 0})
+    );
     // Right versions commit; nothing of a conflicting commit was applied.
-    assert_eq!(c.get("/v1/kv/a").json(), json!({"key": "a", "value": "x", "version": 1}));
+    assert_eq!(
+        c.get("/v1/kv/a").json(),
+        json!({"key": "a", "value": "x", "version": 1})
+    );
     let r = c.commit_json(&commit_body("c4", &[("a", 1), ("b", 1)], &[("a", "w")]));
     assert_eq!(r.json(), json!({"status": "committed", "version": 2}));
     // Delete, then "must not exist" holds again.
@@ -54,7 +70,11 @@ fn racing_creators_exactly_one_wins() {
                 let mut c = Conn::connect(addr);
                 barrier.wait();
                 let v = format!("v{i}");
-                c.commit_json(&commit_body(&format!("r{i}"), &[("lock", 0)], &[("lock", &v)]))
+                c.commit_json(&commit_body(
+                    &format!("r{i}"),
+                    &[("lock", 0)],
+                    &[("lock", &v)],
+                ))
             })
         })
         .collect();
@@ -62,7 +82,10 @@ fn racing_creators_exactly_one_wins() {
     let winners: Vec<_> = results.iter().filter(|r| r.status == 200).collect();
     assert_eq!(winners.len(), 1, "{results:?}");
     for r in results.iter().filter(|r| r.status != 200) {
-        assert_eq!(r.json(), json!({"status": "conflict", "key": "lock", "version": 1}));
+        assert_eq!(
+            r.json(),
+            json!({"status": "conflict", "key": "lock", "version": 1})
+        );
     }
 }
 
@@ -76,7 +99,11 @@ fn retries_get_the_first_outcome() {
     for _ in 0..3 {
         assert_eq!(c.commit_json(&body).json(), first);
     }
-    assert_eq!(c.get("/v1/version").json()["version"], 1, "a retry must not commit again");
+    assert_eq!(
+        c.get("/v1/version").json()["version"],
+        1,
+        "a retry must not commit again"
+    );
     // A conflict is remembered too, even once it would now succeed.
     let late = commit_body("late", &[("k", 0)], &[("k", "2")]);
     assert_eq!(c.commit_json(&late).status, 409);
@@ -84,13 +111,22 @@ fn retries_get_the_first_outcome() {
     assert_eq!(c.commit_json(&del).status, 200);
     let again = c.commit_json(&late);
     assert_eq!(again.status, 409);
-    assert_eq!(again.json(), json!({"status": "conflict", "key": "k", "version": 1}));
+    assert_eq!(
+        again.json(),
+        json!({"status": "conflict", "key": "k", "version": 1})
+    );
     // Status by id.
     let s = c.get("/v1/status/once");
-    assert_eq!((s.status, s.json()), (200, json!({"status": "committed", "version": 1})));
+    assert_eq!(
+        (s.status, s.json()),
+        (200, json!({"status": "committed", "version": 1}))
+    );
     assert_eq!(c.get("/v1/status/late").json()["status"], "conflict");
     let s = c.get("/v1/status/never");
-    assert_eq!((s.status, s.json()["status"].clone()), (404, json!("unknown")));
+    assert_eq!(
+        (s.status, s.json()["status"].clone()),
+        (404, json!("unknown"))
+    );
 }
 
 #[test]
@@ -104,7 +140,10 @@ fn retry_after_restart_gets_the_first_outcome() {
     let w = Weasel::start(&dir, "");
     let mut c = w.conn();
     // Re-deciding would conflict (k exists); the first outcome is kept.
-    assert_eq!(c.commit_json(&body).json(), json!({"status": "committed", "version": 1}));
+    assert_eq!(
+        c.commit_json(&body).json(),
+        json!({"status": "committed", "version": 1})
+    );
     assert_eq!(c.get("/v1/status/r1").json()["version"], 1);
 }
 
@@ -138,13 +177,29 @@ fn messagepack_bodies_and_binary_values() {
     let body = rmp_serde::to_vec_named(&Body {
         request_id: "m1",
         operations: vec![
-            Op { op: "set", key: "bin", value: &[0, 159, 255] },
-            Op { op: "set", key: "txt", value: b"hello" },
+            Op {
+                op: "set",
+                key: "bin",
+                value: &[0, 159, 255],
+            },
+            Op {
+                op: "set",
+                key: "txt",
+                value: b"hello",
+            },
         ],
     })
     .unwrap();
-    let r = c.request("POST", "/v1/commit", &["Content-Type: application/msgpack"], &body);
-    assert_eq!((r.status, r.json()), (200, json!({"status": "committed", "version": 1})));
+    let r = c.request(
+        "POST",
+        "/v1/commit",
+        &["Content-Type: application/msgpack"],
+        &body,
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"status": "committed", "version": 1}))
+    );
     assert_eq!(
         c.get("/v1/kv/bin").json(),
         json!({"key": "bin", "value_base64": "AJ//", "version": 1})
@@ -154,13 +209,30 @@ fn messagepack_bodies_and_binary_values() {
     let r = c.commit_json(&commit_body("j1", &[("txt", 1)], &[("txt", "bye")]));
     assert_eq!(r.json()["version"], 2);
     // MessagePack errors say what is wrong.
-    let r = c.request("POST", "/v1/commit", &["Content-Type: application/x-msgpack"], &[0x92, 0x01]);
+    let r = c.request(
+        "POST",
+        "/v1/commit",
+        &["Content-Type: application/x-msgpack"],
+        &[0x92, 0x01],
+    );
     assert_eq!(r.status, 400);
     let mut trailing = body.clone();
     trailing.push(0xc0);
-    let r = c.request("POST", "/v1/commit", &["Content-Type: application/msgpack"], &trailing);
+    let r = c.request(
+        "POST",
+        "/v1/commit",
+        &["Content-Type: application/msgpack"],
+        &trailing,
+    );
     assert_eq!(r.status, 400);
-    assert!(r.json()["message"].as_str().unwrap().contains("after the value"), "{:?}", r.json());
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("after the value"),
+        "{:?}",
+        r.json()
+    );
 }
 
 #[test]
@@ -176,23 +248,56 @@ fn bad_bodies_get_400_and_other_types_415() {
     for ct in ["text/plain", "application/xml", "application/jsonx"] {
         let r = post(&mut c, Some(ct), ok);
         assert_eq!(r.status, 415, "{ct}");
-        assert!(r.json()["message"].as_str().unwrap().contains("application/json"));
+        assert!(r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"));
     }
     assert_eq!(post(&mut c, None, ok).status, 415);
     let cases = [
         ("{", "EOF"),
         (r#"{"request_id":"x"}"#, "operations"),
-        (r#"{"request_id":"x","operations":[{"op":"put","key":"a"}]}"#, "operations[0].op"),
-        (r#"{"request_id":"x","operations":[{"op":"set","key":"a"}]}"#, "needs a value"),
-        (r#"{"request_id":"x","operations":[{"op":"delete","key":"a","value":"v"}]}"#, "no value"),
+        (
+            r#"{"request_id":"x","operations":[{"op":"put","key":"a"}]}"#,
+            "operations[0].op",
+        ),
+        (
+            r#"{"request_id":"x","operations":[{"op":"set","key":"a"}]}"#,
+            "needs a value",
+        ),
+        (
+            r#"{"request_id":"x","operations":[{"op":"delete","key":"a","value":"v"}]}"#,
+            "no value",
+        ),
         (r#"{"request_id":"x","operations":[]}"#, "must not be empty"),
-        (r#"{"request_id":"","operations":[{"op":"delete","key":"a"}]}"#, "request_id"),
-        (r#"{"request_id":"x","operations":[{"op":"delete","key":""}]}"#, "operations[0].key"),
-        (r#"{"request_id":"x","operations":[{"op":"set","key":"a","value":"12345678901234567"}]}"#, "at most 16"),
-        (r#"{"request_id":"x","operations":[{"op":"delete","key":"a"},{"op":"delete","key":"a"}]}"#, "twice"),
-        (r#"{"request_id":"x","operations":[{"op":"delete","key":"a"}],"extra":1}"#, "extra"),
-        (r#"{"request_id":"x","preconditions":[{"key":"a","version":-1}],"operations":[{"op":"delete","key":"a"}]}"#, "preconditions[0].version"),
-        (r#"{"request_id":"x","read_version":99,"operations":[{"op":"delete","key":"a"}]}"#, "ahead"),
+        (
+            r#"{"request_id":"","operations":[{"op":"delete","key":"a"}]}"#,
+            "request_id",
+        ),
+        (
+            r#"{"request_id":"x","operations":[{"op":"delete","key":""}]}"#,
+            "operations[0].key",
+        ),
+        (
+            r#"{"request_id":"x","operations":[{"op":"set","key":"a","value":"12345678901234567"}]}"#,
+            "at most 16",
+        ),
+        (
+            r#"{"request_id":"x","operations":[{"op":"delete","key":"a"},{"op":"delete","key":"a"}]}"#,
+            "twice",
+        ),
+        (
+            r#"{"request_id":"x","operations":[{"op":"delete","key":"a"}],"extra":1}"#,
+            "extra",
+        ),
+        (
+            r#"{"request_id":"x","preconditions":[{"key":"a","version":-1}],"operations":[{"op":"delete","key":"a"}]}"#,
+            "preconditions[0].version",
+        ),
+        (
+            r#"{"request_id":"x","read_version":99,"operations":[{"op":"delete","key":"a"}]}"#,
+            "ahead",
+        ),
     ];
     for (body, says) in cases {
         let r = post(&mut c, Some("application/json; charset=utf-8"), body);
@@ -200,7 +305,11 @@ fn bad_bodies_get_400_and_other_types_415() {
         let m = r.json()["message"].as_str().unwrap().to_owned();
         assert!(m.contains(says), "{body}: {m}");
     }
-    assert_eq!(c.get("/v1/version").json()["version"], 0, "nothing was committed");
+    assert_eq!(
+        c.get("/v1/version").json()["version"],
+        0,
+        "nothing was committed"
+    );
     assert_eq!(post(&mut c, Some("Application/JSON"), ok).status, 200);
 }
 
@@ -214,7 +323,12 @@ fn reads_list_by_prefix_with_limit() {
     let r = c.get("/v1/kv?prefix=a%2F&limit=2").json();
     assert_eq!(r["version"], 1);
     assert_eq!(r["truncated"], true);
-    let listed: Vec<&str> = r["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
     assert_eq!(listed, ["a/1", "a/2"]);
     let r = c.get("/v1/kv?prefix=a").json();
     assert_eq!(r["items"].as_array().unwrap().len(), 4);
@@ -287,13 +401,22 @@ fn watch_from_a_forgotten_version_is_an_error_event() {
         c.commit_json(&commit_body(&format!("h{i}"), &[], &[("k", "v")]));
     }
     let mut watch = w.conn();
-    assert_eq!(watch.request("GET", "/v1/watch?from=2", &[], b"").status, 200);
+    assert_eq!(
+        watch.request("GET", "/v1/watch?from=2", &[], b"").status,
+        200
+    );
     let mut sse = watch.sse();
     let e = sse.expect();
     assert_eq!(e.event.as_deref(), Some("error"));
     let d: serde_json::Value = serde_json::from_str(&e.data).unwrap();
     assert_eq!(d["error"], "too_old");
-    assert!(d["message"].as_str().unwrap().contains("oldest retained is 7"), "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("oldest retained is 7"),
+        "{d}"
+    );
     assert_eq!(sse.next().unwrap(), None, "the stream ends after the error");
     // From the oldest retained on is fine; so is "ahead" refused.
     let mut watch = w.conn();
@@ -337,7 +460,10 @@ fn config_errors_name_the_key_and_file() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("weasel.max_batch") && err.contains("bad.toml"), "{err}");
+    assert!(
+        err.contains("weasel.max_batch") && err.contains("bad.toml"),
+        "{err}"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_weasel"))
         .arg("--print-default-config")
         .output()
@@ -350,5 +476,49 @@ fn config_errors_name_the_key_and_file() {
         .arg("--check-config")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_watcher_too_slow_for_the_history_is_told_and_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Weasel::start_with(
+        &tmp.path().join("data"),
+        "sse_backlog = 2",
+        "watch_history = 4",
+    );
+    let mut watch = w.conn();
+    // Subscribed (the greeting is read), then not read while commits pile up.
+    watch.send("GET", "/v1/watch?from=0", &[], b"").unwrap();
+    let head = watch.response().unwrap();
+    assert_eq!(head.status, 200);
+    let mut sse = watch.sse();
+    // Values large enough that the socket buffers fill long before the end.
+    let big = "x".repeat(200_000);
+    let mut c = w.conn();
+    let commits = 50;
+    for i in 1..=commits {
+        let r = c.commit_json(&commit_body(&format!("s{i}"), &[], &[("k", &big)]));
+        assert_eq!(r.status, 200);
+    }
+    // Now read: versions in order without a gap, then the too_slow event, then the end.
+    let mut expect = 1;
+    let last = loop {
+        let e = sse.expect();
+        if e.event.as_deref() != Some("commit") {
+            break e;
+        }
+        assert_eq!(e.id, Some(expect.to_string()), "no version skipped");
+        expect += 1;
+    };
+    eprintln!("fell behind after {} events", expect - 1);
+    assert!(expect <= commits, "the watcher should have fallen behind");
+    assert_eq!(last.event.as_deref(), Some("error"));
+    let d: serde_json::Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(d["error"], "too_slow", "{d}");
+    assert_eq!(sse.next().unwrap(), None, "closed after the final event");
 }

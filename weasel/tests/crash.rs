@@ -45,7 +45,8 @@ fn every_acknowledged_commit_survives_sigkill() {
     for round in 0..ROUNDS {
         let w = Weasel::start(&dir, extra);
         verify(&w, &acks, round);
-        let kill_after = acks.map.lock().unwrap().len() as u64 + 1 + xorshift(&mut rng) % MAX_KILL_AFTER;
+        let kill_after =
+            acks.map.lock().unwrap().len() as u64 + 1 + xorshift(&mut rng) % MAX_KILL_AFTER;
         let stop = Arc::new(AtomicBool::new(false));
         let clients: Vec<_> = (0..CLIENTS)
             .map(|client| {
@@ -59,7 +60,11 @@ fn every_acknowledged_commit_survives_sigkill() {
             let mut map = acks.map.lock().unwrap();
             while (map.len() as u64) < kill_after {
                 let left = deadline.saturating_duration_since(Instant::now());
-                assert!(!left.is_zero(), "round {round}: commits stalled at {}", map.len());
+                assert!(
+                    !left.is_zero(),
+                    "round {round}: commits stalled at {}",
+                    map.len()
+                );
                 map = acks.changed.wait_timeout(map, left).unwrap().0;
             }
         }
@@ -71,12 +76,23 @@ fn every_acknowledged_commit_survives_sigkill() {
     }
     let w = Weasel::start(&dir, extra);
     let total = verify(&w, &acks, ROUNDS);
-    eprintln!("crash test: {ROUNDS} rounds, {} acknowledged commits, final version {total}", acks.map.lock().unwrap().len());
+    eprintln!(
+        "crash test: {ROUNDS} rounds, {} acknowledged commits, final version {total}",
+        acks.map.lock().unwrap().len()
+    );
 }
 
 /// Commits `r{round}-c{client}-{n}` (two keys) until the server goes away.
-fn run_client(addr: std::net::SocketAddr, round: usize, client: usize, acks: &Acks, stop: &AtomicBool) {
-    let Ok(mut c) = Conn::try_connect(addr) else { return };
+fn run_client(
+    addr: std::net::SocketAddr,
+    round: usize,
+    client: usize,
+    acks: &Acks,
+    stop: &AtomicBool,
+) {
+    let Ok(mut c) = Conn::try_connect(addr) else {
+        return;
+    };
     for n in 0.. {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -107,15 +123,26 @@ fn verify(w: &Weasel, acks: &Acks, round: usize) -> u64 {
     let head = c.get("/v1/version").json()["version"].as_u64().unwrap();
     // Replay the whole history (rebuilt from the log) through the watch.
     let mut watch = w.conn();
-    assert_eq!(watch.request("GET", "/v1/watch?from=0", &[], b"").status, 200);
+    assert_eq!(
+        watch.request("GET", "/v1/watch?from=0", &[], b"").status,
+        200
+    );
     let mut sse = watch.sse();
     let mut by_version: HashMap<u64, String> = HashMap::new();
     for v in 1..=head {
         let e = sse.expect();
-        assert_eq!(e.id, Some(v.to_string()), "round {round}: versions must run without a gap");
+        assert_eq!(
+            e.id,
+            Some(v.to_string()),
+            "round {round}: versions must run without a gap"
+        );
         let d: serde_json::Value = serde_json::from_str(&e.data).unwrap();
         let ops = d["operations"].as_array().unwrap();
-        assert_eq!(ops.len(), 2, "round {round}: version {v} is not a whole commit: {d}");
+        assert_eq!(
+            ops.len(),
+            2,
+            "round {round}: version {v} is not a whole commit: {d}"
+        );
         let rid = ops[0]["value"].as_str().unwrap().to_owned();
         assert_eq!(ops[0]["key"], format!("{rid}-a"));
         assert_eq!(ops[1]["key"], format!("{rid}-b"));
@@ -124,7 +151,10 @@ fn verify(w: &Weasel, acks: &Acks, round: usize) -> u64 {
     }
     drop(sse);
     for (rid, &v) in &acks {
-        assert!(v <= head, "round {round}: acknowledged {rid} at {v}, store only at {head}");
+        assert!(
+            v <= head,
+            "round {round}: acknowledged {rid} at {v}, store only at {head}"
+        );
         assert_eq!(by_version.get(&v), Some(rid), "round {round}: version {v}");
         let item = c.get(&format!("/v1/kv/{rid}-b")).json();
         assert_eq!(item["version"], v, "round {round}: {rid}");
@@ -137,7 +167,11 @@ fn verify(w: &Weasel, acks: &Acks, round: usize) -> u64 {
         assert_eq!(r.json()["version"], v, "round {round}: retry of {rid}");
         assert_eq!(c.get(&format!("/v1/status/{rid}")).json()["version"], v);
     }
-    assert_eq!(c.get("/v1/version").json()["version"], head, "retries must not commit");
+    assert_eq!(
+        c.get("/v1/version").json()["version"],
+        head,
+        "retries must not commit"
+    );
     head
 }
 

@@ -150,12 +150,7 @@ fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut at = 0;
     while bytes.len() - at >= FRAME {
         let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let crc = u32::from_le_bytes([
-            bytes[at + 4],
-            bytes[at + 5],
-            bytes[at + 6],
-            bytes[at + 7],
-        ]);
+        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
         let len = len as usize;
         let start = at + FRAME;
         if len > MAX_RECORD || bytes.len() - start < len {

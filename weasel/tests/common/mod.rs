@@ -21,11 +21,11 @@ pub struct Weasel {
     pub recovered: String,
 }
 
-/// A config for tests: Stoat's defaults except a free port, plus `extra`
-/// lines in `[weasel]`.
-pub fn config_text(extra: &str) -> String {
+/// A config for tests: Stoat's defaults except a free port, plus `http`
+/// lines in `[http]` and `extra` lines in `[weasel]`.
+pub fn config_text(http: &str, extra: &str) -> String {
     format!(
-        "[http]\nport = 0\nnetwork_threads = 2\n\
+        "[http]\nport = 0\nnetwork_threads = 2\n{http}\n\
          [http.pipelines.commit_status]\nring_buffer_size = 1024\nthreads = 1\n\
          [weasel]\n{extra}\n"
     )
@@ -35,8 +35,13 @@ impl Weasel {
     /// Starts weasel on `dir` with `[weasel]` lines `extra`; waits for its
     /// `listening on` line.
     pub fn start(dir: &Path, extra: &str) -> Weasel {
+        Weasel::start_with(dir, "", extra)
+    }
+
+    /// [`Weasel::start`] with `[http]` lines too.
+    pub fn start_with(dir: &Path, http: &str, extra: &str) -> Weasel {
         let config = dir.with_extension("toml");
-        std::fs::write(&config, config_text(extra)).unwrap();
+        std::fs::write(&config, config_text(http, extra)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_weasel"))
             .arg("--config")
             .arg(&config)
@@ -148,7 +153,13 @@ impl Conn {
     }
 
     /// Sends a request; `headers` are extra `Name: value` lines.
-    pub fn send(&mut self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> std::io::Result<()> {
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> std::io::Result<()> {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\n");
         for h in headers {
             req.push_str(h);
@@ -332,7 +343,11 @@ impl Sse {
 }
 
 /// A commit body: set each `(key, value)`, with `preconditions`.
-pub fn commit_body(request_id: &str, pre: &[(&str, u64)], sets: &[(&str, &str)]) -> serde_json::Value {
+pub fn commit_body(
+    request_id: &str,
+    pre: &[(&str, u64)],
+    sets: &[(&str, &str)],
+) -> serde_json::Value {
     serde_json::json!({
         "request_id": request_id,
         "preconditions": pre.iter().map(|(k, v)| serde_json::json!({"key": k, "version": v})).collect::<Vec<_>>(),
