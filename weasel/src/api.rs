@@ -10,7 +10,8 @@
 //! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
 //! | `GET /healthz` | inline | 200 `ok` |
 //!
-//! Contract: every answer is JSON (`application/json`); errors are
+//! Contract: every answer is JSON (`application/json`, one line ending in
+//! a newline, so curl output reads well); errors are
 //! `{"error": CODE, "message": TEXT}`. Keys in the path and the `prefix`
 //! are percent-decoded and must be UTF-8. Values are bytes: JSON answers
 //! carry a UTF-8 value as `"value"` and any other as `"value_base64"`
@@ -41,6 +42,7 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 
 /// Adds Weasel's routes and its batch handler to `server`.
 pub fn routes(server: Server, store: Arc<Store>) -> Server {
+    let hub = store.hub.clone();
     let (s1, s2, s3, s4, s5, s6, s7) = (
         store.clone(),
         store.clone(),
@@ -70,11 +72,12 @@ pub fn routes(server: Server, store: Arc<Store>) -> Server {
         .pipeline_batch(PIPELINE, move |jobs: &mut [stoat::app::Job]| {
             commit::handle_batch(&s7, jobs)
         })
+        .on_stop(move || hub.close_all())
 }
 
 fn version(store: &Store) -> Response {
     let v = store.read().version;
-    json_bytes(200, format!("{{\"version\":{v}}}").into_bytes())
+    json_bytes(200, format!("{{\"version\":{v}}}\n").into_bytes())
 }
 
 #[derive(Serialize)]
@@ -117,6 +120,7 @@ fn get_key(store: &Store, req: &Request<'_>) -> Response {
             let mut out = Vec::with_capacity(key.len() + item.value.len() + 48);
             // Writing a derived Serialize into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut out, &ItemOut::new(&key, &item.value, item.version));
+            out.push(b'\n');
             json_bytes(200, out)
         }
         None => json(
@@ -165,8 +169,9 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
         items,
         truncated,
     };
-    let body = serde_json::to_vec(&out).unwrap_or_default();
+    let mut body = serde_json::to_vec(&out).unwrap_or_default();
     drop(state);
+    body.push(b'\n');
     json_bytes(200, body)
 }
 
@@ -206,7 +211,9 @@ pub fn insert_value(m: &mut serde_json::Map<String, serde_json::Value>, v: &[u8]
 
 /// A JSON answer with `status`.
 pub fn json(status: u16, value: &serde_json::Value) -> Response {
-    json_bytes(status, value.to_string().into_bytes())
+    let mut body = value.to_string().into_bytes();
+    body.push(b'\n');
+    json_bytes(status, body)
 }
 
 fn json_bytes(status: u16, body: Vec<u8>) -> Response {

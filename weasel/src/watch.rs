@@ -96,6 +96,8 @@ struct Inner {
     watchers: Vec<Watcher>,
     /// Something to send since the watch thread last looked.
     dirty: bool,
+    /// The server is stopping: no new watchers.
+    stopped: bool,
 }
 
 #[derive(Debug)]
@@ -117,6 +119,7 @@ impl Hub {
                 head,
                 watchers: Vec::new(),
                 dirty: false,
+                stopped: false,
             }),
             changed: Condvar::new(),
             capacity: capacity.max(1),
@@ -150,6 +153,14 @@ impl Hub {
         self.changed.notify_one();
     }
 
+    /// Ends every stream (the server is stopping: a stream would hold the
+    /// graceful drain until its deadline) and refuses new ones.
+    pub fn close_all(&self) {
+        let mut g = self.lock();
+        g.stopped = true;
+        g.watchers.clear();
+    }
+
     /// Watchers connected.
     pub fn watchers(&self) -> usize {
         self.lock().watchers.len()
@@ -166,6 +177,9 @@ impl Hub {
             }
         };
         let mut g = self.lock();
+        if g.stopped {
+            return; // Dropping the stream ends it.
+        }
         let head = g.head;
         let from = from.unwrap_or(head);
         let oldest = g.history.front().map_or(head + 1, |e| e.version);

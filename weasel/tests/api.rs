@@ -522,3 +522,23 @@ fn a_watcher_too_slow_for_the_history_is_told_and_closed() {
     assert_eq!(d["error"], "too_slow", "{d}");
     assert_eq!(sse.next().unwrap(), None, "closed after the final event");
 }
+
+#[test]
+fn sigint_ends_watch_streams_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A drain that would outlast the test's bound if streams held it.
+    let mut w = Weasel::start_with(&tmp.path().join("data"), "drain_timeout_sec = 600", "");
+    let mut watch = w.conn();
+    assert_eq!(watch.request("GET", "/v1/watch", &[], b"").status, 200);
+    let mut sse = watch.sse();
+    assert!(
+        w.conn()
+            .commit_json(&commit_body("x", &[], &[("k", "v")]))
+            .status
+            == 200
+    );
+    assert_eq!(sse.expect().id.as_deref(), Some("1"));
+    let status = w.interrupt();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(sse.next().unwrap(), None, "the stream ended");
+}

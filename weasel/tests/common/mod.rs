@@ -96,6 +96,27 @@ impl Weasel {
         }
     }
 
+    /// Sends SIGINT and waits (bounded) for the process to exit.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(sent.success());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+            // Keep the child here if the wait times out: it is killed below.
+            child
+        });
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("weasel did not exit within {TIMEOUT:?} of SIGINT");
+            }
+        }
+    }
+
     /// A new connection to it.
     pub fn conn(&self) -> Conn {
         Conn::connect(self.addr)
