@@ -41,7 +41,7 @@ TOML
   PID=$!
   wait_port "$PORT"
 }
-stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+stop() { kill -INT "$PID"; wait "$PID" 2>/dev/null || true; }
 
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 p() { awk -v k="$2" '$1==k {print $2}' "$1"; }
@@ -66,6 +66,9 @@ for r in $(seq 1 "$ROUNDS"); do
     "$(echo "$g/$o" | bc -l)"
   grep -h commit_failed "$OUT/commit-group-$r.txt" "$OUT/commit-one-$r.txt" | grep -v ' 0$' || true
 done
+echo
+echo "commits per durable write (runs in order: group, batch-1, group, ...; from weasel's exit lines):"
+grep -h "per write" "$OUT/weasel.log" | sed 's/^/    /' || true
 
 echo
 echo "## inline reads: GET /v1/kv/{key} vs stoat bench GET /plaintext (1 network thread, 64 conns, ${SECS}s x $ROUNDS)"

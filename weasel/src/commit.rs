@@ -20,6 +20,7 @@
 //! `store/log.rs`).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use serde_bytes::ByteBuf;
 use stoat::app::{Job, Request, Response};
@@ -238,6 +239,9 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
                 .collect();
         }
         entries = record.entries;
+        let decided = entries.len() as u64;
+        store.stats.decided.fetch_add(decided, Ordering::Relaxed);
+        store.stats.records.fetch_add(1, Ordering::Relaxed);
         let mut events = Vec::new();
         {
             let mut state = store.write_state();

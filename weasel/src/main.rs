@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use clap::Parser;
 use weasel::config::{default_config_text, WeaselConfig};
@@ -73,7 +74,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let data_dir = config.store.data_dir.clone();
-    let (server, _store, recovery) = weasel::build(config)
+    let (server, store, recovery) = weasel::build(config)
         .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
     eprintln!(
         "weasel: recovered version {} from {} records in {}{}",
@@ -87,5 +88,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     );
     server.run_with(|h| eprintln!("weasel: listening on http://{}", h.local_addr()))?;
+    let decided = store.stats.decided.load(Ordering::Relaxed);
+    let records = store.stats.records.load(Ordering::Relaxed);
+    eprintln!(
+        "weasel: stopped; {decided} commits decided in {records} durable writes ({:.1} per write)",
+        decided as f64 / records.max(1) as f64
+    );
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod record;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::codec::Codecs;
@@ -93,6 +94,17 @@ pub struct Store {
     pub config: StoreConfig,
     /// Body formats for commits.
     pub codecs: Codecs,
+    /// Counters since start-up.
+    pub stats: Stats,
+}
+
+/// Counters since start-up (for the exit line and the benchmarks).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Commit requests decided (committed or conflict) and written.
+    pub decided: AtomicU64,
+    /// Log records (one write and one fsync each) written.
+    pub records: AtomicU64,
 }
 
 /// What recovery found, for the start-up log line.
@@ -165,6 +177,7 @@ impl Store {
             hub,
             config,
             codecs,
+            stats: Stats::default(),
         };
         Ok((store, recovery))
     }
