@@ -86,25 +86,31 @@ fn version(store: &Store) -> Response {
 fn write_item(out: &mut Vec<u8>, key: &str, value: &[u8], version: u64) {
     out.extend_from_slice(b"{\"key\":");
     json_str(out, key);
-    match std::str::from_utf8(value) {
-        Ok(v) => {
-            out.extend_from_slice(b",\"value\":");
-            json_str(out, v);
-        }
-        Err(_) => {
-            out.extend_from_slice(b",\"value_base64\":\"");
-            let b64 = base64::engine::general_purpose::STANDARD.encode(value);
-            out.extend_from_slice(b64.as_bytes());
-            out.push(b'"');
-        }
-    }
+    out.push(b',');
+    write_value(out, value);
     out.extend_from_slice(b",\"version\":");
     out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
     out.push(b'}');
 }
 
+/// Appends `"value":"..."` (UTF-8) or `"value_base64":"..."` (other bytes).
+pub(crate) fn write_value(out: &mut Vec<u8>, value: &[u8]) {
+    match std::str::from_utf8(value) {
+        Ok(v) => {
+            out.extend_from_slice(b"\"value\":");
+            json_str(out, v);
+        }
+        Err(_) => {
+            out.extend_from_slice(b"\"value_base64\":\"");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+            out.extend_from_slice(b64.as_bytes());
+            out.push(b'"');
+        }
+    }
+}
+
 /// Appends `s` as a JSON string.
-fn json_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
     // RFC 8259 §7: only '"', '\\' and control characters need escaping.
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
@@ -200,17 +206,6 @@ fn decoded(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
     percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| "not UTF-8 once percent-decoded".to_owned())
-}
-
-/// Adds `"value"` (UTF-8) or `"value_base64"` (other bytes) to `m`.
-pub fn insert_value(m: &mut serde_json::Map<String, serde_json::Value>, v: &[u8]) {
-    match std::str::from_utf8(v) {
-        Ok(s) => m.insert("value".into(), s.into()),
-        Err(_) => m.insert(
-            "value_base64".into(),
-            base64::engine::general_purpose::STANDARD.encode(v).into(),
-        ),
-    };
 }
 
 /// A JSON answer with `status`.

@@ -29,7 +29,7 @@ use crate::api::{self, COMMIT_PATH};
 use crate::codec::{CodecError, CommitRequest, OpKind};
 use crate::status::Outcome;
 use crate::store::record::{BatchRecord, Entry, LoggedOp, LoggedOutcome};
-use crate::store::Store;
+use crate::store::{Change, Store};
 use crate::watch::CommitEvent;
 
 /// Longest request id in bytes.
@@ -247,8 +247,9 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
             let mut state = store.write_state();
             for e in &entries {
                 if let LoggedOutcome::Committed { version, ops } = &e.outcome {
-                    state.apply(*version, ops);
-                    events.push(CommitEvent::new(*version, ops));
+                    let changes = Change::of(ops);
+                    state.apply(*version, &changes);
+                    events.push(CommitEvent::new(*version, changes));
                 }
             }
         }

@@ -32,6 +32,8 @@ max_batch = 256
 status_window = 100000
 # Committed versions kept in memory for GET /v1/watch resumption.
 watch_history = 4096
+# ... and at most this many bytes of their values (the oldest go first).
+watch_history_bytes = 67108864
 # Longest key in bytes.
 max_key_bytes = 1024
 # Largest value in bytes (the whole body is also bounded by http.max_body_size).
@@ -59,6 +61,9 @@ pub struct StoreConfig {
     pub status_window: usize,
     /// Versions kept for watch resumption. Default 4096; at least 1.
     pub watch_history: usize,
+    /// Bytes of values the watch history may hold. Default 64 MiB; at
+    /// least 1.
+    pub watch_history_bytes: usize,
     /// Longest key in bytes. Default 1024; 1 to 65536.
     pub max_key_bytes: usize,
     /// Largest value in bytes. Default 262144; at least 1.
@@ -75,6 +80,7 @@ impl Default for StoreConfig {
             max_batch: 256,
             status_window: 100_000,
             watch_history: 4096,
+            watch_history_bytes: 64 << 20,
             max_key_bytes: 1024,
             max_value_bytes: 262_144,
             max_operations: 1024,
@@ -235,6 +241,7 @@ impl StoreConfig {
         range("max_batch", self.max_batch, 1, 65_536)?;
         range("status_window", self.status_window, 1, 100_000_000)?;
         range("watch_history", self.watch_history, 1, 10_000_000)?;
+        range("watch_history_bytes", self.watch_history_bytes, 1, 1 << 40)?;
         range("max_key_bytes", self.max_key_bytes, 1, 65_536)?;
         range("max_value_bytes", self.max_value_bytes, 1, 1 << 30)?;
         range("max_operations", self.max_operations, 1, 1_000_000)?;

@@ -7,7 +7,9 @@
 //! - A watcher starts after version `from`: the `Last-Event-ID` it sent
 //!   (a reconnect), else `?from=V`, else the current version (only new
 //!   changes). The [`Hub`] keeps the last `weasel.watch_history` versions
-//!   in memory (rebuilt from the log at start-up) to replay from. A `from`
+//!   (and at most `weasel.watch_history_bytes` of their values) in memory,
+//!   rebuilt from the log at start-up, to replay from; each is encoded
+//!   once, when a watcher first needs it. A `from`
 //!   older than that, or ahead of the store, gets one `event: error` with a
 //!   JSON reason, and the stream ends.
 //! - One watch thread sends to every watcher (the commit thread only
@@ -24,13 +26,13 @@
 //! so a healthy client would be cut off by a burst it can absorb.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use stoat::app::{Event, EventStream, Request, SendError};
 
-use crate::store::record::LoggedOp;
+use crate::store::Change;
 
 /// How often a watcher whose backlog was full is retried.
 pub const RETRY_INTERVAL: Duration = Duration::from_millis(5);
@@ -41,41 +43,62 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a too-slow watcher's final event may wait for room.
 pub const FINAL_EVENT_GRACE: Duration = Duration::from_secs(5);
 
-/// One committed version, encoded once for every watcher.
-#[derive(Debug, Clone)]
+/// One committed version: its changes (values shared with the state),
+/// encoded once, by the watch thread, when a watcher first needs it.
+#[derive(Debug)]
 pub struct CommitEvent {
     /// The version.
     pub version: u64,
-    /// The event's JSON data.
-    pub data: Arc<str>,
+    changes: Vec<Change>,
+    /// Bytes of keys and values (for the history's byte bound).
+    bytes: usize,
+    data: OnceLock<String>,
 }
 
 impl CommitEvent {
-    /// The event for commit `version` with `ops`.
-    pub fn new(version: u64, ops: &[LoggedOp]) -> CommitEvent {
-        let ops: Vec<serde_json::Value> = ops
+    /// The event for commit `version` with `changes`.
+    pub fn new(version: u64, changes: Vec<Change>) -> CommitEvent {
+        let bytes = changes
             .iter()
-            .map(|op| {
-                let mut m = serde_json::Map::new();
-                match &op.value {
-                    Some(v) => {
-                        m.insert("op".into(), "set".into());
-                        m.insert("key".into(), op.key.clone().into());
-                        crate::api::insert_value(&mut m, v);
-                    }
-                    None => {
-                        m.insert("op".into(), "delete".into());
-                        m.insert("key".into(), op.key.clone().into());
-                    }
-                }
-                serde_json::Value::Object(m)
-            })
-            .collect();
-        let data = serde_json::json!({ "version": version, "operations": ops }).to_string();
+            .map(|c| c.key.len() + c.value.as_ref().map_or(0, |v| v.len()))
+            .sum();
         CommitEvent {
             version,
-            data: data.into(),
+            changes,
+            bytes,
+            data: OnceLock::new(),
         }
+    }
+
+    /// The event's data: `{"version":V,"operations":[{"op":"set","key":K,"value":V},...]}`.
+    pub fn data(&self) -> &str {
+        self.data.get_or_init(|| {
+            let mut out = Vec::with_capacity(self.bytes + 64);
+            out.extend_from_slice(b"{\"version\":");
+            out.extend_from_slice(itoa::Buffer::new().format(self.version).as_bytes());
+            out.extend_from_slice(b",\"operations\":[");
+            for (i, c) in self.changes.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match &c.value {
+                    Some(v) => {
+                        out.extend_from_slice(b"{\"op\":\"set\",\"key\":");
+                        crate::api::json_str(&mut out, &c.key);
+                        out.push(b',');
+                        crate::api::write_value(&mut out, v);
+                    }
+                    None => {
+                        out.extend_from_slice(b"{\"op\":\"delete\",\"key\":");
+                        crate::api::json_str(&mut out, &c.key);
+                    }
+                }
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
+            // Built from &str pieces and ASCII only.
+            String::from_utf8(out).unwrap_or_default()
+        })
     }
 }
 
@@ -85,12 +108,15 @@ pub struct Hub {
     inner: Mutex<Inner>,
     changed: Condvar,
     capacity: usize,
+    max_bytes: usize,
 }
 
 #[derive(Debug)]
 struct Inner {
     /// Consecutive versions, oldest first.
     history: VecDeque<CommitEvent>,
+    /// Sum of the history's `bytes`.
+    bytes: usize,
     /// The latest version published.
     head: u64,
     watchers: Vec<Watcher>,
@@ -110,12 +136,14 @@ struct Watcher {
 }
 
 impl Hub {
-    /// A hub at version `head`, keeping `capacity` versions; its watch
-    /// thread runs for the life of the process.
-    pub fn new(capacity: usize, head: u64) -> Arc<Hub> {
+    /// A hub at version `head`, keeping at most `capacity` versions and
+    /// `max_bytes` of their keys and values (at least the latest version);
+    /// its watch thread runs for the life of the process.
+    pub fn new(capacity: usize, max_bytes: usize, head: u64) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             inner: Mutex::new(Inner {
                 history: VecDeque::new(),
+                bytes: 0,
                 head,
                 watchers: Vec::new(),
                 dirty: false,
@@ -123,6 +151,7 @@ impl Hub {
             }),
             changed: Condvar::new(),
             capacity: capacity.max(1),
+            max_bytes,
         });
         let h = hub.clone();
         // A spawn failure leaves watchers unserved, not commits: report it.
@@ -143,10 +172,13 @@ impl Hub {
         let mut g = self.lock();
         for e in events {
             g.head = e.version;
+            g.bytes += e.bytes;
             g.history.push_back(e);
         }
-        while g.history.len() > self.capacity {
-            g.history.pop_front();
+        while g.history.len() > self.capacity || (g.bytes > self.max_bytes && g.history.len() > 1) {
+            if let Some(old) = g.history.pop_front() {
+                g.bytes -= old.bytes;
+            }
         }
         g.dirty = true;
         drop(g);
@@ -261,7 +293,7 @@ impl Inner {
                     Some(oldest) => {
                         let start = (w.next - oldest) as usize;
                         for e in history.iter().skip(start) {
-                            let event = Event::data(&*e.data)
+                            let event = Event::data(e.data())
                                 .event("commit")
                                 .id(e.version.to_string());
                             match w.stream.send(event) {

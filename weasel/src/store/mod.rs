@@ -39,6 +39,28 @@ pub struct Item {
     pub version: u64,
 }
 
+/// One key's change in a commit, its value shared between the state and
+/// the watch history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The key.
+    pub key: String,
+    /// The new value; `None`: deleted.
+    pub value: Option<Arc<[u8]>>,
+}
+
+impl Change {
+    /// The changes of logged operations (each value copied once).
+    pub fn of(ops: &[LoggedOp]) -> Vec<Change> {
+        ops.iter()
+            .map(|op| Change {
+                key: op.key.clone(),
+                value: op.value.as_ref().map(|v| Arc::from(v.as_slice())),
+            })
+            .collect()
+    }
+}
+
 /// The committed (durable) state.
 #[derive(Debug, Default)]
 pub struct State {
@@ -54,19 +76,19 @@ impl State {
         self.map.get(key).map_or(0, |i| i.version)
     }
 
-    /// Applies commit `version`'s operations.
-    pub fn apply(&mut self, version: u64, ops: &[LoggedOp]) {
-        for op in ops {
-            match &op.value {
+    /// Applies commit `version`'s changes.
+    pub fn apply(&mut self, version: u64, changes: &[Change]) {
+        for c in changes {
+            match &c.value {
                 Some(v) => {
                     let item = Item {
-                        value: Arc::from(v.as_slice()),
+                        value: v.clone(),
                         version,
                     };
-                    self.map.insert(op.key.clone(), item);
+                    self.map.insert(c.key.clone(), item);
                 }
                 None => {
-                    self.map.remove(&op.key);
+                    self.map.remove(&c.key);
                 }
             }
         }
@@ -124,7 +146,7 @@ impl Store {
         let (log, recovered) = Log::open(&config.data_dir, config.fsync)?;
         let mut state = State::default();
         let mut status = StatusWindow::new(config.status_window);
-        let mut tail: VecDeque<(u64, Vec<LoggedOp>)> = VecDeque::new();
+        let mut tail: VecDeque<CommitEvent> = VecDeque::new();
         for (i, payload) in recovered.records.iter().enumerate() {
             let batch = BatchRecord::decode(payload).map_err(|e| {
                 io::Error::new(
@@ -148,8 +170,9 @@ impl Store {
                                 ),
                             ));
                         }
-                        state.apply(version, &ops);
-                        tail.push_back((version, ops));
+                        let changes = Change::of(&ops);
+                        state.apply(version, &changes);
+                        tail.push_back(CommitEvent::new(version, changes));
                         if tail.len() > config.watch_history {
                             tail.pop_front();
                         }
@@ -160,12 +183,12 @@ impl Store {
                 status.insert(&entry.request_id, outcome);
             }
         }
-        let hub = Hub::new(config.watch_history, state.version);
-        let events: Vec<CommitEvent> = tail
-            .iter()
-            .map(|(v, ops)| CommitEvent::new(*v, ops))
-            .collect();
-        hub.publish(events);
+        let hub = Hub::new(
+            config.watch_history,
+            config.watch_history_bytes,
+            state.version,
+        );
+        hub.publish(tail.into());
         let recovery = Recovery {
             records: recovered.records.len(),
             version: state.version,
