@@ -64,15 +64,17 @@ impl Weasel {
         });
         let deadline = Instant::now() + TIMEOUT;
         let mut recovered = String::new();
+        let mut said = Vec::new();
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("weasel did not report listening; recovery line {recovered:?}");
+                    panic!("weasel did not report listening; it said {said:#?}");
                 }
             };
+            said.push(line.clone());
             if line.contains("recovered") {
                 recovered = line.clone();
             }
