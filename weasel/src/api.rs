@@ -6,7 +6,7 @@
 //! | `GET /v1/status/{request_id}` | `commit_status` pipeline | 200 committed or conflict, 404 unknown |
 //! | `GET /v1/version` | inline | 200 `{"version":V}` |
 //! | `GET /v1/kv/{key}` | inline | 200 value and version, 404 |
-//! | `GET /v1/kv?prefix=P&limit=N` | inline | 200 keys in order |
+//! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
 //! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
 //! | `GET /healthz` | inline | 200 `ok` |
 //!
@@ -157,6 +157,16 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
             }
         },
     };
+    let after = match req.query_param("start_after").map(decoded) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(m)) => return error(400, "bad_request", &format!("start_after: {m}")),
+    };
+    // From the prefix, or just past `start_after` when that is later.
+    let from = match &after {
+        Some(a) if **a >= *prefix => Bound::Excluded(&**a),
+        _ => Bound::Included(&*prefix),
+    };
     let state = store.read();
     let mut body = Vec::with_capacity(64 + limit * 64);
     body.extend_from_slice(b"{\"version\":");
@@ -164,7 +174,7 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
     body.extend_from_slice(b",\"items\":[");
     let mut matching = state
         .map
-        .range::<str, _>((Bound::Included(&*prefix), Bound::Unbounded))
+        .range::<str, _>((from, Bound::Unbounded))
         .take_while(|(k, _)| k.starts_with(&*prefix));
     for (i, (k, item)) in matching.by_ref().take(limit).enumerate() {
         if i > 0 {

@@ -335,6 +335,23 @@ fn reads_list_by_prefix_with_limit() {
     assert_eq!(r["truncated"], false);
     assert_eq!(c.get("/v1/kv/a%2F3").json()["key"], "a/3");
     assert_eq!(c.get("/v1/kv/a%20b").json()["key"], "a b");
+    // Paging: start after the last key listed.
+    let r = c.get("/v1/kv?prefix=a%2F&limit=2&start_after=a%2F2").json();
+    let listed: Vec<&str> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (listed, r["truncated"].clone()),
+        (vec!["a/3"], json!(false))
+    );
+    let r = c.get("/v1/kv?prefix=b&start_after=a").json();
+    assert_eq!(
+        r["items"][0]["key"], "b/1",
+        "a start_after before the prefix starts at the prefix"
+    );
     assert_eq!(c.get("/v1/kv?limit=0").status, 400);
     assert_eq!(c.get("/v1/kv?limit=x").status, 400);
     assert_eq!(c.get("/v1/kv/%FF").status, 400);
