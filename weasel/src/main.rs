@@ -1,17 +1,19 @@
-//! The `weasel` server program: Weasel on Stoat, configured from TOML.
+//! The `weasel` program: Weasel on Stoat, configured from TOML.
 //!
 //! `weasel` with no arguments serves on the embedded default config
-//! (127.0.0.1:8080). `--config FILE` reads a file instead; `--bind` and
-//! `--port` override it; `--check-config` validates and exits;
-//! `--print-default-config` prints the embedded config.
+//! (127.0.0.1:8080, data in `./weasel-data`). `--config FILE` reads a file
+//! instead; `--data-dir`, `--bind` and `--port` override it;
+//! `--check-config` validates and exits; `--print-default-config` prints
+//! the embedded config. Once listening it prints one line to stderr,
+//! `weasel: listening on http://ADDR` (tests read the port from it).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use clap::Parser;
-use stoat::app::Server;
-use stoat::config::{Config, DEFAULT_CONFIG};
+use weasel::config::{default_config_text, WeaselConfig};
 
 /// Weasel: a small durable versioned key-value store, served by Stoat.
 #[derive(Debug, Parser)]
@@ -26,6 +28,9 @@ struct Args {
     /// Validate the configuration and exit (0 when valid).
     #[arg(long)]
     check_config: bool,
+    /// Data directory (overrides weasel.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Address to bind (overrides http.bind_address).
     #[arg(long, value_name = "ADDR")]
     bind: Option<IpAddr>,
@@ -47,26 +52,47 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     if args.print_default_config {
-        print!("{DEFAULT_CONFIG}");
+        print!("{}", default_config_text());
         return Ok(());
     }
     let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::from_toml_str(DEFAULT_CONFIG, None)?,
+        Some(path) => WeaselConfig::load(path)?,
+        None => WeaselConfig::embedded()?,
     };
     if let Some(bind) = args.bind {
-        config.http.bind_address = bind;
+        config.server.http.bind_address = bind;
     }
     if let Some(port) = args.port {
-        config.http.port = port;
+        config.server.http.port = port;
+    }
+    if let Some(dir) = args.data_dir {
+        config.store.data_dir = dir;
     }
     config.validate()?;
     if args.check_config {
         println!("configuration ok");
         return Ok(());
     }
-    Server::new(config)
-        .get("/healthz", |_| "ok\n")
-        .run_with(|h| eprintln!("weasel: listening on http://{}", h.local_addr()))?;
+    let data_dir = config.store.data_dir.clone();
+    let (server, store, recovery) = weasel::build(config)
+        .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
+    eprintln!(
+        "weasel: recovered version {} from {} records in {}{}",
+        recovery.version,
+        recovery.records,
+        data_dir.display(),
+        if recovery.truncated > 0 {
+            format!(" (cut a torn tail of {} bytes)", recovery.truncated)
+        } else {
+            String::new()
+        }
+    );
+    server.run_with(|h| eprintln!("weasel: listening on http://{}", h.local_addr()))?;
+    let decided = store.stats.decided.load(Ordering::Relaxed);
+    let records = store.stats.records.load(Ordering::Relaxed);
+    eprintln!(
+        "weasel: stopped; {decided} commits decided in {records} durable writes ({:.1} per write)",
+        decided as f64 / records.max(1) as f64
+    );
     Ok(())
 }

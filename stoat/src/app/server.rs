@@ -43,6 +43,8 @@ pub struct Server {
     router: Router,
     /// Batch handlers by pipeline name.
     batch: BTreeMap<String, Box<dyn BatchHandler>>,
+    /// Called when [`Server::run`] gets its stop signal.
+    on_stop: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -67,6 +69,7 @@ impl Server {
             config,
             router,
             batch: BTreeMap::new(),
+            on_stop: Vec::new(),
         }
     }
 
@@ -221,6 +224,15 @@ impl Server {
         self
     }
 
+    /// Calls `f` when [`Server::run`] (or [`Server::run_with`]) receives
+    /// its stop signal, before the graceful stop begins: to end streams
+    /// that would otherwise hold the drain until its deadline, say.
+    /// [`Server::start`] ignores it (its caller decides when to stop).
+    pub fn on_stop(mut self, f: impl FnOnce() + Send + 'static) -> Server {
+        self.on_stop.push(Box::new(f));
+        self
+    }
+
     /// Checks the configuration, binds and starts serving; returns at once.
     /// An invalid configuration, or a route on a pipeline the configuration
     /// does not have, is an `InvalidInput` error naming the key or route.
@@ -285,9 +297,10 @@ impl Server {
 
     /// Like [`Server::run`], calling `started` once the server listens
     /// (to log its address, say).
-    pub fn run_with(self, started: impl FnOnce(&ServerHandle)) -> io::Result<()> {
+    pub fn run_with(mut self, started: impl FnOnce(&ServerHandle)) -> io::Result<()> {
         // Watch before starting: a signal during startup is not lost.
         let signals = Signals::stop()?;
+        let on_stop = std::mem::take(&mut self.on_stop);
         let handle = self.start()?;
         started(&handle);
         let waited = loop {
@@ -297,6 +310,9 @@ impl Server {
                 Err(e) => break Err(e),
             }
         };
+        for f in on_stop {
+            f();
+        }
         handle.shutdown();
         let joined = handle.join();
         // Kept until here: a second signal while draining exits at once.

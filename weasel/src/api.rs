@@ -1,0 +1,264 @@
+//! Weasel's HTTP API: the routes, and how answers are encoded.
+//!
+//! | route | runs | answer |
+//! |---|---|---|
+//! | `POST /v1/commit` | `commit_status` pipeline (group commit) | 200 committed, 409 conflict, 400, 415, 503 |
+//! | `GET /v1/status/{request_id}` | `commit_status` pipeline | 200 committed or conflict, 404 unknown |
+//! | `GET /v1/version` | inline | 200 `{"version":V}` |
+//! | `GET /v1/kv/{key}` | inline | 200 value and version, 404 |
+//! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
+//! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
+//! | `GET /healthz` | inline | 200 `ok` |
+//!
+//! Contract: every answer is JSON (`application/json`, one line ending in
+//! a newline, so curl output reads well); errors are
+//! `{"error": CODE, "message": TEXT}`. Keys in the path and the `prefix`
+//! are percent-decoded and must be UTF-8. Values are bytes: JSON answers
+//! carry a UTF-8 value as `"value"` and any other as `"value_base64"`
+//! (standard alphabet, padded). Inline handlers hold the state's read lock
+//! only to look up and copy out; see docs/API.md for examples.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+use stoat::app::{EventStream, Method, Request, Response, Server};
+
+use crate::commit;
+use crate::status::Outcome;
+use crate::store::Store;
+use crate::PIPELINE;
+
+/// The commit route's path.
+pub const COMMIT_PATH: &str = "/v1/commit";
+
+/// `limit` of `GET /v1/kv` when none is given.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// Largest `limit` of `GET /v1/kv`.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// Adds Weasel's routes and its batch handler to `server`.
+pub fn routes(server: Server, store: Arc<Store>) -> Server {
+    let hub = store.hub.clone();
+    let (s1, s2, s3, s4, s5, s6, s7) = (
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store,
+    );
+    server
+        .get("/healthz", |_| "ok\n")
+        .get("/v1/version", move |_| version(&s1))
+        .get("/v1/kv/{key}", move |req| get_key(&s2, req))
+        .get("/v1/kv", move |req| list(&s3, req))
+        .on_pipeline(PIPELINE, Method::Post, COMMIT_PATH, move |req: &Request| {
+            commit::handle_one(&s4, req)
+        })
+        .on_pipeline(
+            PIPELINE,
+            Method::Get,
+            "/v1/status/{request_id}",
+            move |req: &Request| status(&s5, req),
+        )
+        .sse("/v1/watch", move |req: &Request, stream: EventStream| {
+            s6.hub.subscribe(req, stream)
+        })
+        .pipeline_batch(PIPELINE, move |jobs: &mut [stoat::app::Job]| {
+            commit::handle_batch(&s7, jobs)
+        })
+        .on_stop(move || hub.close_all())
+}
+
+fn version(store: &Store) -> Response {
+    let v = store.read().version;
+    json_bytes(200, format!("{{\"version\":{v}}}\n").into_bytes())
+}
+
+/// Appends `{"key":K,"value":V,"version":N}` (or `"value_base64"` when
+/// the value is not UTF-8). Written by hand: it is the inline read's whole
+/// cost beyond the HTTP turn, and serde's generic map serializer took more
+/// instructions than the request's parsing (callgrind, weasel/bench).
+fn write_item(out: &mut Vec<u8>, key: &str, value: &[u8], version: u64) {
+    out.extend_from_slice(b"{\"key\":");
+    json_str(out, key);
+    out.push(b',');
+    write_value(out, value);
+    out.extend_from_slice(b",\"version\":");
+    out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
+    out.push(b'}');
+}
+
+/// Appends `"value":"..."` (UTF-8) or `"value_base64":"..."` (other bytes).
+pub(crate) fn write_value(out: &mut Vec<u8>, value: &[u8]) {
+    match std::str::from_utf8(value) {
+        Ok(v) => {
+            out.extend_from_slice(b"\"value\":");
+            json_str(out, v);
+        }
+        Err(_) => {
+            out.extend_from_slice(b"\"value_base64\":\"");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+            out.extend_from_slice(b64.as_bytes());
+            out.push(b'"');
+        }
+    }
+}
+
+/// Appends `s` as a JSON string.
+pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
+    // RFC 8259 §7: only '"', '\\' and control characters need escaping.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+fn get_key(store: &Store, req: &Request<'_>) -> Response {
+    let key = match decoded(req.param("key").unwrap_or("")) {
+        Ok(k) => k,
+        Err(m) => return error(400, "bad_request", &format!("key: {m}")),
+    };
+    let item = store.read().map.get(&*key).cloned();
+    match item {
+        Some(item) => {
+            let mut out = Vec::with_capacity(key.len() + item.value.len() + 48);
+            write_item(&mut out, &key, &item.value, item.version);
+            out.push(b'\n');
+            json_bytes(200, out)
+        }
+        None => json(
+            404,
+            &serde_json::json!({"error": "not_found", "message": "no such key", "key": key}),
+        ),
+    }
+}
+
+fn list(store: &Store, req: &Request<'_>) -> Response {
+    let prefix = match decoded(req.query_param("prefix").unwrap_or("")) {
+        Ok(p) => p,
+        Err(m) => return error(400, "bad_request", &format!("prefix: {m}")),
+    };
+    let limit = match req.query_param("limit") {
+        None => DEFAULT_LIST_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+            _ => {
+                let m = format!("limit must be a number from 1 to {MAX_LIST_LIMIT}, got {l:?}");
+                return error(400, "bad_request", &m);
+            }
+        },
+    };
+    let after = match req.query_param("start_after").map(decoded) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(m)) => return error(400, "bad_request", &format!("start_after: {m}")),
+    };
+    // From the prefix, or just past `start_after` when that is later.
+    let from = match &after {
+        Some(a) if **a >= *prefix => Bound::Excluded(&**a),
+        _ => Bound::Included(&*prefix),
+    };
+    let state = store.read();
+    let mut body = Vec::with_capacity(64 + limit * 64);
+    body.extend_from_slice(b"{\"version\":");
+    body.extend_from_slice(itoa::Buffer::new().format(state.version).as_bytes());
+    body.extend_from_slice(b",\"items\":[");
+    let mut matching = state
+        .map
+        .range::<str, _>((from, Bound::Unbounded))
+        .take_while(|(k, _)| k.starts_with(&*prefix));
+    for (i, (k, item)) in matching.by_ref().take(limit).enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        write_item(&mut body, k, &item.value, item.version);
+    }
+    let truncated = matching.next().is_some();
+    drop(state);
+    body.extend_from_slice(if truncated {
+        b"],\"truncated\":true}\n"
+    } else {
+        b"],\"truncated\":false}\n"
+    });
+    json_bytes(200, body)
+}
+
+fn status(store: &Store, req: &Request<'_>) -> Response {
+    let id = match decoded(req.param("request_id").unwrap_or("")) {
+        Ok(id) => id,
+        Err(m) => return error(400, "bad_request", &format!("request_id: {m}")),
+    };
+    match store.status(&id) {
+        Some(o @ Outcome::Committed { .. }) | Some(o @ Outcome::Conflict { .. }) => {
+            commit::outcome_response(&o).status(200)
+        }
+        None => json(
+            404,
+            &serde_json::json!({"status": "unknown", "request_id": id}),
+        ),
+    }
+}
+
+/// Percent-decodes a path segment or query value; it must be UTF-8.
+fn decoded(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    if !raw.as_bytes().contains(&b'%') {
+        return Ok(std::borrow::Cow::Borrowed(raw)); // The common case: nothing to decode.
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| "not UTF-8 once percent-decoded".to_owned())
+}
+
+/// A JSON answer with `status`.
+pub fn json(status: u16, value: &serde_json::Value) -> Response {
+    let mut body = value.to_string().into_bytes();
+    body.push(b'\n');
+    json_bytes(status, body)
+}
+
+fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+    Response::json_bytes(body).status(status)
+}
+
+/// A JSON error answer: `{"error": code, "message": message}`.
+pub fn error(status: u16, code: &str, message: &str) -> Response {
+    json(
+        status,
+        &serde_json::json!({"error": code, "message": message}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_are_valid_json_whatever_the_bytes() {
+        let cases: [(&str, &[u8]); 4] = [
+            ("a", b"x"),
+            ("q\"uo\\te", b"line\nbreak\t\x01"),
+            ("\u{e9}t\u{e9}", "\u{1f600}".as_bytes()),
+            ("bin", &[0, 159, 255]),
+        ];
+        for (key, value) in cases {
+            let mut out = Vec::new();
+            write_item(&mut out, key, value, 42);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["key"], key);
+            assert_eq!(v["version"], 42);
+            match std::str::from_utf8(value) {
+                Ok(s) => assert_eq!(v["value"], s),
+                Err(_) => assert_eq!(v["value_base64"], "AJ//"),
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Weasel: a durable versioned key-value store, Stoat's reference service.
+//!
+//! Commits and status queries run on Stoat's `commit_status` pipeline,
+//! whose thread makes each batch durable with one write and one fsync
+//! (group commit); reads answer inline on the network threads; changes
+//! stream out as server-sent events. See docs/API.md for the HTTP API and
+//! docs/ARCHITECTURE.md ("Weasel") for how it is built.
+//!
+//! Files, one concept each:
+//! - `config.rs`: the `[weasel]` table beside Stoat's `[http]`.
+//! - `codec.rs`: commit bodies by Content-Type (JSON, MessagePack).
+//! - `store/`: the state, the checksummed commit log, its records.
+//! - `commit.rs`: the group-commit batch handler.
+//! - `status.rs`: the bounded request-id outcome window.
+//! - `watch.rs`: the SSE watch stream and its history.
+//! - `api.rs`: the routes.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod codec;
+pub mod commit;
+pub mod config;
+pub mod status;
+pub mod store;
+pub mod watch;
+
+use std::io;
+use std::sync::Arc;
+
+use stoat::app::Server;
+
+use crate::codec::Codecs;
+use crate::config::WeaselConfig;
+use crate::store::{Recovery, Store};
+
+/// The pipeline commit and status run on.
+pub const PIPELINE: &str = "commit_status";
+
+/// Opens the store and builds the server (not yet started).
+pub fn build(config: WeaselConfig) -> io::Result<(Server, Arc<Store>, Recovery)> {
+    let (store, recovery) = Store::open(config.store, Codecs::default())?;
+    let store = Arc::new(store);
+    let server = api::routes(Server::new(config.server), store.clone());
+    Ok((server, store, recovery))
+}
