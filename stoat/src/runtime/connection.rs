@@ -188,11 +188,47 @@ pub(crate) struct Connection {
     /// reads (see `park_slow_head`). Boxed twice to keep `Connection`
     /// small (one pointer): slow heads are rare.
     parked: Option<Box<Parked>>,
-    /// A body streamed to its route as it arrives (see `body_stream.rs`).
-    stream: Option<Box<StreamState>>,
-    /// Set once the connection was upgraded to WebSocket (one pointer for
-    /// HTTP connections); see `ws_connection.rs`.
-    ws: Option<Box<WsState>>,
+    /// A body streamed to its route, or a WebSocket session: one pointer
+    /// for plain HTTP connections (see [`Extension`]).
+    ext: Option<Box<Extension>>,
+}
+
+/// What a connection does beyond plain requests and responses. The two
+/// never overlap (an upgrade is a GET without a body, and a streamed body
+/// ends before the next request is read), so they share one pointer.
+enum Extension {
+    /// A body streamed to its route as it arrives (see `connection/stream.rs`).
+    Stream(StreamState),
+    /// The connection was upgraded to WebSocket; see `ws_connection.rs`.
+    Ws(WsState),
+}
+
+/// The streamed body in `ext`, if that is what it holds. A function of the
+/// field, not of `Connection`, so other fields stay borrowable beside it.
+fn stream_of(ext: &mut Option<Box<Extension>>) -> Option<&mut StreamState> {
+    match ext.as_deref_mut() {
+        Some(Extension::Stream(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The WebSocket session in `ext`, if that is what it holds.
+fn ws_of(ext: &mut Option<Box<Extension>>) -> Option<&mut WsState> {
+    match ext.as_deref_mut() {
+        Some(Extension::Ws(w)) => Some(w),
+        _ => None,
+    }
+}
+
+/// Takes the streamed body out of `ext` (leaving a WebSocket in place).
+fn take_stream(ext: &mut Option<Box<Extension>>) -> Option<StreamState> {
+    match ext.take().map(|b| *b) {
+        Some(Extension::Stream(s)) => Some(s),
+        other => {
+            *ext = other.map(Box::new);
+            None
+        }
+    }
 }
 
 impl Connection {
@@ -206,9 +242,18 @@ impl Connection {
             link: None,
             waiting: false,
             parked: None,
-            stream: None,
-            ws: None,
+            ext: None,
         }
+    }
+
+    /// Whether a request body is streaming to its route.
+    fn is_streaming(&self) -> bool {
+        matches!(self.ext.as_deref(), Some(Extension::Stream(_)))
+    }
+
+    /// Whether the connection was upgraded to WebSocket.
+    fn is_ws(&self) -> bool {
+        matches!(self.ext.as_deref(), Some(Extension::Ws(_)))
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -222,8 +267,7 @@ impl Connection {
             && self.input.is_none()
             && self.output.is_none()
             && self.link.is_none()
-            && self.stream.is_none()
-            && self.ws.is_none()
+            && self.ext.is_none()
     }
 
     /// Whether it is an idle keep-alive connection that holds nothing: the
@@ -242,8 +286,8 @@ impl Connection {
         if let Some(link) = self.link.take() {
             link.close();
         }
-        self.stream = None;
-        if let Some(ws) = &mut self.ws {
+        take_stream(&mut self.ext);
+        if let Some(ws) = ws_of(&mut self.ext) {
             ws.report_close();
         }
     }
@@ -252,7 +296,7 @@ impl Connection {
     /// stream events, then carries on with the requests pipelined behind.
     /// A link that is not this connection's (closed and reused) is ignored.
     pub fn on_link(&mut self, link: &Arc<Link>, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
-        if self.ws.is_some() {
+        if self.is_ws() {
             return self.ws_on_link(link, shared, ctx);
         }
         if !self.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
@@ -369,7 +413,7 @@ impl Connection {
     }
 
     fn drive_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
-        if self.ws.is_some() {
+        if self.is_ws() {
             return self.ws_drive(shared, ctx, peer_closed);
         }
         if peer_closed && self.link.is_some() {
@@ -388,7 +432,7 @@ impl Connection {
         if self.flush_new(ctx).is_err() {
             return Next::Close;
         }
-        if self.ws.is_some() {
+        if self.is_ws() {
             // Upgraded in this batch: frames may follow the handshake.
             return self.ws_drive(shared, ctx, peer_closed);
         }
@@ -403,7 +447,7 @@ impl Connection {
     }
 
     fn on_timer_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
-        if self.ws.is_some() {
+        if self.is_ws() {
             return self.ws_timer(shared, ctx);
         }
         if let Some(link) = self.link.clone() {
@@ -598,7 +642,7 @@ impl Connection {
             if unparsed || self.proto.is_read_closed() {
                 self.answer(shared, ctx);
             }
-            if self.stream.is_some() && self.stream_backpressure(ctx).is_err() {
+            if self.is_streaming() && self.stream_backpressure(ctx).is_err() {
                 return Next::Close;
             }
             let backlog = self.output.as_ref().map_or(0, |o| o.pending());
@@ -733,7 +777,7 @@ impl Connection {
             };
             let at = input.parse;
             input.parse += consumed;
-            if self.spill.is_some() || self.stream.is_some() {
+            if self.spill.is_some() || matches!(self.ext.as_deref(), Some(Extension::Stream(_))) {
                 // The request lives in the spill, or its body is streamed:
                 // parsed bytes are done with.
                 input.start = input.parse;
@@ -760,7 +804,7 @@ impl Connection {
                 }
                 Event::Body(range) => {
                     let (from, to) = (at + range.start, at + range.end);
-                    if self.stream.is_some() {
+                    if matches!(self.ext.as_deref(), Some(Extension::Stream(_))) {
                         self.stream_data(from..to, ctx, shared);
                         continue;
                     }
@@ -775,7 +819,7 @@ impl Connection {
                     }
                 }
                 Event::BodyEnd => {
-                    if self.stream.is_some() {
+                    if matches!(self.ext.as_deref(), Some(Extension::Stream(_))) {
                         self.stream_end(ctx, shared);
                         head_fresh = false;
                         continue;
@@ -894,7 +938,9 @@ impl Connection {
         // The handler has returned: nothing can point into the arena.
         ctx.arena.recycle();
         if let Some(session) = upgraded {
-            self.ws = Some(Box::new(WsState::new(session, ctx.now, &shared.ws)));
+            self.ext = Some(Box::new(Extension::Ws(WsState::new(
+                session, ctx.now, &shared.ws,
+            ))));
         }
         // A suspended request is counted when its answer is delivered.
         if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {

@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use super::{Connection, Next, Parked, Shared, ThreadCtx, OUTPUT_HIGH_WATER};
+use super::{ws_of, Connection, Next, Parked, Shared, ThreadCtx, OUTPUT_HIGH_WATER};
 use crate::proto::conn::Timeout;
 use crate::proto::ws_frame::{encode_frame, CloseCode, Item, Opcode};
 use crate::runtime::link::{Link, Mail};
@@ -76,7 +76,7 @@ impl Connection {
         let now = ctx.now;
         let limits = shared.ws;
         let stopping = ctx.stopping_now();
-        let Some(ws) = self.ws.as_mut() else {
+        let Some(ws) = ws_of(&mut self.ext) else {
             return Next::Close;
         };
         let out = match &mut self.output {
@@ -117,7 +117,7 @@ impl Connection {
 
     /// Calls `on_open` once, before anything else reaches the session.
     fn ws_open(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
-        let Some(ws) = self.ws.as_mut() else {
+        let Some(ws) = ws_of(&mut self.ext) else {
             return;
         };
         if ws.core.opened {
@@ -147,7 +147,7 @@ impl Connection {
         if self.output.is_some() {
             return;
         }
-        let (Some(link), Some(ws)) = (self.link.clone(), self.ws.as_mut()) else {
+        let (Some(link), Some(ws)) = (self.link.clone(), ws_of(&mut self.ext)) else {
             return;
         };
         if !link.has_events() {
@@ -208,7 +208,7 @@ impl Connection {
 
     /// Runs the decoder over the buffered input and acts on every item.
     fn ws_decode(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
-        let (Some(ws), Some(input)) = (self.ws.as_mut(), self.input.as_mut()) else {
+        let (Some(ws), Some(input)) = (ws_of(&mut self.ext), self.input.as_mut()) else {
             return;
         };
         let out = match &mut self.output {
@@ -333,7 +333,7 @@ impl Connection {
     /// flushed; give the read buffer back (an incomplete frame moves to an
     /// exact-size copy).
     fn ws_settle(&mut self, shared: &Shared, ctx: &mut ThreadCtx, next: Next) -> Next {
-        let Some(ws) = self.ws.as_mut() else {
+        let Some(ws) = ws_of(&mut self.ext) else {
             return Next::Close;
         };
         if let Phase::Closed { .. } = ws.core.phase {

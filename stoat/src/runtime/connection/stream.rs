@@ -6,7 +6,7 @@
 use std::io;
 use std::ops::Range;
 
-use super::{Connection, Shared, ThreadCtx};
+use super::{stream_of, take_stream, Connection, Extension, Shared, ThreadCtx};
 use crate::runtime::body_stream::{BodySink, Progress, StreamState};
 use crate::runtime::service::RawRequest;
 
@@ -53,7 +53,10 @@ impl Connection {
         input.start = input.parse;
         input.body_start = 0;
         input.body_end = 0;
-        self.stream = Some(Box::new(StreamState { consumer, progress }));
+        self.ext = Some(Box::new(Extension::Stream(StreamState {
+            consumer,
+            progress,
+        })));
     }
 
     /// Gives the body bytes at `range` of the read buffer to the consumer.
@@ -63,7 +66,7 @@ impl Connection {
         ctx: &mut ThreadCtx,
         shared: &Shared,
     ) {
-        let (Some(input), Some(state)) = (&self.input, &mut self.stream) else {
+        let (Some(input), Some(state)) = (&self.input, stream_of(&mut self.ext)) else {
             return;
         };
         let out = match &mut self.output {
@@ -87,7 +90,7 @@ impl Connection {
     /// The body ended: the consumer's last call, then the response is
     /// completed and the connection moves on to the next request.
     pub(super) fn stream_end(&mut self, ctx: &mut ThreadCtx, shared: &Shared) {
-        let Some(mut state) = self.stream.take() else {
+        let Some(mut state) = take_stream(&mut self.ext) else {
             return;
         };
         let out = match &mut self.output {
@@ -114,7 +117,7 @@ impl Connection {
     /// response begun, no error response can follow, so the connection just
     /// closes. Returns whether it did; the stream is dropped either way.
     pub(super) fn abort_stream(&mut self) -> bool {
-        let Some(state) = self.stream.take() else {
+        let Some(state) = take_stream(&mut self.ext) else {
             return false;
         };
         if !state.progress.started() {
@@ -139,7 +142,7 @@ impl Connection {
 
     /// Whether reading is held back: a body streams and its output waits.
     pub(super) fn stream_is_held(&self) -> bool {
-        self.stream.is_some()
+        self.is_streaming()
             && self
                 .output
                 .as_ref()
