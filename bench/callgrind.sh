@@ -33,7 +33,7 @@ cmd=()
 for a in "$@"; do a=${a//\{port\}/$port}; cmd+=("${a//\{threads\}/1}"); done
 base=$out/callgrind-$name-p$depth
 rm -f "$base".out*
-taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$base.out" \
+taskset -c 0 valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$base.out" \
   "${cmd[@]}" >"$base.server.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT

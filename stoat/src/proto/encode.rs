@@ -17,10 +17,12 @@
 //! - Header names and values are trusted: the application layer validates
 //!   them. Debug builds assert that values hold no CR, LF or NUL and that the
 //!   caller does not pass a field the encoder writes.
-//! - Cost: one `reserve`, then appends with no further capacity checks
-//!   (short pieces copied inline, not through `memcpy`); the status line of a
-//!   registered code is one static string; nothing is formatted through
-//!   `fmt` and nothing is allocated per header.
+//! - Cost: one `reserve`, then appends that never grow the buffer; the
+//!   status line of a registered code is one static string, `Content-Length`
+//!   one line formatted on the stack, and `Server` + `Date` + the final CRLF
+//!   one cached tail ([`DateCache::tail`]); nothing is formatted through
+//!   `fmt` and nothing is allocated per header. No `unsafe` (proto forbids
+//!   it).
 
 use crate::proto::DateCache;
 
@@ -120,18 +122,146 @@ pub fn encode_head(
         })
         .sum();
     debug_assert!(is_field_value(server), "Server value holds CR, LF or NUL");
-    let mut w = Writer::new(
-        out,
-        status_line.len() + headers_len + server.len() + OWNED_MAX,
-    );
+    let bound = status_line.len() + headers_len + server.len() + OWNED_MAX;
+    let parts = Parts {
+        start: Start::Lines {
+            status_line,
+            headers,
+        },
+        status,
+        body,
+        framing,
+        date,
+        server,
+    };
+    encode_parts(out, bound, &parts)
+}
 
-    w.put(status_line);
-    for h in headers {
-        // RFC 9112 §5: field-line = field-name ":" OWS field-value OWS
-        w.put(h.name.as_bytes());
-        w.put(b": ");
-        w.put(h.value);
-        w.put(b"\r\n");
+/// Like [`encode_head`], for a head whose status line and caller header
+/// lines are already formatted: `start` is exactly what `encode_head` would
+/// write for `status` and the headers before the framing fields (status
+/// line, then `name: value\r\n` per field), e.g. a precomputed
+/// `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n`. The encoder adds the
+/// framing, `Connection`, `Server` and `Date` as `encode_head` does, with
+/// the same RFC rules for `status`, `body` and `framing`. `status` must be
+/// in `200..=999`; debug builds assert that `start` begins with its status
+/// line and ends with CRLF.
+pub fn encode_head_preformatted(
+    out: &mut Vec<u8>,
+    status: u16,
+    start: &[u8],
+    body: ResponseBody,
+    framing: Framing,
+    date: &DateCache,
+    server: &[u8],
+) -> BodyMode {
+    debug_assert!(
+        (200..=999).contains(&status)
+            && status_line(status).is_some_and(|line| start.starts_with(line))
+            && start.ends_with(b"\r\n"),
+        "preformatted head start does not fit status {status}"
+    );
+    debug_assert!(is_field_value(server), "Server value holds CR, LF or NUL");
+    let bound = start.len() + server.len() + OWNED_MAX;
+    let parts = Parts {
+        start: Start::Preformatted(start),
+        status,
+        body,
+        framing,
+        date,
+        server,
+    };
+    encode_parts(out, bound, &parts)
+}
+
+/// Writes `parts` (at most `bound` bytes) to `out`.
+#[inline(always)]
+fn encode_parts(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>) -> BodyMode {
+    if bound <= STACK_HEAD {
+        // The usual head: written on the stack, appended with one copy.
+        let mut buf = [0u8; STACK_HEAD];
+        let mut w = Cursor {
+            buf: &mut buf,
+            pos: 0,
+        };
+        let mode = write_head(&mut w, &parts);
+        let len = w.pos;
+        out.extend_from_slice(&buf[..len]);
+        mode
+    } else {
+        encode_large(out, bound, &parts)
+    }
+}
+
+/// Heads whose bound is at most this are written on the stack first.
+const STACK_HEAD: usize = 256;
+
+/// What a head is made of (see [`encode_head`]).
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    start: Start<'a>,
+    status: u16,
+    body: ResponseBody,
+    framing: Framing,
+    date: &'a DateCache,
+    server: &'a [u8],
+}
+
+/// The status line and the caller's header lines.
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    /// To be formatted.
+    Lines {
+        status_line: &'a [u8],
+        headers: &'a [Header<'a>],
+    },
+    /// Formatted already.
+    Preformatted(&'a [u8]),
+}
+
+/// A head too long for the stack buffer: its bound appended zeroed to
+/// `out`, filled, and cut to what was written.
+#[cold]
+#[inline(never)]
+fn encode_large(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>) -> BodyMode {
+    let at = out.len();
+    out.resize(at + bound, 0);
+    let mut w = Cursor {
+        buf: &mut out[at..],
+        pos: 0,
+    };
+    let mode = write_head(&mut w, parts);
+    let end = at + w.pos;
+    out.truncate(end);
+    mode
+}
+
+/// Writes the head `encode_head` describes.
+#[inline(always)]
+fn write_head(w: &mut Cursor<'_>, parts: &Parts<'_>) -> BodyMode {
+    let Parts {
+        start,
+        status,
+        body,
+        framing,
+        date,
+        server,
+    } = *parts;
+    match start {
+        Start::Lines {
+            status_line,
+            headers,
+        } => {
+            w.put(status_line);
+            for h in headers {
+                // RFC 9112 §5: field-line = field-name ":" OWS field-value OWS
+                w.put(h.name.as_bytes());
+                w.put(b": ");
+                w.put(h.value);
+                w.put(b"\r\n");
+            }
+        }
+        Start::Preformatted(start) => w.put(start),
     }
 
     // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in
@@ -199,96 +329,70 @@ pub fn encode_head(
         // only if the response says keep-alive.
         w.put(b"Connection: keep-alive\r\n");
     }
-    if !server.is_empty() {
-        w.put(b"Server: ");
-        w.put(server);
-        w.put(b"\r\n");
-    }
     // RFC 9110 §6.6.1: "An origin server with a clock ... MUST generate a
     // Date header field" in 2xx, 3xx and 4xx responses, and MAY in 1xx and
-    // 5xx. Sent always. The cached line also carries the head's final CRLF.
-    w.put(date.head_end());
-    w.finish();
+    // 5xx. Sent always. The cached tail is `Server` (unless empty), `Date`
+    // and the head's final CRLF, rewritten once per second.
+    match date.tail(server) {
+        Some(tail) => w.put(tail),
+        None => {
+            if !server.is_empty() {
+                w.put(b"Server: ");
+                w.put(server);
+                w.put(b"\r\n");
+            }
+            w.put(date.head_end());
+        }
+    }
     mode
 }
 
-/// Appends to a `Vec<u8>` after one capacity check for the whole head.
+/// Writes a head into zeroed space of at least its bound (on the stack, or
+/// appended to the output): the bound counts the status line, every caller header with its
+/// `": "` and CRLF, the `Server` value, and `OWNED_MAX` for every other
+/// piece (at most one framing line, one `Connection` line, the `Server`
+/// name and CRLF, the `Date` line), so the pieces always fit (the tests
+/// check every path; a miscount would panic on an index, never write out
+/// of bounds).
 ///
 /// Why hand-written: `extend_from_slice` per piece re-checks capacity and
-/// calls `memcpy` for every short string (a head is ~12 pieces of 2 to 40
-/// bytes); measured with callgrind that was ~220 instructions per response.
-/// Here the capacity is reserved once and short pieces are copied with two
-/// overlapping loads and stores.
-struct Writer<'a> {
-    out: &'a mut Vec<u8>,
-    /// Bytes written so far, initialised, not yet covered by `out.len()`.
-    len: usize,
-    /// `out.len()` may grow to this without exceeding the capacity.
-    limit: usize,
+/// calls `memcpy` for every short string (a head is ~8 pieces of 2 to 60
+/// bytes); measured with callgrind that was ~13 instructions a piece more.
+/// Here short pieces are copied with two overlapping fixed-size copies the
+/// compiler inlines.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
 }
 
-impl<'a> Writer<'a> {
+impl Cursor<'_> {
     #[inline(always)]
-    fn new(out: &'a mut Vec<u8>, max: usize) -> Writer<'a> {
-        out.reserve(max);
-        let len = out.len();
-        Writer {
-            out,
-            len,
-            limit: len + max,
+    fn put(&mut self, src: &[u8]) {
+        let n = src.len();
+        let dst = &mut self.buf[self.pos..self.pos + n];
+        if (16..=32).contains(&n) {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..]);
+        } else if (8..16).contains(&n) {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        } else if (4..8).contains(&n) {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        } else if (1..4).contains(&n) {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        } else if (33..=64).contains(&n) {
+            dst[..32].copy_from_slice(&src[..32]);
+            dst[n - 32..].copy_from_slice(&src[n - 32..]);
+        } else {
+            dst.copy_from_slice(src);
         }
+        self.pos += n;
     }
 
-    /// Appends `bytes`. `encode_head` reserves, before the first `put`,
-    /// the status line, every caller header with its `": "` and CRLF, the
-    /// `Server` value, and `OWNED_MAX` for every other piece it writes (at
-    /// most one framing line, one `Connection` line, the `Server` name and
-    /// CRLF, the `Date` line): the sum of what the `put` calls write can
-    /// never exceed it, a fact the tests check on every path (debug builds
-    /// assert it on every call).
-    #[inline(always)]
-    fn put(&mut self, bytes: &[u8]) {
-        let n = bytes.len();
-        debug_assert!(self.len + n <= self.limit, "encoder reserve miscounted");
-        let src = bytes.as_ptr();
-        #[allow(unsafe_code)]
-        // SAFETY: `limit <= capacity` (reserved in `new`) and the reserve
-        // covering every piece (see above) keep `[len, len + n)` inside the
-        // allocation; the source is
-        // `n` readable bytes and cannot overlap our spare capacity (it is a
-        // shared borrow that lives while `out` is mutably borrowed). Every
-        // load below reads inside `bytes` (for 16 <= n <= 32 the two 16-byte
-        // loads start at 0 and n - 16, and so on), every store writes
-        // inside `[len, len + n)`.
-        unsafe {
-            let dst = self.out.as_mut_ptr().add(self.len);
-            if (16..=32).contains(&n) {
-                let a = src.cast::<u128>().read_unaligned();
-                let b = src.add(n - 16).cast::<u128>().read_unaligned();
-                dst.cast::<u128>().write_unaligned(a);
-                dst.add(n - 16).cast::<u128>().write_unaligned(b);
-            } else if (8..16).contains(&n) {
-                let a = src.cast::<u64>().read_unaligned();
-                let b = src.add(n - 8).cast::<u64>().read_unaligned();
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(n - 8).cast::<u64>().write_unaligned(b);
-            } else if (4..8).contains(&n) {
-                let a = src.cast::<u32>().read_unaligned();
-                let b = src.add(n - 4).cast::<u32>().read_unaligned();
-                dst.cast::<u32>().write_unaligned(a);
-                dst.add(n - 4).cast::<u32>().write_unaligned(b);
-            } else if (1..4).contains(&n) {
-                *dst = *src;
-                *dst.add(n / 2) = *src.add(n / 2);
-                *dst.add(n - 1) = *src.add(n - 1);
-            } else if n > 32 {
-                std::ptr::copy_nonoverlapping(src, dst, n);
-            }
-        }
-        self.len += n;
-    }
-
-    /// Appends `n` in decimal.
+    /// Writes `n` in decimal.
     #[inline(always)]
     fn put_decimal(&mut self, n: u64) {
         if n < 10 {
@@ -296,17 +400,6 @@ impl<'a> Writer<'a> {
         } else {
             self.put(itoa::Buffer::new().format(n).as_bytes());
         }
-    }
-
-    /// Makes the written bytes part of `out`.
-    #[inline(always)]
-    fn finish(self) {
-        #[allow(unsafe_code)]
-        // SAFETY: `put` initialised every byte up to `len`, and `len <=
-        // limit <= capacity`.
-        unsafe {
-            self.out.set_len(self.len)
-        };
     }
 }
 
@@ -550,8 +643,8 @@ mod tests {
     }
 
     /// Every framing path with the longest owned pieces, and caller pieces
-    /// of every length from 0 to 70 (each copy branch of `Writer::put` and
-    /// its edges), compared with a plain concatenation. Debug builds also
+    /// of every length from 0 to 70 (short and long copies and their
+    /// edges), compared with a plain concatenation. Debug builds also
     /// assert the reserve on every `put`, so a miscount fails here.
     #[test]
     fn writer_matches_plain_concatenation_for_all_piece_sizes() {

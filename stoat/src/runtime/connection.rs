@@ -79,18 +79,18 @@ pub(crate) struct ThreadCtx {
 
 impl ThreadCtx {
     pub fn new(
-        limits: &Limits,
+        shared: &Shared,
         stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
         owner: Arc<dyn Owner>,
     ) -> ThreadCtx {
         let now = Instant::now();
         let unix = unix_now();
         let mut head = RequestHead::default();
-        head.headers.reserve(limits.max_headers);
+        head.headers.reserve(shared.limits.max_headers);
         ThreadCtx {
             head,
             out: Outbox::default(),
-            date: DateCache::new(unix),
+            date: DateCache::with_server(unix, &shared.server),
             now,
             local: LocalPool::new(),
             requests: 0,

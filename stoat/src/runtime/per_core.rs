@@ -96,7 +96,7 @@ impl Loop {
 
     pub fn run(mut self) {
         let owner: Arc<dyn Owner> = self.mailbox.clone();
-        let mut ctx = ThreadCtx::new(&self.shared.limits, self.control.stop_flag(), owner);
+        let mut ctx = ThreadCtx::new(&self.shared, self.control.stop_flag(), owner);
         let mut events = Events::with_capacity(1024);
         let mut mail: Vec<Arc<Link>> = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP;

@@ -231,7 +231,7 @@ impl Core {
     /// A network thread.
     pub fn network_loop(&self, index: usize) {
         let owner: Arc<dyn Owner> = self.mailbox.clone();
-        let mut ctx = ThreadCtx::new(&self.shared.limits, self.control.stop_flag(), owner);
+        let mut ctx = ThreadCtx::new(&self.shared, self.control.stop_flag(), owner);
         let mut events = Events::with_capacity(256);
         let mut mail: Vec<Arc<Link>> = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP;
