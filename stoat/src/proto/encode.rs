@@ -177,6 +177,12 @@ pub fn encode_head_preformatted(
 /// Writes `parts` (at most `bound` bytes) to `out`.
 #[inline(always)]
 fn encode_parts(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>) -> BodyMode {
+    if let Start::Preformatted(_) = parts.start {
+        // Three pieces (the start, the framing line, the cached tail):
+        // appended where they go.
+        out.reserve(bound);
+        return write_head(out, parts);
+    }
     if bound <= STACK_HEAD {
         // The usual head: written on the stack, appended with one copy.
         let mut buf = [0u8; STACK_HEAD];
@@ -238,7 +244,7 @@ fn encode_large(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>) -> BodyMode 
 
 /// Writes the head `encode_head` describes.
 #[inline(always)]
-fn write_head(w: &mut Cursor<'_>, parts: &Parts<'_>) -> BodyMode {
+fn write_head(w: &mut impl Put, parts: &Parts<'_>) -> BodyMode {
     let Parts {
         start,
         status,
@@ -284,9 +290,7 @@ fn write_head(w: &mut Cursor<'_>, parts: &Parts<'_>) -> BodyMode {
                 // fields in response to a HEAD request as it would have sent
                 // if the request method had been GET", and §8.6 allows the
                 // GET's Content-Length in a response to HEAD. No body follows.
-                w.put(b"Content-Length: ");
-                w.put_decimal(n);
-                w.put(b"\r\n");
+                w.put_content_length(n);
                 if framing.head_request || n == 0 {
                     BodyMode::None
                 } else {
@@ -365,7 +369,55 @@ struct Cursor<'a> {
     pos: usize,
 }
 
-impl Cursor<'_> {
+/// Where `write_head` writes: a [`Cursor`], or the output itself after a
+/// `reserve` of the bound.
+trait Put {
+    /// Appends `src`.
+    fn put(&mut self, src: &[u8]);
+    /// Appends `Content-Length: <n>\r\n`.
+    fn put_content_length(&mut self, n: u64);
+}
+
+impl Put for Vec<u8> {
+    #[inline(always)]
+    fn put(&mut self, src: &[u8]) {
+        self.extend_from_slice(src);
+    }
+
+    /// The line is built on the stack and appended as a fixed-size block
+    /// (inlined, no `memcpy` call), then cut to its length.
+    #[inline(always)]
+    fn put_content_length(&mut self, n: u64) {
+        let mut line = *b"Content-Length: 00000000000000000000\r\n";
+        let mut digits = 1;
+        let mut rest = n / 10;
+        while rest > 0 {
+            digits += 1;
+            rest /= 10;
+        }
+        // u64::MAX has 20 digits: the line has room for them.
+        let end = 16 + digits;
+        let mut m = n;
+        for at in (16..end).rev() {
+            line[at] = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        line[end] = b'\r';
+        line[end + 1] = b'\n';
+        let at = self.len();
+        self.extend_from_slice(&line);
+        self.truncate(at + end + 2);
+    }
+}
+
+impl Put for Cursor<'_> {
+    #[inline(always)]
+    fn put_content_length(&mut self, n: u64) {
+        self.put(b"Content-Length: ");
+        self.put_decimal(n);
+        self.put(b"\r\n");
+    }
+
     #[inline(always)]
     fn put(&mut self, src: &[u8]) {
         let n = src.len();
@@ -392,6 +444,9 @@ impl Cursor<'_> {
         self.pos += n;
     }
 
+}
+
+impl Cursor<'_> {
     /// Writes `n` in decimal.
     #[inline(always)]
     fn put_decimal(&mut self, n: u64) {
