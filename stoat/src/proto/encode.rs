@@ -443,7 +443,6 @@ impl Put for Cursor<'_> {
         }
         self.pos += n;
     }
-
 }
 
 impl Cursor<'_> {

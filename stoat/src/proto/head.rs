@@ -642,7 +642,13 @@ fn in_range(low7: u64, lo: u8, hi: u8) -> u64 {
 #[inline(always)]
 fn is_host(value: &[u8]) -> bool {
     let n = value.len();
-    if n >= 8 {
+    if (8..=16).contains(&n) {
+        // The usual `name:port` or `a.b.c.d:port`: two overlapping words,
+        // checked together (no loop); other host bytes go to the table.
+        if host_bits(load_word(value, 0)) & host_bits(load_word(value, n - 8)) == HIGH {
+            return true;
+        }
+    } else if n > 16 {
         let mut at = 0;
         loop {
             let last = at + 8 >= n;
@@ -661,11 +667,18 @@ fn is_host(value: &[u8]) -> bool {
 /// Whether every byte of `w` is an ASCII letter, digit, `-`, `.` or `:`.
 #[inline(always)]
 fn host_word(w: u64) -> bool {
+    host_bits(w) == HIGH
+}
+
+/// High bit set in each byte of `w` that is an ASCII letter, digit, `-`,
+/// `.` or `:`.
+#[inline(always)]
+fn host_bits(w: u64) -> u64 {
     let low7 = w & !HIGH;
     let letter = in_range(low7 | (ONES * 0x20), b'a', b'z');
     let digit_colon = in_range(low7, b'0', b':');
     let dash_dot = in_range(low7, b'-', b'.');
-    (letter | digit_colon | dash_dot) & !w & HIGH == HIGH
+    (letter | digit_colon | dash_dot) & !w & HIGH
 }
 
 /// The 8 bytes of `s` from `at`, as a little-endian word.
