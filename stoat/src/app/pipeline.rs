@@ -94,7 +94,7 @@ impl Job {
             raw,
             &self.bytes[self.path.clone()],
             &self.route.names,
-            self.captures,
+            self.captures.spans(),
         )
     }
 

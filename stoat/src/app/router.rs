@@ -428,7 +428,7 @@ impl Router {
                     // runtime (`Service::call`).
                     return Response::new(500);
                 };
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // The handler is user code: a panic must not take the
                 // network thread (and its other connections) down.
                 panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
@@ -504,7 +504,7 @@ impl Service for Router {
         };
         match &route.kind {
             Kind::Inline(handler) => {
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // The handler is user code: a panic must not take the
                 // network thread (and its other connections) down.
                 panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
@@ -515,14 +515,14 @@ impl Service for Router {
                 let Some(link) = sink.suspend() else {
                     return Response::new(500).send(sink);
                 };
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // A panic drops the responder, which answers 500.
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| {
                     handler.call(&req, Responder::new(link))
                 }));
             }
             Kind::Stream(handler) => {
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 let last_id = req.header_str("last-event-id").map(str::to_owned);
                 let Some(link) = sink.stream(200, &SSE_HEADERS) else {
                     // A HEAD request: the head alone was sent.
@@ -656,7 +656,7 @@ mod tests {
                 let Kind::Inline(handler) = &route.kind else {
                     panic!("not inline");
                 };
-                let req = Request::routed(raw, path, &route.names, caps);
+                let req = Request::routed(raw, path, &route.names, caps.spans());
                 let res = handler.call(&req);
                 let params = req
                     .params()

@@ -457,6 +457,27 @@ impl Cursor<'_> {
     }
 }
 
+/// Appends `bytes` (a small response body after its head, say): up to 32
+/// bytes as one fixed-size block the compiler inlines, cut back to their
+/// length, instead of a `memcpy` call; longer ones with
+/// `extend_from_slice`.
+#[inline]
+pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n > 32 {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let at = out.len();
+    out.extend_from_slice(&[0; 32]);
+    let mut w = Cursor {
+        buf: &mut out[at..],
+        pos: 0,
+    };
+    w.put(bytes);
+    out.truncate(at + n);
+}
+
 /// Appends `HTTP/1.1 100 Continue\r\n\r\n`.
 pub fn encode_continue(out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");

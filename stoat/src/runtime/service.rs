@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::proto::encode::{BodyMode, Header};
+use crate::proto::encode::{self, BodyMode, Header};
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
 use crate::runtime::link::{AsyncCounters, Link, Owner};
 use crate::runtime::outbox::{Body, Outbox};
@@ -134,7 +134,13 @@ impl ResponseSink<'_> {
             ),
         };
         if mode == BodyMode::Raw {
-            self.out.push_body(body);
+            match &body {
+                // A small static body is copied right after its head.
+                Body::Static(bytes) if bytes.len() <= 32 => {
+                    encode::append(self.out.head_mut(), bytes)
+                }
+                _ => self.out.push_body(body),
+            }
         }
     }
 
