@@ -445,7 +445,7 @@ impl Router {
     }
 
     /// The request's path and its endpoint, parameter values in `caps`.
-    #[inline]
+    #[inline(always)]
     fn find<'a>(&self, raw: &RawRequest<'a>, caps: &mut Captures) -> (&'a [u8], Option<usize>) {
         let target = raw.head.target.of(raw.buf);
         // An exact route holds no `?`: a target equal to one is a path
@@ -453,6 +453,19 @@ impl Router {
         if let Some(id) = self.tree.find_exact(target) {
             return (target, Some(id));
         }
+        self.find_path(raw, target, caps)
+    }
+
+    /// [`Router::find`] past the exact match of the whole target: the
+    /// path without the query, then the patterns (out of line, so the
+    /// exact lookup stays small).
+    #[inline(never)]
+    fn find_path<'a>(
+        &self,
+        raw: &RawRequest<'a>,
+        target: &'a [u8],
+        caps: &mut Captures,
+    ) -> (&'a [u8], Option<usize>) {
         let path = path_of(raw);
         let id = if path.len() == target.len() {
             // The path is the whole target: no exact route has it.
