@@ -224,7 +224,7 @@ impl fmt::Debug for Request<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::app::path_tree::{PathTree, Pattern};
+    use crate::app::path_tree::{Captures, PathTree, Pattern};
     use crate::proto::{HeadParser, Limits, RequestHead};
 
     /// Parses a request head (the whole of `bytes`).
