@@ -881,6 +881,59 @@ mod tests {
 
     const DATE: &str = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
 
+    /// The preformatted heads of the common constructors say what the
+    /// general encoder would, and changing the status or content type, or
+    /// adding a field, leaves the preset.
+    #[test]
+    fn preset_heads_match_their_fields() {
+        let r = Router::new()
+            .get("/text", |_| Response::text("t"))
+            .get("/html", |_| Response::html("<p>"))
+            .get("/json", |_| Response::json_bytes("{}"))
+            .get("/bytes", |_| Response::bytes(&b"\x00\x01"[..]))
+            .get("/created", |_| Response::text("c").status(201))
+            .get("/csv", |_| {
+                Response::text("a,b").header("Content-Type", "text/csv")
+            })
+            .get("/extra", |_| Response::json_bytes("[]").header("X-A", "1"));
+        let cases = [
+            ("/text", "200 OK", "text/plain; charset=utf-8", "", "t"),
+            ("/html", "200 OK", "text/html; charset=utf-8", "", "<p>"),
+            ("/json", "200 OK", "application/json", "", "{}"),
+            (
+                "/bytes",
+                "200 OK",
+                "application/octet-stream",
+                "",
+                "\x00\x01",
+            ),
+            (
+                "/created",
+                "201 Created",
+                "text/plain; charset=utf-8",
+                "",
+                "c",
+            ),
+            ("/csv", "200 OK", "text/csv", "", "a,b"),
+            ("/extra", "200 OK", "application/json", "X-A: 1\r\n", "[]"),
+        ];
+        for (path, status, content_type, extra, body) in cases {
+            let out = serve(
+                &r,
+                format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(
+                out,
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra}\
+                     Content-Length: {}\r\nServer: stoat\r\n{DATE}{body}",
+                    body.len()
+                ),
+                "{path}"
+            );
+        }
+    }
+
     #[test]
     fn serves_plaintext() {
         let r = Router::new().get("/plaintext", |_| Response::text("Hello, World!"));
