@@ -192,12 +192,12 @@ fn encode_parts(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>) -> BodyMode 
             buf: &mut buf,
             pos: 0,
         };
-        let mode = write_head(&mut w, &parts);
+        let mode = write_head(&mut w, parts);
         let len = w.pos;
         out.extend_from_slice(&buf[..len]);
         mode
     } else {
-        encode_large(out, bound, &parts)
+        encode_large(out, bound, parts)
     }
 }
 
