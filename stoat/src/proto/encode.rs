@@ -506,7 +506,7 @@ impl Cursor<'_> {
 /// bytes as one fixed-size block the compiler inlines, cut back to their
 /// length, instead of a `memcpy` call; longer ones with
 /// `extend_from_slice`.
-#[inline]
+#[inline(always)]
 pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
     let n = bytes.len();
     if n > 32 {
