@@ -8,8 +8,9 @@
 #   CMD...    the server command; `{port}` and `{threads}` (= 1) are replaced
 # environment: PORT (default: a free port from 19000 up), DURATION (default 5),
 #   CONNS (default 64), PIPELINE_LUA (default /work/shared/bench/pipeline.lua),
-#   STRACE=1 adds a second run under `strace -c -f` for the breakdown by call
-#   (strace slows the server: its counts are for the mix, not the total).
+#   STRACE=1 adds a second run with `strace -c -f -p PID` attached, for the
+#   breakdown by call (strace slows the server: its counts are for the mix,
+#   not the total).
 #
 # What it does: the server runs pinned to core 0; a 1 s unmeasured wrk
 # warm-up; `perf stat -e raw_syscalls:sys_enter -p PID` runs across
@@ -67,13 +68,18 @@ print(f"{name} p{depth}: {calls / resp:.3f} syscalls/request ({calls:,} syscalls
 PY
 
 if [[ ${STRACE:-0} == 1 ]]; then
-  start_server strace -c -f -o "$base.strace.txt"
+  start_server
   trap stop_server EXIT
+  taskset -c 1 wrk "${wrkargs[@]}" -d1 "$url" "${script[@]}" >/dev/null
+  strace -c -f -o "$base.strace.txt" -p "$pid" 2>/dev/null &
+  stracepid=$!
+  sleep 0.5
   taskset -c 1 wrk "${wrkargs[@]}" -d"$duration" "$url" "${script[@]}" >"$base.strace.wrk.txt"
+  kill -INT "$stracepid"; wait "$stracepid" || true
   stop_server
   trap - EXIT
   sresp=$(awk '/requests in/ { print $1 }' "$base.strace.wrk.txt")
   echo "strace -c -f ($sresp responses; calls per response):"
   awk -v r="$sresp" '/^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ && $NF != "total" {
-    printf "  %-16s %8.3f\n", $NF, $4 / r }' "$base.strace.txt"
+    if ($4 / r >= 0.0005) printf "  %-16s %8.4f\n", $NF, $4 / r }' "$base.strace.txt"
 fi
