@@ -98,7 +98,7 @@ impl Job {
             raw,
             &self.bytes[self.path.clone()],
             &self.route.names,
-            self.captures,
+            self.captures.spans(),
         )
     }
 

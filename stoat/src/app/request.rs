@@ -4,14 +4,14 @@
 //! (through [`RawRequest`]) and from the router (parameter names); it owns
 //! nothing and building one allocates nothing. Route parameters are
 //! [`Span`]s of the path, at most [`MAX_PARAMS`](super::MAX_PARAMS) of them,
-//! held inline. Accessors return raw text: the path, query and parameters
+//! borrowed from the router's captures (not copied). Accessors return raw text: the path, query and parameters
 //! are not percent-decoded. Text accessors never panic: bytes that are not
 //! UTF-8 give `None` (or `""` for [`Request::path`], see there).
 
 use std::fmt;
 use std::str;
 
-use crate::app::path_tree::Captures;
+use crate::proto::Span;
 use crate::proto::{Method, Version};
 use crate::runtime::RawRequest;
 
@@ -24,7 +24,7 @@ pub struct Request<'a> {
     /// Names of the matched route's parameters, in pattern order.
     names: &'a [Box<str>],
     /// Their values, as spans of `path`.
-    captures: Captures,
+    captures: &'a [Span],
 }
 
 impl<'a> Request<'a> {
@@ -32,7 +32,7 @@ impl<'a> Request<'a> {
     /// itself; this is for calling a handler directly (in tests, say).
     #[inline]
     pub fn new(raw: RawRequest<'a>) -> Request<'a> {
-        Request::routed(raw, path_of(&raw), &[], Captures::default())
+        Request::routed(raw, path_of(&raw), &[], &[])
     }
 
     /// A routed request: `path` is [`path_of`] `raw` (or its whole target
@@ -43,9 +43,9 @@ impl<'a> Request<'a> {
         raw: RawRequest<'a>,
         path: &'a [u8],
         names: &'a [Box<str>],
-        captures: Captures,
+        captures: &'a [Span],
     ) -> Request<'a> {
-        debug_assert_eq!(names.len(), captures.spans().len());
+        debug_assert_eq!(names.len(), captures.len());
         Request {
             raw,
             path,
@@ -139,7 +139,7 @@ impl<'a> Request<'a> {
     /// The raw bytes of the route parameter `name`.
     pub fn param_bytes(&self, name: &str) -> Option<&'a [u8]> {
         let i = self.names.iter().position(|n| **n == *name)?;
-        self.captures.spans().get(i).map(|span| span.of(self.path))
+        self.captures.get(i).map(|span| span.of(self.path))
     }
 
     /// The route parameters as (name, value) pairs, in pattern order;
@@ -149,7 +149,7 @@ impl<'a> Request<'a> {
         let names: &'a [Box<str>] = self.names;
         names
             .iter()
-            .zip(self.captures.spans())
+            .zip(self.captures)
             .filter_map(move |(name, span)| Some((&**name, str::from_utf8(span.of(path)).ok()?)))
     }
 
@@ -256,7 +256,7 @@ impl fmt::Debug for Request<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::app::path_tree::{PathTree, Pattern};
+    use crate::app::path_tree::{Captures, PathTree, Pattern};
     use crate::proto::{HeadParser, Limits, RequestHead};
     use crate::runtime::ArenaSlot;
 
@@ -296,7 +296,7 @@ pub(crate) mod tests {
         let path = path_of(&raw);
         let mut caps = Captures::default();
         assert_eq!(tree.find(path, &mut caps), Some(0));
-        let req = Request::routed(raw, path, pattern.names(), caps);
+        let req = Request::routed(raw, path, pattern.names(), caps.spans());
 
         assert_eq!(req.method(), Method::Get);
         assert_eq!(req.method_str(), "GET");
@@ -397,7 +397,7 @@ pub(crate) mod tests {
         tree.insert(&pattern);
         let mut caps = Captures::default();
         assert_eq!(tree.find(req.path_bytes(), &mut caps), Some(0));
-        let req = Request::routed(raw, req.path_bytes(), pattern.names(), caps);
+        let req = Request::routed(raw, req.path_bytes(), pattern.names(), caps.spans());
         assert_eq!(req.param("a"), None);
         assert_eq!(req.param_bytes("b"), Some(&b"\xff"[..]));
         assert_eq!(req.params().count(), 0);

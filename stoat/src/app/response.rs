@@ -18,14 +18,27 @@ use crate::app::header::{self, HeaderValue, InvalidHeader, Kind};
 use crate::proto::encode::Header;
 use crate::runtime::{Body, ResponseSink};
 
-/// `text/plain; charset=utf-8`
-const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
-/// `text/html; charset=utf-8`
-const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
-/// `application/json` (RFC 8259 §11: no charset parameter)
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
-/// `application/octet-stream`
-const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream");
+/// Each common content type, and the head of a `200` with it and no other
+/// field, formatted at compile time (`PRESET`): such a response (most
+/// responses of [`Response::text`] and friends) is sent by copying it whole.
+macro_rules! content_types {
+    ($($(#[$doc:meta])* $name:ident, $preset:ident = $value:literal;)*) => {$(
+        $(#[$doc])*
+        const $name: HeaderValue = HeaderValue::from_static($value);
+        const $preset: &[u8] = concat!("HTTP/1.1 200 OK\r\nContent-Type: ", $value, "\r\n").as_bytes();
+    )*};
+}
+
+content_types! {
+    /// `text/plain; charset=utf-8`
+    TEXT, TEXT_200 = "text/plain; charset=utf-8";
+    /// `text/html; charset=utf-8`
+    HTML, HTML_200 = "text/html; charset=utf-8";
+    /// `application/json` (RFC 8259 §11: no charset parameter)
+    JSON, JSON_200 = "application/json";
+    /// `application/octet-stream`
+    OCTETS, OCTETS_200 = "application/octet-stream";
+}
 
 /// Header fields sent from the stack; more are collected into a `Vec`.
 const STACK_HEADERS: usize = 16;
@@ -46,6 +59,9 @@ pub struct Response {
     status: u16,
     close: bool,
     content_type: Option<HeaderValue>,
+    /// The formatted head of a `200` with `content_type` and no other field,
+    /// when it is one of the presets.
+    preset: Option<&'static [u8]>,
     headers: Vec<(Cow<'static, str>, HeaderValue)>,
     body: Body,
 }
@@ -62,6 +78,7 @@ impl Response {
             status: final_status(status),
             close: false,
             content_type: None,
+            preset: None,
             headers: Vec::new(),
             body: Body::Empty,
         }
@@ -76,13 +93,13 @@ impl Response {
     /// `200 OK` with a `text/plain; charset=utf-8` body.
     #[inline]
     pub fn text(body: impl Into<Body>) -> Response {
-        Response::with(TEXT, body.into())
+        Response::with(TEXT, TEXT_200, body.into())
     }
 
     /// `200 OK` with a `text/html; charset=utf-8` body.
     #[inline]
     pub fn html(body: impl Into<Body>) -> Response {
-        Response::with(HTML, body.into())
+        Response::with(HTML, HTML_200, body.into())
     }
 
     /// `200 OK` with an `application/json` body that is already JSON
@@ -90,21 +107,22 @@ impl Response {
     /// `serde_json::to_vec`).
     #[inline]
     pub fn json_bytes(body: impl Into<Body>) -> Response {
-        Response::with(JSON, body.into())
+        Response::with(JSON, JSON_200, body.into())
     }
 
     /// `200 OK` with an `application/octet-stream` body.
     #[inline]
     pub fn bytes(body: impl Into<Body>) -> Response {
-        Response::with(OCTETS, body.into())
+        Response::with(OCTETS, OCTETS_200, body.into())
     }
 
     #[inline]
-    fn with(content_type: HeaderValue, body: Body) -> Response {
+    fn with(content_type: HeaderValue, preset: &'static [u8], body: Body) -> Response {
         Response {
             status: 200,
             close: false,
             content_type: Some(content_type),
+            preset: Some(preset),
             headers: Vec::new(),
             body,
         }
@@ -167,7 +185,10 @@ impl Response {
         let value = value.into();
         match header::check(&name, value.as_bytes())? {
             Kind::Plain => self.headers.push((name, value)),
-            Kind::ContentType => self.content_type = Some(value),
+            Kind::ContentType => {
+                self.content_type = Some(value);
+                self.preset = None;
+            }
             Kind::Connection { close } => self.close |= close,
             Kind::Framing => {}
         }
@@ -236,6 +257,11 @@ impl Response {
     /// Encodes this response into the connection's output.
     #[inline]
     pub(crate) fn send(self, sink: &mut ResponseSink<'_>) {
+        if self.headers.is_empty() && self.status == 200 {
+            if let Some(start) = self.preset {
+                return sink.send_preformatted(self.status, start, self.body, self.close);
+            }
+        }
         self.emit(|status, headers, body, close| sink.send(status, headers, body, close));
     }
 
@@ -247,6 +273,9 @@ impl Response {
             status,
             close,
             content_type,
+            // The preformatted head is a shortcut of `send`; the general
+            // path below writes the same fields.
+            preset: _,
             headers,
             body,
         } = self;

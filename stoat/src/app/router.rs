@@ -465,7 +465,7 @@ impl Router {
                     // runtime (`Service::call`).
                     return Response::new(500);
                 };
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // The handler is user code: a panic must not take the
                 // network thread (and its other connections) down.
                 panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
@@ -482,7 +482,7 @@ impl Router {
     }
 
     /// The request's path and its endpoint, parameter values in `caps`.
-    #[inline]
+    #[inline(always)]
     fn find<'a>(&self, raw: &RawRequest<'a>, caps: &mut Captures) -> (&'a [u8], Option<usize>) {
         let target = raw.head.target.of(raw.buf);
         // An exact route holds no `?`: a target equal to one is a path
@@ -490,6 +490,19 @@ impl Router {
         if let Some(id) = self.tree.find_exact(target) {
             return (target, Some(id));
         }
+        self.find_path(raw, target, caps)
+    }
+
+    /// [`Router::find`] past the exact match of the whole target: the
+    /// path without the query, then the patterns (out of line, so the
+    /// exact lookup stays small).
+    #[inline(never)]
+    fn find_path<'a>(
+        &self,
+        raw: &RawRequest<'a>,
+        target: &'a [u8],
+        caps: &mut Captures,
+    ) -> (&'a [u8], Option<usize>) {
         let path = path_of(raw);
         let id = if path.len() == target.len() {
             // The path is the whole target: no exact route has it.
@@ -549,7 +562,7 @@ impl Service for Router {
         };
         match &route.kind {
             Kind::Inline(handler) => {
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // The handler is user code: a panic must not take the
                 // network thread (and its other connections) down.
                 panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
@@ -560,14 +573,14 @@ impl Service for Router {
                 let Some(link) = sink.suspend() else {
                     return Response::new(500).send(sink);
                 };
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // A panic drops the responder, which answers 500.
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| {
                     handler.call(&req, Responder::new(link))
                 }));
             }
             Kind::Stream(handler) => {
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 let last_id = req.header_str("last-event-id").map(str::to_owned);
                 let Some(link) = sink.stream(200, &SSE_HEADERS) else {
                     // A HEAD request: the head alone was sent.
@@ -579,13 +592,13 @@ impl Service for Router {
             }
             Kind::BodyStream(handler) => {
                 // A request without a body: the body's end comes at once.
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 sink.streamed(raw.arena, |res| {
                     streaming::open(&**handler, &req, res).end(res);
                 });
             }
             Kind::WebSocket(endpoint) => {
-                let req = Request::routed(*raw, path, &route.names, caps);
+                let req = Request::routed(*raw, path, &route.names, caps.spans());
                 endpoint.accept(&req, sink);
             }
             Kind::Pipeline {
@@ -635,7 +648,7 @@ impl Router {
         let Kind::BodyStream(handler) = &route.kind else {
             return None;
         };
-        let req = Request::routed(*raw, path, &route.names, caps);
+        let req = Request::routed(*raw, path, &route.names, caps.spans());
         Some(streaming::open(&**handler, &req, res))
     }
 }
@@ -737,7 +750,7 @@ mod tests {
                 let Kind::Inline(handler) = &route.kind else {
                     panic!("not inline");
                 };
-                let req = Request::routed(raw, path, &route.names, caps);
+                let req = Request::routed(raw, path, &route.names, caps.spans());
                 let res = handler.call(&req);
                 let params = req
                     .params()
@@ -949,6 +962,59 @@ mod tests {
     }
 
     const DATE: &str = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+
+    /// The preformatted heads of the common constructors say what the
+    /// general encoder would, and changing the status or content type, or
+    /// adding a field, leaves the preset.
+    #[test]
+    fn preset_heads_match_their_fields() {
+        let r = Router::new()
+            .get("/text", |_| Response::text("t"))
+            .get("/html", |_| Response::html("<p>"))
+            .get("/json", |_| Response::json_bytes("{}"))
+            .get("/bytes", |_| Response::bytes(&b"\x00\x01"[..]))
+            .get("/created", |_| Response::text("c").status(201))
+            .get("/csv", |_| {
+                Response::text("a,b").header("Content-Type", "text/csv")
+            })
+            .get("/extra", |_| Response::json_bytes("[]").header("X-A", "1"));
+        let cases = [
+            ("/text", "200 OK", "text/plain; charset=utf-8", "", "t"),
+            ("/html", "200 OK", "text/html; charset=utf-8", "", "<p>"),
+            ("/json", "200 OK", "application/json", "", "{}"),
+            (
+                "/bytes",
+                "200 OK",
+                "application/octet-stream",
+                "",
+                "\x00\x01",
+            ),
+            (
+                "/created",
+                "201 Created",
+                "text/plain; charset=utf-8",
+                "",
+                "c",
+            ),
+            ("/csv", "200 OK", "text/csv", "", "a,b"),
+            ("/extra", "200 OK", "application/json", "X-A: 1\r\n", "[]"),
+        ];
+        for (path, status, content_type, extra, body) in cases {
+            let out = serve(
+                &r,
+                format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(
+                out,
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra}\
+                     Content-Length: {}\r\nServer: stoat\r\n{DATE}{body}",
+                    body.len()
+                ),
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn serves_plaintext() {

@@ -275,6 +275,37 @@ impl Conn {
         date: &DateCache,
         server: &[u8],
     ) -> BodyMode {
+        let (keep, framing) = self.framing(close);
+        let mode = encode::encode_head(out, status, headers, body, framing, date, server);
+        self.responded(mode, keep, now);
+        mode
+    }
+
+    /// [`Conn::respond`] for a head whose status line and header lines are
+    /// formatted already (see [`encode::encode_head_preformatted`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn respond_preformatted(
+        &mut self,
+        status: u16,
+        start: &[u8],
+        body: ResponseBody,
+        close: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+        date: &DateCache,
+        server: &[u8],
+    ) -> BodyMode {
+        let (keep, framing) = self.framing(close);
+        let mode =
+            encode::encode_head_preformatted(out, status, start, body, framing, date, server);
+        self.responded(mode, keep, now);
+        mode
+    }
+
+    /// Whether the connection persists after the response being sent, and
+    /// the encoder's framing facts.
+    #[inline]
+    fn framing(&self, close: bool) -> (bool, Framing) {
         // A response before the body was read leaves unread body bytes on
         // the connection: close rather than guess where the next request
         // starts.
@@ -285,7 +316,12 @@ impl Conn {
             head_request: self.head_request,
             http10: self.http10,
         };
-        let mode = encode::encode_head(out, status, headers, body, framing, date, server);
+        (keep, framing)
+    }
+
+    /// Moves on once a response head is encoded.
+    #[inline]
+    fn responded(&mut self, mode: BodyMode, keep: bool, now: Instant) {
         self.continue_pending = false;
         self.state = match mode {
             BodyMode::Chunked => {
@@ -298,7 +334,6 @@ impl Conn {
             }
             BodyMode::None | BodyMode::Raw => self.next_request(keep, now),
         };
-        mode
     }
 
     /// Encodes a response head for the current request without changing

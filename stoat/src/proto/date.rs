@@ -13,6 +13,11 @@
 //!
 //! The year has four digits, so times after `9999-12-31T23:59:59Z` are
 //! clamped to that second.
+//!
+//! The cache also keeps the whole end of a response head for one `Server`
+//! value ([`DateCache::with_server`]): `Server: <name>\r\nDate: <value>\r\n\r\n`,
+//! rewritten with the date once per second, so the encoder ends every head
+//! with one copy ([`DateCache::tail`]).
 
 /// A cached IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (29 bytes).
 #[derive(Debug, Clone)]
@@ -22,6 +27,10 @@ pub struct DateCache {
     /// `Date: <value>\r\n\r\n`: the last header line and the end of the head,
     /// kept whole so the encoder appends it with one copy.
     line: [u8; LINE_LEN],
+    /// `Server: <server>\r\n` (nothing for an empty server) and `line`.
+    tail: Vec<u8>,
+    /// Length of the `Server` value in `tail`.
+    server_len: usize,
 }
 
 /// Length of [`DateCache::line`].
@@ -37,13 +46,31 @@ const MONTH_NAMES: [&[u8; 3]; 12] = [
 ];
 
 impl DateCache {
-    /// A cache holding the date for `unix_secs`.
+    /// A cache holding the date for `unix_secs`, and the head's end for an
+    /// empty `Server` value.
     pub fn new(unix_secs: u64) -> DateCache {
+        DateCache::with_server(unix_secs, b"")
+    }
+
+    /// A cache holding the date for `unix_secs`, and the head's end for the
+    /// `Server` value `server` (empty: no `Server` field). `server` must be
+    /// a valid field value (no CR, LF or NUL; the config checks it).
+    pub fn with_server(unix_secs: u64, server: &[u8]) -> DateCache {
         let value = format(unix_secs);
+        let line = line(&value);
+        let mut tail = Vec::with_capacity(SERVER_PREFIX.len() + server.len() + 2 + LINE_LEN);
+        if !server.is_empty() {
+            tail.extend_from_slice(SERVER_PREFIX);
+            tail.extend_from_slice(server);
+            tail.extend_from_slice(b"\r\n");
+        }
+        tail.extend_from_slice(&line);
         DateCache {
             secs: unix_secs,
             value,
-            line: line(&value),
+            line,
+            tail,
+            server_len: server.len(),
         }
     }
 
@@ -56,6 +83,8 @@ impl DateCache {
         self.secs = unix_secs;
         self.value = format(unix_secs);
         self.line = line(&self.value);
+        let at = self.tail.len() - LINE_LEN;
+        self.tail[at..].copy_from_slice(&self.line);
         true
     }
 
@@ -74,7 +103,53 @@ impl DateCache {
     pub fn head_end(&self) -> &[u8; 39] {
         &self.line
     }
+
+    /// `Server: <server>\r\nDate: <value>\r\n\r\n` (without the `Server`
+    /// line when `server` is empty) if `server` is the value this cache was
+    /// made for; `None` otherwise.
+    #[inline]
+    pub fn tail(&self, server: &[u8]) -> Option<&[u8]> {
+        if server.len() != self.server_len {
+            return None;
+        }
+        let at = SERVER_PREFIX.len();
+        // With no Server line the range is empty (the tail is longer than
+        // the prefix), and matches the empty value.
+        match self.tail.get(at..at + server.len()) {
+            Some(cached) if same(cached, server) => Some(&self.tail),
+            _ => None,
+        }
+    }
 }
+
+/// `a == b` for slices of one length; up to 16 bytes with two overlapping
+/// word compares instead of a `bcmp` call.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |s: &[u8], at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    };
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
+/// The `Server` field name, colon and space.
+const SERVER_PREFIX: &[u8] = b"Server: ";
 
 /// Builds `Date: <value>\r\n\r\n`.
 fn line(value: &[u8; 29]) -> [u8; LINE_LEN] {
@@ -207,5 +282,28 @@ mod tests {
             cache.head_end(),
             b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn tail_carries_server_and_follows_the_date() {
+        let mut cache = DateCache::with_server(784_111_777, b"stoat");
+        assert_eq!(
+            cache.tail(b"stoat"),
+            Some(&b"Server: stoat\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"[..])
+        );
+        // Another value (even one of the same length) is not the cached one.
+        assert_eq!(cache.tail(b"other"), None);
+        assert_eq!(cache.tail(b"sto"), None);
+        assert_eq!(cache.tail(b""), None);
+        cache.update(784_111_778);
+        assert_eq!(
+            cache.tail(b"stoat"),
+            Some(&b"Server: stoat\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\n\r\n"[..])
+        );
+        let mut plain = DateCache::new(0);
+        assert_eq!(plain.tail(b""), Some(&plain.head_end()[..]));
+        assert_eq!(plain.tail(b"stoat"), None);
+        plain.update(1);
+        assert_eq!(plain.tail(b""), Some(&plain.head_end()[..]));
     }
 }

@@ -17,10 +17,12 @@
 //! - Header names and values are trusted: the application layer validates
 //!   them. Debug builds assert that values hold no CR, LF or NUL and that the
 //!   caller does not pass a field the encoder writes.
-//! - Cost: one `reserve`, then appends with no further capacity checks
-//!   (short pieces copied inline, not through `memcpy`); the status line of a
-//!   registered code is one static string; nothing is formatted through
-//!   `fmt` and nothing is allocated per header.
+//! - Cost: one `reserve`, then appends that never grow the buffer; the
+//!   status line of a registered code is one static string, `Content-Length`
+//!   one line formatted on the stack, and `Server` + `Date` + the final CRLF
+//!   one cached tail ([`DateCache::tail`]); nothing is formatted through
+//!   `fmt` and nothing is allocated per header. No `unsafe` (proto forbids
+//!   it).
 
 use crate::proto::DateCache;
 
@@ -120,18 +122,154 @@ pub fn encode_head(
         })
         .sum();
     debug_assert!(is_field_value(server), "Server value holds CR, LF or NUL");
-    let mut w = Writer::new(
-        out,
-        status_line.len() + headers_len + server.len() + OWNED_MAX,
-    );
+    let bound = status_line.len() + headers_len + server.len() + OWNED_MAX;
+    let parts = Parts {
+        start: Start::Lines {
+            status_line,
+            headers,
+        },
+        status,
+        body,
+        framing,
+        date,
+        server,
+    };
+    encode_parts(out, bound, &parts)
+}
 
-    w.put(status_line);
-    for h in headers {
-        // RFC 9112 §5: field-line = field-name ":" OWS field-value OWS
-        w.put(h.name.as_bytes());
-        w.put(b": ");
-        w.put(h.value);
-        w.put(b"\r\n");
+/// Like [`encode_head`], for a head whose status line and caller header
+/// lines are already formatted: `start` is exactly what `encode_head` would
+/// write for `status` and the headers before the framing fields (status
+/// line, then `name: value\r\n` per field), e.g. a precomputed
+/// `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n`. The encoder adds the
+/// framing, `Connection`, `Server` and `Date` as `encode_head` does, with
+/// the same RFC rules for `status`, `body` and `framing`. `status` must be
+/// in `200..=999`; debug builds assert that `start` begins with its status
+/// line and ends with CRLF.
+pub fn encode_head_preformatted(
+    out: &mut Vec<u8>,
+    status: u16,
+    start: &[u8],
+    body: ResponseBody,
+    framing: Framing,
+    date: &DateCache,
+    server: &[u8],
+) -> BodyMode {
+    debug_assert!(
+        (200..=999).contains(&status)
+            && status_line(status).map_or(start.starts_with(b"HTTP/1.1 "), |line| {
+                start.starts_with(line)
+            })
+            && start.ends_with(b"\r\n"),
+        "preformatted head start does not fit status {status}"
+    );
+    debug_assert!(is_field_value(server), "Server value holds CR, LF or NUL");
+    let bound = start.len() + server.len() + OWNED_MAX;
+    let parts = Parts {
+        start: Start::Preformatted(start),
+        status,
+        body,
+        framing,
+        date,
+        server,
+    };
+    encode_parts(out, bound, &parts)
+}
+
+/// Writes `parts` (at most `bound` bytes) to `out`.
+#[inline(always)]
+fn encode_parts(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>) -> BodyMode {
+    if let Start::Preformatted(_) = parts.start {
+        // Three pieces (the start, the framing line, the cached tail):
+        // appended where they go.
+        out.reserve(bound);
+        return write_head(out, parts);
+    }
+    if bound <= STACK_HEAD {
+        // The usual head: written on the stack, appended with one copy.
+        let mut buf = [0u8; STACK_HEAD];
+        let mut w = Cursor {
+            buf: &mut buf,
+            pos: 0,
+        };
+        let mode = write_head(&mut w, parts);
+        let len = w.pos;
+        out.extend_from_slice(&buf[..len]);
+        mode
+    } else {
+        encode_large(out, bound, parts)
+    }
+}
+
+/// Heads whose bound is at most this are written on the stack first.
+const STACK_HEAD: usize = 256;
+
+/// What a head is made of (see [`encode_head`]).
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    start: Start<'a>,
+    status: u16,
+    body: ResponseBody,
+    framing: Framing,
+    date: &'a DateCache,
+    server: &'a [u8],
+}
+
+/// The status line and the caller's header lines.
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    /// To be formatted.
+    Lines {
+        status_line: &'a [u8],
+        headers: &'a [Header<'a>],
+    },
+    /// Formatted already.
+    Preformatted(&'a [u8]),
+}
+
+/// A head too long for the stack buffer: its bound appended zeroed to
+/// `out`, filled, and cut to what was written.
+#[cold]
+#[inline(never)]
+fn encode_large(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>) -> BodyMode {
+    let at = out.len();
+    out.resize(at + bound, 0);
+    let mut w = Cursor {
+        buf: &mut out[at..],
+        pos: 0,
+    };
+    let mode = write_head(&mut w, parts);
+    let end = at + w.pos;
+    out.truncate(end);
+    mode
+}
+
+/// Writes the head `encode_head` describes.
+#[inline(always)]
+fn write_head(w: &mut impl Put, parts: &Parts<'_>) -> BodyMode {
+    let Parts {
+        start,
+        status,
+        body,
+        framing,
+        date,
+        server,
+    } = *parts;
+    match start {
+        Start::Lines {
+            status_line,
+            headers,
+        } => {
+            w.put(status_line);
+            for h in headers {
+                // RFC 9112 §5: field-line = field-name ":" OWS field-value OWS
+                w.put(h.name.as_bytes());
+                w.put(b": ");
+                w.put(h.value);
+                w.put(b"\r\n");
+            }
+        }
+        Start::Preformatted(start) => w.put(start),
     }
 
     // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in
@@ -154,9 +292,7 @@ pub fn encode_head(
                 // fields in response to a HEAD request as it would have sent
                 // if the request method had been GET", and §8.6 allows the
                 // GET's Content-Length in a response to HEAD. No body follows.
-                w.put(b"Content-Length: ");
-                w.put_decimal(n);
-                w.put(b"\r\n");
+                w.put_content_length(n);
                 if framing.head_request || n == 0 {
                     BodyMode::None
                 } else {
@@ -199,96 +335,163 @@ pub fn encode_head(
         // only if the response says keep-alive.
         w.put(b"Connection: keep-alive\r\n");
     }
-    if !server.is_empty() {
-        w.put(b"Server: ");
-        w.put(server);
-        w.put(b"\r\n");
-    }
     // RFC 9110 §6.6.1: "An origin server with a clock ... MUST generate a
     // Date header field" in 2xx, 3xx and 4xx responses, and MAY in 1xx and
-    // 5xx. Sent always. The cached line also carries the head's final CRLF.
-    w.put(date.head_end());
-    w.finish();
+    // 5xx. Sent always. The cached tail is `Server` (unless empty), `Date`
+    // and the head's final CRLF, rewritten once per second.
+    match date.tail(server) {
+        Some(tail) => w.put(tail),
+        None => {
+            if !server.is_empty() {
+                w.put(b"Server: ");
+                w.put(server);
+                w.put(b"\r\n");
+            }
+            w.put(date.head_end());
+        }
+    }
     mode
 }
 
-/// Appends to a `Vec<u8>` after one capacity check for the whole head.
+/// Writes a head into zeroed space of at least its bound (on the stack, or
+/// appended to the output): the bound counts the status line, every caller header with its
+/// `": "` and CRLF, the `Server` value, and `OWNED_MAX` for every other
+/// piece (at most one framing line, one `Connection` line, the `Server`
+/// name and CRLF, the `Date` line), so the pieces always fit (the tests
+/// check every path; a miscount would panic on an index, never write out
+/// of bounds).
 ///
 /// Why hand-written: `extend_from_slice` per piece re-checks capacity and
-/// calls `memcpy` for every short string (a head is ~12 pieces of 2 to 40
-/// bytes); measured with callgrind that was ~220 instructions per response.
-/// Here the capacity is reserved once and short pieces are copied with two
-/// overlapping loads and stores.
-struct Writer<'a> {
-    out: &'a mut Vec<u8>,
-    /// Bytes written so far, initialised, not yet covered by `out.len()`.
-    len: usize,
-    /// `out.len()` may grow to this without exceeding the capacity.
-    limit: usize,
+/// calls `memcpy` for every short string (a head is ~8 pieces of 2 to 60
+/// bytes); measured with callgrind that was ~13 instructions a piece more.
+/// Here short pieces are copied with two overlapping fixed-size copies the
+/// compiler inlines.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
 }
 
-impl<'a> Writer<'a> {
+/// Where `write_head` writes: a [`Cursor`], or the output itself after a
+/// `reserve` of the bound.
+trait Put {
+    /// Appends `src`.
+    fn put(&mut self, src: &[u8]);
+    /// Appends `Content-Length: <n>\r\n`.
+    fn put_content_length(&mut self, n: u64);
+}
+
+impl Put for Vec<u8> {
     #[inline(always)]
-    fn new(out: &'a mut Vec<u8>, max: usize) -> Writer<'a> {
-        out.reserve(max);
-        let len = out.len();
-        Writer {
-            out,
-            len,
-            limit: len + max,
-        }
+    fn put(&mut self, src: &[u8]) {
+        self.extend_from_slice(src);
     }
 
-    /// Appends `bytes`. `encode_head` reserves, before the first `put`,
-    /// the status line, every caller header with its `": "` and CRLF, the
-    /// `Server` value, and `OWNED_MAX` for every other piece it writes (at
-    /// most one framing line, one `Connection` line, the `Server` name and
-    /// CRLF, the `Date` line): the sum of what the `put` calls write can
-    /// never exceed it, a fact the tests check on every path (debug builds
-    /// assert it on every call).
+    /// The line is built on the stack and appended as a fixed-size block
+    /// (inlined, no `memcpy` call), then cut to its length.
     #[inline(always)]
-    fn put(&mut self, bytes: &[u8]) {
-        let n = bytes.len();
-        debug_assert!(self.len + n <= self.limit, "encoder reserve miscounted");
-        let src = bytes.as_ptr();
-        #[allow(unsafe_code)]
-        // SAFETY: `limit <= capacity` (reserved in `new`) and the reserve
-        // covering every piece (see above) keep `[len, len + n)` inside the
-        // allocation; the source is
-        // `n` readable bytes and cannot overlap our spare capacity (it is a
-        // shared borrow that lives while `out` is mutably borrowed). Every
-        // load below reads inside `bytes` (for 16 <= n <= 32 the two 16-byte
-        // loads start at 0 and n - 16, and so on), every store writes
-        // inside `[len, len + n)`.
-        unsafe {
-            let dst = self.out.as_mut_ptr().add(self.len);
-            if (16..=32).contains(&n) {
-                let a = src.cast::<u128>().read_unaligned();
-                let b = src.add(n - 16).cast::<u128>().read_unaligned();
-                dst.cast::<u128>().write_unaligned(a);
-                dst.add(n - 16).cast::<u128>().write_unaligned(b);
-            } else if (8..16).contains(&n) {
-                let a = src.cast::<u64>().read_unaligned();
-                let b = src.add(n - 8).cast::<u64>().read_unaligned();
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(n - 8).cast::<u64>().write_unaligned(b);
-            } else if (4..8).contains(&n) {
-                let a = src.cast::<u32>().read_unaligned();
-                let b = src.add(n - 4).cast::<u32>().read_unaligned();
-                dst.cast::<u32>().write_unaligned(a);
-                dst.add(n - 4).cast::<u32>().write_unaligned(b);
-            } else if (1..4).contains(&n) {
-                *dst = *src;
-                *dst.add(n / 2) = *src.add(n / 2);
-                *dst.add(n - 1) = *src.add(n - 1);
-            } else if n > 32 {
-                std::ptr::copy_nonoverlapping(src, dst, n);
-            }
+    fn put_content_length(&mut self, n: u64) {
+        if let Some(&(line, len)) = CONTENT_LENGTHS.get(n as usize) {
+            // Formatted at compile time.
+            let at = self.len();
+            self.extend_from_slice(&line);
+            self.truncate(at + usize::from(len));
+            return;
         }
-        self.len += n;
+        let mut line = *b"Content-Length: 00000000000000000000\r\n";
+        let mut digits = 1;
+        let mut rest = n / 10;
+        while rest > 0 {
+            digits += 1;
+            rest /= 10;
+        }
+        // u64::MAX has 20 digits: the line has room for them.
+        let end = 16 + digits;
+        let mut m = n;
+        for at in (16..end).rev() {
+            line[at] = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        line[end] = b'\r';
+        line[end + 1] = b'\n';
+        let at = self.len();
+        self.extend_from_slice(&line);
+        self.truncate(at + end + 2);
+    }
+}
+
+/// `Content-Length: <n>\r\n` for every `n` below 1000, padded to 24 bytes,
+/// with its length: the usual small bodies' framing line is one fixed-size
+/// copy.
+static CONTENT_LENGTHS: [([u8; 24], u8); 1000] = {
+    let mut table = [([0u8; 24], 0u8); 1000];
+    let mut n = 0;
+    while n < 1000 {
+        let mut line = [0u8; 24];
+        let prefix = b"Content-Length: ";
+        let mut i = 0;
+        while i < 16 {
+            line[i] = prefix[i];
+            i += 1;
+        }
+        let digits = if n >= 100 {
+            3
+        } else if n >= 10 {
+            2
+        } else {
+            1
+        };
+        let mut m = n;
+        let mut d = digits;
+        while d > 0 {
+            line[16 + d - 1] = b'0' + (m % 10) as u8;
+            m /= 10;
+            d -= 1;
+        }
+        line[16 + digits] = b'\r';
+        line[17 + digits] = b'\n';
+        table[n] = (line, (18 + digits) as u8);
+        n += 1;
+    }
+    table
+};
+
+impl Put for Cursor<'_> {
+    #[inline(always)]
+    fn put_content_length(&mut self, n: u64) {
+        self.put(b"Content-Length: ");
+        self.put_decimal(n);
+        self.put(b"\r\n");
     }
 
-    /// Appends `n` in decimal.
+    #[inline(always)]
+    fn put(&mut self, src: &[u8]) {
+        let n = src.len();
+        let dst = &mut self.buf[self.pos..self.pos + n];
+        if (16..=32).contains(&n) {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..]);
+        } else if (8..16).contains(&n) {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        } else if (4..8).contains(&n) {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        } else if (1..4).contains(&n) {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        } else if (33..=64).contains(&n) {
+            dst[..32].copy_from_slice(&src[..32]);
+            dst[n - 32..].copy_from_slice(&src[n - 32..]);
+        } else {
+            dst.copy_from_slice(src);
+        }
+        self.pos += n;
+    }
+}
+
+impl Cursor<'_> {
+    /// Writes `n` in decimal.
     #[inline(always)]
     fn put_decimal(&mut self, n: u64) {
         if n < 10 {
@@ -297,17 +500,27 @@ impl<'a> Writer<'a> {
             self.put(itoa::Buffer::new().format(n).as_bytes());
         }
     }
+}
 
-    /// Makes the written bytes part of `out`.
-    #[inline(always)]
-    fn finish(self) {
-        #[allow(unsafe_code)]
-        // SAFETY: `put` initialised every byte up to `len`, and `len <=
-        // limit <= capacity`.
-        unsafe {
-            self.out.set_len(self.len)
-        };
+/// Appends `bytes` (a small response body after its head, say): up to 32
+/// bytes as one fixed-size block the compiler inlines, cut back to their
+/// length, instead of a `memcpy` call; longer ones with
+/// `extend_from_slice`.
+#[inline(always)]
+pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n > 32 {
+        out.extend_from_slice(bytes);
+        return;
     }
+    let at = out.len();
+    out.extend_from_slice(&[0; 32]);
+    let mut w = Cursor {
+        buf: &mut out[at..],
+        pos: 0,
+    };
+    w.put(bytes);
+    out.truncate(at + n);
 }
 
 /// Appends `HTTP/1.1 100 Continue\r\n\r\n`.
@@ -550,8 +763,8 @@ mod tests {
     }
 
     /// Every framing path with the longest owned pieces, and caller pieces
-    /// of every length from 0 to 70 (each copy branch of `Writer::put` and
-    /// its edges), compared with a plain concatenation. Debug builds also
+    /// of every length from 0 to 70 (short and long copies and their
+    /// edges), compared with a plain concatenation. Debug builds also
     /// assert the reserve on every `put`, so a miscount fails here.
     #[test]
     fn writer_matches_plain_concatenation_for_all_piece_sizes() {
@@ -726,6 +939,96 @@ mod tests {
             out.len() - before,
             17 + headers.len() * (12 + 2 + 10 + 2) + server.len() + OWNED_MAX - 5
         );
+    }
+
+    /// A preformatted start gives the bytes `encode_head` gives for the
+    /// same status and fields, on every framing path, with a cached tail
+    /// and without (another Server value), for Content-Length values on
+    /// both sides of the table's end.
+    #[test]
+    fn preformatted_matches_encode_head() {
+        let headers = [
+            h("Content-Type", b"text/plain; charset=utf-8"),
+            h("X-A", b"1"),
+        ];
+        let start = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nX-A: 1\r\n";
+        let bodies = [
+            Empty,
+            Length(0),
+            Length(1),
+            Length(9),
+            Length(10),
+            Length(13),
+            Length(99),
+            Length(100),
+            Length(999),
+            Length(1000),
+            Length(65_536),
+            Length(u64::MAX),
+            Chunked,
+        ];
+        for cached in [&b"stoat"[..], b"", b"another-server/1.0"] {
+            let date = DateCache::with_server(NOW, cached);
+            for server in [&b"stoat"[..], b"", b"another-server/1.0"] {
+                for framing in [GET, HEAD, CLOSE, HTTP10] {
+                    for body in bodies {
+                        for status in [200, 299, 404, 503] {
+                            let line = status_line(status).unwrap_or(b"HTTP/1.1 299 \r\n");
+                            let start = [line, &start[17..]].concat();
+                            let mut want = b"before".to_vec();
+                            let want_mode = encode_head(
+                                &mut want, status, &headers, body, framing, &date, server,
+                            );
+                            let mut got = b"before".to_vec();
+                            let mode = encode_head_preformatted(
+                                &mut got, status, &start, body, framing, &date, server,
+                            );
+                            assert!(
+                                got == want,
+                                "{status} {body:?} {framing:?} server {server:?}:\n got {:?}\nwant {:?}",
+                                String::from_utf8_lossy(&got),
+                                String::from_utf8_lossy(&want)
+                            );
+                            assert_eq!(mode, want_mode);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn content_length_table_and_formatting_agree() {
+        let date = DateCache::new(NOW);
+        for n in (0..=1100).chain([9_999, 10_000, 123_456_789, u64::MAX]) {
+            let mut out = Vec::new();
+            encode_head_preformatted(
+                &mut out,
+                200,
+                b"HTTP/1.1 200 OK\r\n",
+                Length(n),
+                GET,
+                &date,
+                b"",
+            );
+            let line = format!("Content-Length: {n}\r\n");
+            assert!(
+                out.windows(line.len()).any(|w| w == line.as_bytes()),
+                "{n}: {:?}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
+
+    #[test]
+    fn append_copies_every_short_length() {
+        let src: Vec<u8> = (0..80u8).collect();
+        for n in 0..=80 {
+            let mut out = b"x".to_vec();
+            append(&mut out, &src[..n]);
+            assert_eq!(&out[..1], b"x");
+            assert_eq!(&out[1..], &src[..n], "{n}");
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Contract: every function here takes bytes (and, where time matters, a
 //! caller-supplied `now`) and returns indices into those bytes, events, bytes
 //! written into a caller's buffer, and deadlines. Nothing here opens a socket,
-//! reads a clock or spawns a thread. The one `unsafe` is the response
-//! encoder's append writer (`encode.rs`, `Writer`), bounds-asserted.
+//! reads a clock or spawns a thread. No `unsafe`: the module forbids it
+//! (`#![forbid(unsafe_code)]`, which no inner `allow` can lift).
 //!
 //! - [`head`]: incremental request-head parsing (hand-written, differential-
 //!   fuzzed against httparse) with the RFC 9112 framing rules in one pass.
@@ -20,6 +20,7 @@
 //! - [`ws_frame`]: WebSocket frames: a streaming decoder for client frames
 //!   (masking, fragmentation, control frames, close codes, UTF-8, size
 //!   limit) and the server frame encoder.
+#![forbid(unsafe_code)]
 
 pub mod body;
 pub mod conn;

@@ -100,15 +100,14 @@ impl ThreadCtx {
         stop_flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
         owner: Arc<dyn Owner>,
     ) -> ThreadCtx {
-        let limits = &shared.limits;
         let now = Instant::now();
         let unix = unix_now();
         let mut head = RequestHead::default();
-        head.headers.reserve(limits.max_headers);
+        head.headers.reserve(shared.limits.max_headers);
         ThreadCtx {
             head,
             out: Outbox::default(),
-            date: DateCache::new(unix),
+            date: DateCache::with_server(unix, &shared.server),
             now,
             local: LocalPool::new(),
             requests: 0,

@@ -173,9 +173,13 @@ impl Outbox {
     }
 
     /// Forgets everything pending, keeping the buffer's capacity.
+    #[inline]
     pub fn clear(&mut self) {
         self.buf.clear();
-        self.bodies.clear();
+        if !self.bodies.is_empty() {
+            // Dropping the bodies is a loop: skipped when there are none.
+            self.bodies.clear();
+        }
         self.sent_buf = 0;
         self.sent_body = 0;
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::proto::encode::{BodyMode, Header};
+use crate::proto::encode::{self, BodyMode, Header};
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
 use crate::runtime::arena::ArenaSlot;
 use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
@@ -76,6 +76,14 @@ pub struct ResponseSink<'a> {
     pub(crate) link: Option<LinkCtx<'a>>,
 }
 
+/// How a response head starts.
+enum Start<'a> {
+    /// The caller's header fields, formatted by the encoder.
+    Headers(&'a [Header<'a>]),
+    /// Status line and header lines, formatted already.
+    Preformatted(&'a [u8]),
+}
+
 /// What [`ResponseSink::suspend`] and [`ResponseSink::stream`] need.
 pub(crate) struct LinkCtx<'a> {
     /// Where an accepted WebSocket handshake leaves its session.
@@ -98,6 +106,19 @@ impl ResponseSink<'_> {
     /// Connection, Date and Server), and `body`. `close`: close the
     /// connection after it. A second call is ignored (debug assert).
     pub fn send(&mut self, status: u16, headers: &[Header<'_>], body: Body, close: bool) {
+        self.send_with(status, Start::Headers(headers), body, close);
+    }
+
+    /// [`ResponseSink::send`] for a head whose status line and header lines
+    /// are formatted already (`start`, see
+    /// [`crate::proto::encode::encode_head_preformatted`]): a precomputed
+    /// head for a common response is copied whole.
+    pub fn send_preformatted(&mut self, status: u16, start: &[u8], body: Body, close: bool) {
+        self.send_with(status, Start::Preformatted(start), body, close);
+    }
+
+    #[inline(always)]
+    fn send_with(&mut self, status: u16, start: Start<'_>, body: Body, close: bool) {
         debug_assert!(!self.sent, "a response was already sent");
         if self.sent {
             return;
@@ -109,18 +130,38 @@ impl ResponseSink<'_> {
         } else {
             ResponseBody::Length(len)
         };
-        let mode = self.conn.respond(
-            status,
-            headers,
-            framing,
-            close || self.stopping.load(Ordering::Acquire),
-            self.now,
-            self.out.head_mut(),
-            self.date,
-            self.server,
-        );
+        let close = close || self.stopping.load(Ordering::Acquire);
+        let out = self.out.head_mut();
+        let mode = match start {
+            Start::Headers(headers) => self.conn.respond(
+                status,
+                headers,
+                framing,
+                close,
+                self.now,
+                out,
+                self.date,
+                self.server,
+            ),
+            Start::Preformatted(start) => self.conn.respond_preformatted(
+                status,
+                start,
+                framing,
+                close,
+                self.now,
+                out,
+                self.date,
+                self.server,
+            ),
+        };
         if mode == BodyMode::Raw {
-            self.out.push_body(body);
+            match &body {
+                // A small static body is copied right after its head.
+                Body::Static(bytes) if bytes.len() <= 32 => {
+                    encode::append(self.out.head_mut(), bytes)
+                }
+                _ => self.out.push_body(body),
+            }
         }
     }
 
