@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/weasel-cg.XXXXXX)}
 mkdir -p "$OUT"
-(cd "$ROOT" && cargo build --release -p weasel -p stoat --example bench >/dev/null 2>&1)
+(cd "$ROOT" && cargo build --release -p weasel --bin weasel && cargo build --release -p stoat --example bench) >/dev/null 2>&1
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 cat >"$OUT/w.toml" <<TOML

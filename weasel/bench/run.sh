@@ -17,7 +17,9 @@ WEASEL=$ROOT/target/release/weasel
 BENCH=$ROOT/target/release/examples/bench
 OUT=${OUT:-$(mktemp -d /tmp/weasel-bench.XXXXXX)}
 mkdir -p "$OUT"
-(cd "$ROOT" && cargo build --release -p weasel -p stoat --example bench >/dev/null 2>&1)
+# Two builds: a target-selection flag (`--example`) would limit the first
+# one to examples, and the weasel binary would not be built.
+(cd "$ROOT" && cargo build --release -p weasel --bin weasel && cargo build --release -p stoat --example bench) >/dev/null 2>&1
 echo "results in $OUT" >&2
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
