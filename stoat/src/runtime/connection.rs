@@ -666,11 +666,10 @@ impl Connection {
             };
             let spare = input.mem.len() - input.end;
             match socket::read(self.fd.as_fd(), &mut input.mem[input.end..]) {
-                Ok(0) => {
-                    if let Some(conn) = self.proto.http() {
-                        conn.on_read_closed();
-                    }
-                }
+                Ok(0) => match self.proto.http() {
+                    Some(conn) => conn.on_read_closed(),
+                    None => return Next::Close,
+                },
                 Ok(n) => {
                     input.end += n;
                     // man epoll(7): for stream sockets a short read means

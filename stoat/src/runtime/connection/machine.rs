@@ -13,9 +13,11 @@ use crate::runtime::websocket::{Tick, WsState};
 /// `Conn` (a test holds it), so the enum is no larger than `Conn` either.
 ///
 /// HTTP code reaches the `Conn` through the forwarding methods below (the
-/// WebSocket answer of each is what HTTP code should see if it ever ran
-/// on an upgraded connection: nothing in progress) or through `http()`.
-/// `drive`, `on_link` and `on_timer` branch off upgraded connections first.
+/// WebSocket answer of each is what HTTP code should see on an upgraded
+/// connection: no request in progress, none to read, `is_dispatched`) or
+/// through `http()`. `drive`, `on_link` and `on_timer` branch off upgraded
+/// connections first; the one HTTP code that runs after an upgrade is the
+/// rest of the batch that upgraded, which stops at `is_dispatched`.
 pub(super) enum Machine {
     Http(Conn),
     /// Upgraded; driven by `ws_connection.rs`.
@@ -67,9 +69,16 @@ impl Machine {
         matches!(self, Machine::Http(c) if c.is_read_closed())
     }
 
+    /// Whether the current request went to its handler (HTTP reading
+    /// stops until it is answered). True after an upgrade: the 101 ends
+    /// HTTP on the connection, and the HTTP read loop of the batch that
+    /// upgraded must stop there (frames are `ws_connection.rs`'s).
     #[inline]
     pub(super) fn is_dispatched(&self) -> bool {
-        matches!(self, Machine::Http(c) if c.is_dispatched())
+        match self {
+            Machine::Http(c) => c.is_dispatched(),
+            Machine::Ws(_) => true,
+        }
     }
 
     #[inline]
