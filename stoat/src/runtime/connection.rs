@@ -651,9 +651,7 @@ impl Connection {
             let backlog = self.output.as_ref().map_or(0, |o| o.pending());
             if drained
                 || self.stream_is_held()
-                || self.proto.is_closing()
-                || self.proto.is_dispatched()
-                || self.proto.is_read_closed()
+                || self.proto.stops_reading()
                 || backlog > OUTPUT_HIGH_WATER
             {
                 return Next::Keep { want_write: false };

@@ -14,10 +14,10 @@ use crate::runtime::websocket::{Tick, WsState};
 ///
 /// HTTP code reaches the `Conn` through the forwarding methods below (the
 /// WebSocket answer of each is what HTTP code should see on an upgraded
-/// connection: no request in progress, none to read, `is_dispatched`) or
+/// connection: no request in progress, none to read, `stops_reading`) or
 /// through `http()`. `drive`, `on_link` and `on_timer` branch off upgraded
 /// connections first; the one HTTP code that runs after an upgrade is the
-/// rest of the batch that upgraded, which stops at `is_dispatched`.
+/// rest of the batch that upgraded, which stops at `stops_reading`.
 pub(super) enum Machine {
     Http(Conn),
     /// Upgraded; driven by `ws_connection.rs`.
@@ -69,14 +69,15 @@ impl Machine {
         matches!(self, Machine::Http(c) if c.is_read_closed())
     }
 
-    /// Whether the current request went to its handler (HTTP reading
-    /// stops until it is answered). True after an upgrade: the 101 ends
-    /// HTTP on the connection, and the HTTP read loop of the batch that
-    /// upgraded must stop there (frames are `ws_connection.rs`'s).
+    /// Whether the HTTP read loop stops here: the machine closes, waits
+    /// for its handler, or has seen the peer's end (one match for the
+    /// three: the loop asks on every read). True after an upgrade: the 101
+    /// ends HTTP on the connection, and the HTTP read loop of the batch
+    /// that upgraded must stop there (frames are `ws_connection.rs`'s).
     #[inline]
-    pub(super) fn is_dispatched(&self) -> bool {
+    pub(super) fn stops_reading(&self) -> bool {
         match self {
-            Machine::Http(c) => c.is_dispatched(),
+            Machine::Http(c) => c.is_closing() || c.is_dispatched() || c.is_read_closed(),
             Machine::Ws(_) => true,
         }
     }
