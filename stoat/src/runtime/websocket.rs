@@ -66,7 +66,8 @@ pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A coarse clock reading: milliseconds since a process-wide base, modulo
 /// 2^32 (it wraps after about 49 days). Four bytes instead of an
 /// `Instant`'s sixteen. Only differences are used ([`Tick::elapsed`]), and
-/// every one is compared against an interval shorter than the wrap: the
+/// every one is compared against an interval shorter than half the wrap
+/// (about 24 days; see [`Tick::elapsed`]): the
 /// ping interval, the idle timeout, the close and write timeouts (a clock
 /// is only compared while its interval is configured, and the sweep looks
 /// at least once per interval). The base is process-wide, not per thread,
@@ -84,9 +85,16 @@ impl Tick {
         Tick(ms as u32)
     }
 
-    /// How long from `self` to `now` (`now` not earlier, within the wrap).
+    /// How long from `self` to `now`; zero if `now` is earlier (in the
+    /// `shared` model a thread's batch clock may be a little older than the
+    /// one that stamped `self`): a difference past half the wrap (about
+    /// 24 days) counts as negative.
     pub fn elapsed(self, now: Tick) -> Duration {
-        Duration::from_millis(u64::from(now.0.wrapping_sub(self.0)))
+        let ms = now.0.wrapping_sub(self.0);
+        if ms > u32::MAX / 2 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(u64::from(ms))
     }
 }
 
@@ -260,5 +268,23 @@ impl WsIo<'_> {
             )
         });
         Some(link.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_differences_wrap_and_never_go_negative() {
+        let t = Tick(u32::MAX - 10);
+        assert_eq!(t.elapsed(Tick(20)), Duration::from_millis(31));
+        // A batch clock a little older than the stamp: no time passed.
+        assert_eq!(Tick(100).elapsed(Tick(90)), Duration::ZERO);
+        // Past any base another test thread may set meanwhile.
+        let now = Instant::now() + Duration::from_secs(1);
+        let first = Tick::of(now);
+        let later = Tick::of(now + Duration::from_millis(1500));
+        assert_eq!(first.elapsed(later), Duration::from_millis(1500));
     }
 }
