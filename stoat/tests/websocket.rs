@@ -274,6 +274,37 @@ fn close_handshake(model: Model) {
     stop(server);
 }
 
+/// Frames sent with the handshake, then the client's end of stream: the
+/// batch that upgrades stops its HTTP reading at the 101, the frame is
+/// echoed, the end of stream ends the connection (1006), and the thread
+/// goes on serving (a regression: the upgraded connection's HTTP read
+/// loop once spun on the end of stream).
+fn frames_with_the_handshake_then_eof(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.network_threads = 1;
+    let (server, shared) = start_ws(cfg);
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut req = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", good_fields()).into_bytes();
+    req.extend_from_slice(&frame(0x81, b"early", true));
+    s.write_all(&req).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .expect("the server ends the connection");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    assert!(got.ends_with(b"\x81\x05early"), "{text}");
+    wait_until("on_close", || {
+        *shared.closes.lock().unwrap() == [Some(1006)]
+    });
+    let mut c = open(server.local_addr());
+    c.send(0x81, b"again");
+    assert_eq!(c.frame(), Some((0x81, b"again".to_vec())));
+    drop(c);
+    stop(server);
+}
+
 fn protocol_failures(model: Model) {
     let mut cfg = config(model);
     cfg.http.ws_max_message_size = 1000;
@@ -384,6 +415,7 @@ both_models!(
     handshake_answers,
     echo_whole_and_fragmented,
     close_handshake,
+    frames_with_the_handshake_then_eof,
     protocol_failures,
     push_from_another_thread,
     ping_without_pong_closes,

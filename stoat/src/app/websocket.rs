@@ -50,7 +50,9 @@ pub trait Session: Send + 'static {
     }
 }
 
-type Factory = dyn Fn(&Request<'_>) -> Box<dyn Session> + Send + Sync;
+/// Makes a connection's session, given the chosen subprotocol, already in
+/// the runtime's form (see [`Adapter`]).
+type Factory = dyn Fn(&Request<'_>, Option<Box<str>>) -> Box<dyn WsSession> + Send + Sync;
 type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
 
 /// A route's WebSocket endpoint: give it to `Server::websocket`.
@@ -87,7 +89,16 @@ impl WebSocket {
         F: Fn(&Request<'_>) -> S + Send + Sync + 'static,
     {
         WebSocket {
-            factory: Box::new(move |req| Box::new(make(req))),
+            factory: Box::new(move |req, protocol| match protocol {
+                None => Box::new(Adapter {
+                    session: make(req),
+                    protocol: NoProtocol,
+                }),
+                Some(protocol) => Box::new(Adapter {
+                    session: make(req),
+                    protocol,
+                }),
+            }),
             protocols: Vec::new(),
             origin: None,
         }
@@ -129,18 +140,19 @@ impl WebSocket {
             .iter()
             .find(|p| hs.protocols().any(|o| o == p.as_bytes()))
             .cloned();
-        let session = match panic::catch_unwind(AssertUnwindSafe(|| (self.factory)(req))) {
+        let chosen = protocol.clone();
+        let session = match panic::catch_unwind(AssertUnwindSafe(|| (self.factory)(req, protocol)))
+        {
             Ok(s) => s,
             Err(_) => return Response::new(500).send(sink),
         };
         let key = hs.key;
-        let chosen = protocol.clone();
         sink.upgrade(
             |out, server| {
                 let p = chosen.as_deref().map(str::as_bytes);
                 ws_handshake::encode_accept(out, key, p, server)
             },
-            Box::new(Adapter { session, protocol }),
+            session,
         );
     }
 }
@@ -163,18 +175,41 @@ fn refuse(e: HandshakeError, sink: &mut ResponseSink<'_>) {
     r.send(sink)
 }
 
-/// The user's session behind the runtime's interface.
-struct Adapter {
-    session: Box<dyn Session>,
-    protocol: Option<Box<str>>,
+/// The user's session behind the runtime's interface: one allocation of
+/// the session's own size (none for a zero-sized session without a
+/// subprotocol), not a box in a box. `P` is the chosen subprotocol:
+/// [`NoProtocol`] (zero-sized) or `Box<str>`.
+struct Adapter<S, P> {
+    session: S,
+    protocol: P,
 }
 
-impl Adapter {
-    fn guarded(&mut self, io: &mut WsIo<'_>, f: impl FnOnce(&mut dyn Session, &mut WsContext<'_>)) {
-        let session = &mut *self.session;
+/// No subprotocol was chosen.
+struct NoProtocol;
+
+/// The chosen subprotocol, as an [`Adapter`] keeps it.
+trait Chosen: Send + 'static {
+    fn get(&self) -> Option<&str>;
+}
+
+impl Chosen for NoProtocol {
+    fn get(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Chosen for Box<str> {
+    fn get(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl<S: Session, P: Chosen> Adapter<S, P> {
+    fn guarded(&mut self, io: &mut WsIo<'_>, f: impl FnOnce(&mut S, &mut WsContext<'_>)) {
+        let session = &mut self.session;
         let mut ctx = WsContext {
             io,
-            protocol: self.protocol.as_deref(),
+            protocol: self.protocol.get(),
         };
         if panic::catch_unwind(AssertUnwindSafe(|| f(session, &mut ctx))).is_err() {
             // §7.4.1: 1011, an unexpected condition.
@@ -183,7 +218,7 @@ impl Adapter {
     }
 }
 
-impl WsSession for Adapter {
+impl<S: Session, P: Chosen> WsSession for Adapter<S, P> {
     fn on_open(&mut self, io: &mut WsIo<'_>) {
         self.guarded(io, |s, ctx| s.on_open(ctx));
     }
@@ -193,7 +228,7 @@ impl WsSession for Adapter {
     }
 
     fn on_close(&mut self, code: Option<u16>, reason: &str) {
-        let session = &mut *self.session;
+        let session = &mut self.session;
         let _ = panic::catch_unwind(AssertUnwindSafe(|| session.on_close(code, reason)));
     }
 }

@@ -157,20 +157,20 @@ struct Message {
     fresh: bool,
 }
 
-/// See the module doc. About 40 bytes: a connection keeps one.
-#[derive(Debug, Clone)]
+/// See the module doc. About 40 bytes: a connection keeps one (the size
+/// limit is the caller's, passed to each [`Decoder::decode`], so that it is
+/// not kept per connection).
+#[derive(Debug, Clone, Default)]
 pub struct Decoder {
-    max_message: u64,
     frame: Option<Payload>,
     message: Option<Message>,
     utf8: Utf8,
 }
 
 impl Decoder {
-    /// A decoder refusing messages larger than `max_message` bytes.
-    pub fn new(max_message: usize) -> Decoder {
+    /// A decoder at the start of a stream.
+    pub fn new() -> Decoder {
         Decoder {
-            max_message: max_message as u64,
             frame: None,
             message: None,
             utf8: Utf8::default(),
@@ -182,9 +182,15 @@ impl Decoder {
         self.frame.is_some() || self.message.is_some()
     }
 
-    /// Decodes from `input`; see the module doc. After an error the
-    /// connection must be failed: the decoder's state is undefined.
-    pub fn decode(&mut self, input: &mut [u8]) -> Result<(usize, Item), CloseCode> {
+    /// Decodes from `input`; see the module doc. A message larger than
+    /// `max_message` bytes (across its fragments) is refused (1009); pass
+    /// the same limit on every call. After an error the connection must be
+    /// failed: the decoder's state is undefined.
+    pub fn decode(
+        &mut self,
+        input: &mut [u8],
+        max_message: usize,
+    ) -> Result<(usize, Item), CloseCode> {
         if let Some(frame) = self.frame {
             return self.payload(input, 0, frame);
         }
@@ -237,7 +243,7 @@ impl Decoder {
         };
         // Decided before the payload is read: nothing of it is kept.
         message.len = message.len.saturating_add(len);
-        if message.len > self.max_message {
+        if message.len > max_message as u64 {
             return Err(CloseCode::TooBig);
         }
         let frame = Payload {
@@ -520,14 +526,14 @@ mod tests {
     /// unconsumed bytes, as the runtime does); returns the messages, the
     /// control frames and the error, if any.
     fn run(input: &[u8], step: usize, max: usize) -> (Vec<String>, Result<(), CloseCode>) {
-        let mut d = Decoder::new(max);
+        let mut d = Decoder::new();
         let mut buf: Vec<u8> = Vec::new();
         let mut msg = Vec::new();
         let mut got = Vec::new();
         for piece in input.chunks(step) {
             buf.extend_from_slice(piece);
             loop {
-                let (n, item) = match d.decode(&mut buf) {
+                let (n, item) = match d.decode(&mut buf, max) {
                     Ok(x) => x,
                     Err(e) => return (got, Err(e)),
                 };

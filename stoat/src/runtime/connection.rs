@@ -45,7 +45,10 @@ mod ws_connection;
 /// that pipelines without reading cannot grow our output without bound.
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
+mod machine;
 mod stream;
+
+use machine::{ws_of, Machine};
 
 /// Everything a network thread shares with the others, read-only while
 /// serving.
@@ -174,7 +177,8 @@ struct Parked(Box<[u8]>);
 /// One connection, owned by exactly one thread at a time.
 pub(crate) struct Connection {
     fd: OwnedFd,
-    proto: Conn,
+    /// The protocol state: HTTP, or WebSocket in its place after an upgrade.
+    proto: Machine,
     input: Option<Input>,
     output: Option<Box<Outbox>>,
     spill: Option<Box<Spill>>,
@@ -187,19 +191,17 @@ pub(crate) struct Connection {
     /// reads (see `park_slow_head`). Boxed twice to keep `Connection`
     /// small (one pointer): slow heads are rare.
     parked: Option<Box<Parked>>,
-    /// A body streamed to its route, or a WebSocket session: one pointer
-    /// for plain HTTP connections (see [`Extension`]).
+    /// A body streamed to its route: one pointer for other connections
+    /// (see [`Extension`]).
     ext: Option<Box<Extension>>,
 }
 
-/// What a connection does beyond plain requests and responses. The two
-/// never overlap (an upgrade is a GET without a body, and a streamed body
-/// ends before the next request is read), so they share one pointer.
+/// What a connection does beyond plain requests and responses, behind one
+/// pointer (a WebSocket is not here: it takes the place of the HTTP
+/// machine, see [`Machine`]).
 enum Extension {
     /// A body streamed to its route as it arrives (see `connection/stream.rs`).
     Stream(StreamState),
-    /// The connection was upgraded to WebSocket; see `ws_connection.rs`.
-    Ws(WsState),
 }
 
 /// The streamed body in `ext`, if that is what it holds. A function of the
@@ -207,34 +209,22 @@ enum Extension {
 fn stream_of(ext: &mut Option<Box<Extension>>) -> Option<&mut StreamState> {
     match ext.as_deref_mut() {
         Some(Extension::Stream(s)) => Some(s),
-        _ => None,
+        None => None,
     }
 }
 
-/// The WebSocket session in `ext`, if that is what it holds.
-fn ws_of(ext: &mut Option<Box<Extension>>) -> Option<&mut WsState> {
-    match ext.as_deref_mut() {
-        Some(Extension::Ws(w)) => Some(w),
-        _ => None,
-    }
-}
-
-/// Takes the streamed body out of `ext` (leaving a WebSocket in place).
+/// Takes the streamed body out of `ext`.
 fn take_stream(ext: &mut Option<Box<Extension>>) -> Option<StreamState> {
-    match ext.take().map(|b| *b) {
-        Some(Extension::Stream(s)) => Some(s),
-        other => {
-            *ext = other.map(Box::new);
-            None
-        }
-    }
+    ext.take().map(|b| match *b {
+        Extension::Stream(s) => s,
+    })
 }
 
 impl Connection {
     pub fn new(fd: OwnedFd, now: Instant) -> Connection {
         Connection {
             fd,
-            proto: Conn::new(now),
+            proto: Machine::Http(Conn::new(now)),
             input: None,
             output: None,
             spill: None,
@@ -251,8 +241,9 @@ impl Connection {
     }
 
     /// Whether the connection was upgraded to WebSocket.
+    #[inline]
     fn is_ws(&self) -> bool {
-        matches!(self.ext.as_deref(), Some(Extension::Ws(_)))
+        matches!(self.proto, Machine::Ws(_))
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -286,7 +277,7 @@ impl Connection {
             link.close();
         }
         take_stream(&mut self.ext);
-        if let Some(ws) = ws_of(&mut self.ext) {
+        if let Some(ws) = ws_of(&mut self.proto) {
             ws.report_close();
         }
     }
@@ -335,12 +326,15 @@ impl Connection {
         ctx: &mut ThreadCtx,
         f: impl FnOnce(&mut ResponseSink<'_>),
     ) {
+        let Some(conn) = self.proto.http() else {
+            return;
+        };
         let out = match &mut self.output {
             Some(o) => o,
             None => &mut ctx.out,
         };
         let mut sink = ResponseSink {
-            conn: &mut self.proto,
+            conn,
             out,
             date: &ctx.date,
             server: &shared.server,
@@ -375,7 +369,9 @@ impl Connection {
             }
         }
         if mail.ended {
-            self.proto.end_stream(ctx.now, out.head_mut());
+            if let Some(conn) = self.proto.http() {
+                conn.end_stream(ctx.now, out.head_mut());
+            }
             self.link = None;
         }
     }
@@ -461,7 +457,10 @@ impl Connection {
                 }
             }
         }
-        match self.proto.on_timeout(ctx.now, &shared.limits) {
+        let Some(conn) = self.proto.http() else {
+            return Next::Close;
+        };
+        match conn.on_timeout(ctx.now, &shared.limits) {
             Timeout::None => Next::Keep {
                 want_write: self.output.is_some(),
             },
@@ -506,7 +505,11 @@ impl Connection {
             .proto
             .deadline(&shared.limits)
             .is_some_and(|d| d <= ctx.now)
-            && self.proto.on_timeout(ctx.now, &shared.limits) == Timeout::Close
+            && self
+                .proto
+                .http()
+                .map_or(Timeout::Close, |c| c.on_timeout(ctx.now, &shared.limits))
+                == Timeout::Close
         {
             // The output stalled past the write timeout.
             return Next::Close;
@@ -565,8 +568,9 @@ impl Connection {
             Some(o) => o,
             None => &mut ctx.out,
         };
-        self.proto
-            .respond_error(err, ctx.now, out.head_mut(), &ctx.date, &shared.server);
+        if let Some(conn) = self.proto.http() {
+            conn.respond_error(err, ctx.now, out.head_mut(), &ctx.date, &shared.server);
+        }
         // Whatever was buffered can no longer be trusted.
         if let Some(input) = &mut self.input {
             input.start = input.end;
@@ -647,9 +651,7 @@ impl Connection {
             let backlog = self.output.as_ref().map_or(0, |o| o.pending());
             if drained
                 || self.stream_is_held()
-                || self.proto.is_closing()
-                || self.proto.is_dispatched()
-                || self.proto.is_read_closed()
+                || self.proto.stops_reading()
                 || backlog > OUTPUT_HIGH_WATER
             {
                 return Next::Keep { want_write: false };
@@ -662,7 +664,10 @@ impl Connection {
             };
             let spare = input.mem.len() - input.end;
             match socket::read(self.fd.as_fd(), &mut input.mem[input.end..]) {
-                Ok(0) => self.proto.on_read_closed(),
+                Ok(0) => match self.proto.http() {
+                    Some(conn) => conn.on_read_closed(),
+                    None => return Next::Close,
+                },
                 Ok(n) => {
                     input.end += n;
                     // man epoll(7): for stream sockets a short read means
@@ -759,17 +764,16 @@ impl Connection {
                 Some(i) => &i.mem[i.parse..i.end],
                 None => empty,
             };
-            let (consumed, event) =
-                match self
-                    .proto
-                    .poll(data, ctx.now, &shared.limits, &mut ctx.head)
-                {
-                    Ok(x) => x,
-                    Err(e) => {
-                        self.respond_error(e, shared, ctx);
-                        return;
-                    }
-                };
+            let Some(conn) = self.proto.http() else {
+                return;
+            };
+            let (consumed, event) = match conn.poll(data, ctx.now, &shared.limits, &mut ctx.head) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.respond_error(e, shared, ctx);
+                    return;
+                }
+            };
             let Some(input) = self.input.as_mut() else {
                 // No buffer: only Close or NeedInput can come from no input.
                 return;
@@ -797,7 +801,9 @@ impl Connection {
                         None => &mut ctx.out,
                     };
                     if ctx.head.expect_continue {
-                        self.proto.send_continue(out.head_mut());
+                        if let Some(conn) = self.proto.http() {
+                            conn.send_continue(out.head_mut());
+                        }
                     }
                     self.open_stream(shared, ctx);
                 }
@@ -894,13 +900,16 @@ impl Connection {
             }
             Req::Spilled(spill) => (&spill.data[..spill.head_len], &spill.data[spill.head_len..]),
         };
+        let Some(conn) = self.proto.http() else {
+            return;
+        };
         let out = match &mut self.output {
             Some(o) => o,
             None => &mut ctx.out,
         };
         let mut upgraded: Option<Box<dyn WsSession>> = None;
         let mut sink = ResponseSink {
-            conn: &mut self.proto,
+            conn,
             out,
             date: &ctx.date,
             server: &shared.server,
@@ -937,9 +946,9 @@ impl Connection {
         // The handler has returned: nothing can point into the arena.
         ctx.arena.recycle();
         if let Some(session) = upgraded {
-            self.ext = Some(Box::new(Extension::Ws(WsState::new(
-                session, ctx.now, &shared.ws,
-            ))));
+            // Nothing but frames follow the 101: the WebSocket state takes
+            // the HTTP machine's place (see `Machine`).
+            self.proto = Machine::Ws(WsState::new(session, ctx.now));
         }
         // A suspended request is counted when its answer is delivered.
         if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {
@@ -978,10 +987,20 @@ mod tests {
     #[test]
     fn connection_stays_small() {
         let size = std::mem::size_of::<Connection>();
+        let conn = std::mem::size_of::<Conn>();
+        let ws = std::mem::size_of::<WsState>();
+        let machine = std::mem::size_of::<Machine>();
         println!(
-            "size_of::<Connection>() = {size}, size_of::<Conn>() = {}",
-            std::mem::size_of::<Conn>()
+            "size_of::<Connection>() = {size}, size_of::<Conn>() = {conn}, \
+             size_of::<WsState>() = {ws}, size_of::<Machine>() = {machine}"
         );
         assert!(size <= 224, "Connection grew to {size} bytes");
+        // An upgraded connection keeps its WebSocket state in place of
+        // the HTTP machine: neither may grow the other.
+        assert!(ws <= conn, "WsState ({ws} B) outgrew Conn ({conn} B)");
+        assert!(
+            machine <= conn,
+            "Machine ({machine} B) outgrew Conn ({conn} B)"
+        );
     }
 }

@@ -7,15 +7,20 @@
 //!   WebSocket until it closes. Its callbacks run on the network thread that
 //!   owns the connection, with a [`WsIo`] to send frames, start the close
 //!   handshake, or get a link for a sender on another thread.
-//! - Per-connection WebSocket state is one `Box<WsState>` in the
-//!   connection: an HTTP connection pays one pointer for it.
+//! - Per-connection WebSocket state is a [`WsState`], kept in the
+//!   connection in place of the HTTP machine it no longer needs (see
+//!   `Machine` in `connection.rs`): an upgraded connection costs no more
+//!   than an HTTP one, and an HTTP connection pays nothing for it. To fit,
+//!   clocks are `u32` millisecond [`Tick`]s, the fragments of a message are
+//!   boxed only while one is in flight, and the message size limit is read
+//!   from [`WsLimits`], not kept per connection.
 //! - Senders on other threads queue encoded frames in the connection's
 //!   [`Link`] (bounded by `ws_backlog`: `Full` / `Closed`, as SSE); the
 //!   link is made on the first request for a sender, so a session that
 //!   never pushes from elsewhere holds none.
 //! - Driving (reads, writes, timers) is in `ws_connection.rs`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::proto::ws_frame::{encode_close, encode_frame, Decoder, Opcode};
@@ -58,9 +63,47 @@ pub(crate) struct WsLimits {
 /// not come; or the peer's close answered and the TCP close not come).
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A fragmented message kept past this capacity is released after
-/// delivery rather than reused.
-const KEEP_MESSAGE_CAPACITY: usize = 4096;
+/// A coarse clock reading: milliseconds since a process-wide base, modulo
+/// 2^32 (it wraps after about 49 days). Four bytes instead of an
+/// `Instant`'s sixteen. Only differences are used ([`Tick::elapsed`]), and
+/// every one is compared against an interval shorter than half the wrap
+/// (about 24 days; see [`Tick::elapsed`]): the
+/// ping interval, the idle timeout, the close and write timeouts (a clock
+/// is only compared while its interval is configured, and the sweep looks
+/// at least once per interval). The base is process-wide, not per thread,
+/// because the `shared` model moves connections between threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tick(u32);
+
+impl Tick {
+    /// The tick of `now`.
+    pub fn of(now: Instant) -> Tick {
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        let base = *BASE.get_or_init(|| now);
+        let ms = now.saturating_duration_since(base).as_millis();
+        // Truncation is the point: the clock wraps (see the type's doc).
+        Tick(ms as u32)
+    }
+
+    /// How long from `self` to `now`; zero if `now` is earlier (in the
+    /// `shared` model a thread's batch clock may be a little older than the
+    /// one that stamped `self`): a difference past half the wrap (about
+    /// 24 days) counts as negative.
+    pub fn elapsed(self, now: Tick) -> Duration {
+        let ms = now.0.wrapping_sub(self.0);
+        if ms > u32::MAX / 2 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(u64::from(ms))
+    }
+}
+
+/// The fragments of a message so far: allocated when a fragmented message
+/// begins and freed when it is delivered, so an idle connection holds none.
+pub(crate) struct Fragments {
+    pub data: Vec<u8>,
+    pub text: bool,
+}
 
 /// The close handshake (RFC 6455 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,19 +111,18 @@ pub(crate) enum Phase {
     /// Messages flow both ways.
     Open,
     /// We sent a close frame at `since` and wait for the peer's.
-    CloseSent { since: Instant },
+    CloseSent { since: Tick },
     /// Both close frames are exchanged (or the connection failed): flush,
     /// shut our side (the server closes the TCP connection first, §7.1.1),
     /// and discard input until the peer's end of stream.
-    Closed { since: Instant },
+    Closed { since: Tick },
 }
 
 /// Everything but the session's own state: what [`WsIo`] works on.
 pub(crate) struct WsCore {
     pub decoder: Decoder,
-    /// The fragments of a message so far (empty when none).
-    pub message: Vec<u8>,
-    pub message_text: bool,
+    /// The fragments of a message so far (`None` when none).
+    pub message: Option<Box<Fragments>>,
     pub phase: Phase,
     /// On-thread callbacks were called (`on_open`, `on_close`).
     pub opened: bool,
@@ -90,10 +132,13 @@ pub(crate) struct WsCore {
     /// Our side of the TCP connection is shut.
     pub shut: bool,
     /// When the last ping went out, and whether its pong is awaited.
-    pub last_ping: Instant,
+    pub last_ping: Tick,
     pub awaiting_pong: bool,
     /// When a message last went either way.
-    pub last_message: Instant,
+    pub last_message: Tick,
+    /// Output is waiting to be written since this tick (the write-stall
+    /// timeout; the HTTP machine keeps its own).
+    pub write_since: Option<Tick>,
 }
 
 /// One connection's WebSocket state; see the module doc.
@@ -103,13 +148,13 @@ pub(crate) struct WsState {
 }
 
 impl WsState {
-    pub fn new(session: Box<dyn WsSession>, now: Instant, limits: &WsLimits) -> WsState {
+    pub fn new(session: Box<dyn WsSession>, now: Instant) -> WsState {
+        let now = Tick::of(now);
         WsState {
             session,
             core: WsCore {
-                decoder: Decoder::new(limits.max_message),
-                message: Vec::new(),
-                message_text: false,
+                decoder: Decoder::new(),
+                message: None,
                 phase: Phase::Open,
                 opened: false,
                 close_reported: false,
@@ -118,6 +163,7 @@ impl WsState {
                 last_ping: now,
                 awaiting_pong: false,
                 last_message: now,
+                write_since: None,
             },
         }
     }
@@ -137,7 +183,7 @@ impl WsState {
 impl WsCore {
     /// Sends a close frame with `code` (unless one was sent) and waits for
     /// the peer's; `sender`'s link is closed: senders get `Closed`.
-    pub fn start_close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str, now: Instant) {
+    pub fn start_close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str, now: Tick) {
         if self.phase == Phase::Open {
             encode_close(out, code, reason);
             self.phase = Phase::CloseSent { since: now };
@@ -146,7 +192,7 @@ impl WsCore {
 
     /// Fails the connection (RFC 6455 §7.1.7): a close frame with `code`
     /// if none was sent, then the TCP close.
-    pub fn fail(&mut self, out: &mut Vec<u8>, code: u16, now: Instant) {
+    pub fn fail(&mut self, out: &mut Vec<u8>, code: u16, now: Tick) {
         if self.phase == Phase::Open {
             encode_close(out, code, "");
         }
@@ -160,20 +206,17 @@ impl WsCore {
 
     /// Keeps a fragment of a message.
     pub fn push_fragment(&mut self, first: bool, text: bool, data: &[u8]) {
+        let fragments = self.message.get_or_insert_with(|| {
+            Box::new(Fragments {
+                data: Vec::new(),
+                text,
+            })
+        });
         if first {
-            self.message.clear();
-            self.message_text = text;
+            fragments.data.clear();
+            fragments.text = text;
         }
-        self.message.extend_from_slice(data);
-    }
-
-    /// Frees a large message buffer after its message was delivered.
-    pub fn done_with_message(&mut self) {
-        if self.message.capacity() > KEEP_MESSAGE_CAPACITY {
-            self.message = Vec::new();
-        } else {
-            self.message.clear();
-        }
+        fragments.data.extend_from_slice(data);
     }
 }
 
@@ -186,7 +229,7 @@ pub(crate) struct WsIo<'a> {
     pub key: u64,
     pub limits: &'a WsLimits,
     pub counters: &'a Arc<AsyncCounters>,
-    pub now: Instant,
+    pub now: Tick,
 }
 
 impl WsIo<'_> {
@@ -225,5 +268,23 @@ impl WsIo<'_> {
             )
         });
         Some(link.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_differences_wrap_and_never_go_negative() {
+        let t = Tick(u32::MAX - 10);
+        assert_eq!(t.elapsed(Tick(20)), Duration::from_millis(31));
+        // A batch clock a little older than the stamp: no time passed.
+        assert_eq!(Tick(100).elapsed(Tick(90)), Duration::ZERO);
+        // Past any base another test thread may set meanwhile.
+        let now = Instant::now() + Duration::from_secs(1);
+        let first = Tick::of(now);
+        let later = Tick::of(now + Duration::from_millis(1500));
+        assert_eq!(first.elapsed(later), Duration::from_millis(1500));
     }
 }

@@ -18,10 +18,9 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::{ws_of, Connection, Next, Parked, Shared, ThreadCtx, OUTPUT_HIGH_WATER};
-use crate::proto::conn::Timeout;
 use crate::proto::ws_frame::{encode_frame, CloseCode, Item, Opcode};
 use crate::runtime::link::{Link, Mail};
-use crate::runtime::websocket::{Phase, WsIo, WsMessage, CLOSE_TIMEOUT};
+use crate::runtime::websocket::{Phase, Tick, WsIo, WsMessage, CLOSE_TIMEOUT};
 use crate::sys::socket;
 use std::net::Shutdown;
 
@@ -69,16 +68,20 @@ impl Connection {
     /// The sweep: pings, the missing pong, idle and close timeouts, a
     /// stalled write, and the close 1001 of a graceful stop.
     pub(super) fn ws_timer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
-        if self.proto.on_timeout(ctx.now, &shared.limits) == Timeout::Close {
+        let now = Tick::of(ctx.now);
+        let limits = shared.ws;
+        let stopping = ctx.stopping_now();
+        let Some(ws) = ws_of(&mut self.proto) else {
+            return Next::Close;
+        };
+        if ws
+            .core
+            .write_since
+            .is_some_and(|t| t.elapsed(now) >= shared.limits.write_timeout)
+        {
             // Output stalled past write_timeout: the peer does not read.
             return Next::Close;
         }
-        let now = ctx.now;
-        let limits = shared.ws;
-        let stopping = ctx.stopping_now();
-        let Some(ws) = ws_of(&mut self.ext) else {
-            return Next::Close;
-        };
         let out = match &mut self.output {
             Some(o) => o.head_mut(),
             None => ctx.out.head_mut(),
@@ -89,7 +92,10 @@ impl Connection {
                 if stopping {
                     // RFC 6455 §7.4.1: 1001, the server is going away.
                     core.start_close(out, 1001, "server stopping", now);
-                } else if limits.ping.is_some_and(|p| now >= core.last_ping + p) {
+                } else if limits
+                    .ping
+                    .is_some_and(|p| core.last_ping.elapsed(now) >= p)
+                {
                     if core.awaiting_pong {
                         core.start_close(out, 1001, "no pong", now);
                     } else {
@@ -97,7 +103,10 @@ impl Connection {
                         core.awaiting_pong = true;
                         core.last_ping = now;
                     }
-                } else if limits.idle.is_some_and(|i| now >= core.last_message + i) {
+                } else if limits
+                    .idle
+                    .is_some_and(|i| core.last_message.elapsed(now) >= i)
+                {
                     core.start_close(out, 1001, "idle", now);
                 }
                 if !core.is_open() {
@@ -107,7 +116,7 @@ impl Connection {
                 }
             }
             Phase::CloseSent { since } | Phase::Closed { since } => {
-                if now >= since + CLOSE_TIMEOUT {
+                if since.elapsed(now) >= CLOSE_TIMEOUT {
                     return Next::Close;
                 }
             }
@@ -117,7 +126,7 @@ impl Connection {
 
     /// Calls `on_open` once, before anything else reaches the session.
     fn ws_open(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
-        let Some(ws) = ws_of(&mut self.ext) else {
+        let Some(ws) = ws_of(&mut self.proto) else {
             return;
         };
         if ws.core.opened {
@@ -136,7 +145,7 @@ impl Connection {
             key: ctx.key,
             limits: &shared.ws,
             counters: &shared.counters,
-            now: ctx.now,
+            now: Tick::of(ctx.now),
         };
         ws.session.on_open(&mut io);
     }
@@ -147,7 +156,7 @@ impl Connection {
         if self.output.is_some() {
             return;
         }
-        let (Some(link), Some(ws)) = (self.link.clone(), ws_of(&mut self.ext)) else {
+        let (Some(link), Some(ws)) = (self.link.clone(), ws_of(&mut self.proto)) else {
             return;
         };
         if !link.has_events() {
@@ -155,6 +164,7 @@ impl Connection {
         }
         let mut mail = Mail::default();
         link.take(usize::MAX, &mut mail);
+        let now = Tick::of(ctx.now);
         let out = ctx.out.head_mut();
         for frame in &mail.events {
             if !ws.core.is_open() {
@@ -163,12 +173,12 @@ impl Connection {
             // A sender's close frame starts the close handshake.
             if frame.first() == Some(&(0x80 | 0x8)) {
                 out.extend_from_slice(frame);
-                ws.core.phase = Phase::CloseSent { since: ctx.now };
+                ws.core.phase = Phase::CloseSent { since: now };
                 link.close();
                 break;
             }
             out.extend_from_slice(frame);
-            ws.core.last_message = ctx.now;
+            ws.core.last_message = now;
         }
     }
 
@@ -208,14 +218,15 @@ impl Connection {
 
     /// Runs the decoder over the buffered input and acts on every item.
     fn ws_decode(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
-        let (Some(ws), Some(input)) = (ws_of(&mut self.ext), self.input.as_mut()) else {
+        let (Some(ws), Some(input)) = (ws_of(&mut self.proto), self.input.as_mut()) else {
             return;
         };
         let out = match &mut self.output {
             Some(o) => o.head_mut(),
             None => ctx.out.head_mut(),
         };
-        let now = ctx.now;
+        let now = Tick::of(ctx.now);
+        let max_message = shared.ws.max_message;
         loop {
             if let Phase::Closed { .. } = ws.core.phase {
                 // Done: whatever comes now is discarded.
@@ -223,7 +234,7 @@ impl Connection {
                 break;
             }
             let data = &mut input.mem[input.parse..input.end];
-            let (n, item) = match ws.core.decoder.decode(data) {
+            let (n, item) = match ws.core.decoder.decode(data, max_message) {
                 Ok(x) => x,
                 Err(code) => {
                     ws.core.fail(out, code.code(), now);
@@ -253,16 +264,17 @@ impl Connection {
                         }
                     }
                     ws.core.last_message = now;
-                    let whole = first && last;
-                    let message = if whole {
-                        Vec::new()
+                    // A fragmented message was gathered by `push_fragment`
+                    // (and is freed after delivery); a whole one is read
+                    // in place.
+                    let fragments = if first && last {
+                        None
                     } else {
-                        std::mem::take(&mut ws.core.message)
+                        ws.core.message.take()
                     };
-                    let (text, data) = if whole {
-                        (text, &input.mem[r])
-                    } else {
-                        (ws.core.message_text, &message[..])
+                    let (text, data) = match &fragments {
+                        Some(f) => (f.text, &f.data[..]),
+                        None => (text, &input.mem[r]),
                     };
                     // The one check of a message that came whole (the
                     // decoder checks pieces), which also gives the `&str`.
@@ -289,10 +301,6 @@ impl Connection {
                         now,
                     };
                     ws.session.on_message(&mut io, msg);
-                    if !whole {
-                        ws.core.message = message;
-                        ws.core.done_with_message();
-                    }
                 }
                 Item::Ping(r) => {
                     // §5.5.2: a pong with the ping's payload, unless we
@@ -333,7 +341,7 @@ impl Connection {
     /// flushed; give the read buffer back (an incomplete frame moves to an
     /// exact-size copy).
     fn ws_settle(&mut self, shared: &Shared, ctx: &mut ThreadCtx, next: Next) -> Next {
-        let Some(ws) = ws_of(&mut self.ext) else {
+        let Some(ws) = ws_of(&mut self.proto) else {
             return Next::Close;
         };
         if let Phase::Closed { .. } = ws.core.phase {

@@ -20,7 +20,7 @@ impl Connection {
     /// A head with a body was parsed into `ctx.head`: asks the service
     /// whether it streams this body; if so, the head's bytes are done with.
     pub(super) fn open_stream(&mut self, shared: &Shared, ctx: &mut ThreadCtx) {
-        let Some(input) = &mut self.input else {
+        let (Some(input), Some(conn)) = (&mut self.input, self.proto.http()) else {
             return;
         };
         let out = match &mut self.output {
@@ -29,7 +29,7 @@ impl Connection {
         };
         let mut progress = Progress::default();
         let mut sink = BodySink {
-            conn: &mut self.proto,
+            conn,
             out,
             date: &ctx.date,
             server: &shared.server,
@@ -66,7 +66,9 @@ impl Connection {
         ctx: &mut ThreadCtx,
         shared: &Shared,
     ) {
-        let (Some(input), Some(state)) = (&self.input, stream_of(&mut self.ext)) else {
+        let (Some(input), Some(state), Some(conn)) =
+            (&self.input, stream_of(&mut self.ext), self.proto.http())
+        else {
             return;
         };
         let out = match &mut self.output {
@@ -74,7 +76,7 @@ impl Connection {
             None => &mut ctx.out,
         };
         let mut sink = BodySink {
-            conn: &mut self.proto,
+            conn,
             out,
             date: &ctx.date,
             server: &shared.server,
@@ -93,12 +95,15 @@ impl Connection {
         let Some(mut state) = take_stream(&mut self.ext) else {
             return;
         };
+        let Some(conn) = self.proto.http() else {
+            return;
+        };
         let out = match &mut self.output {
             Some(o) => o,
             None => &mut ctx.out,
         };
         let mut sink = BodySink {
-            conn: &mut self.proto,
+            conn,
             out,
             date: &ctx.date,
             server: &shared.server,
@@ -123,7 +128,9 @@ impl Connection {
         if !state.progress.started() {
             return false;
         }
-        self.proto.abort();
+        if let Some(conn) = self.proto.http() {
+            conn.abort();
+        }
         if let Some(input) = &mut self.input {
             input.start = input.end;
             input.parse = input.end;
