@@ -6,11 +6,13 @@
 # usage: bench/ws/idle.sh [N] [MODEL]   (from the repo root; default 10000 per_core)
 set -euo pipefail
 n=${1:-10000}
+# The limit is split between the network threads, and SO_REUSEPORT does not
+# hash evenly: 2N keeps any one thread's share from filling up.
 model=${2:-per_core}
 dir=$(mktemp -d)
 port=9401
 target/release/examples/ws_echo --port "$port" --threads 2 --model "$model" \
-    --max-connections $((n + 100)) --ping-sec 0 2>"$dir/log" &
+    --max-connections $((2 * n)) --ping-sec 0 2>"$dir/log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$dir/log" && break; sleep 0.1; done
