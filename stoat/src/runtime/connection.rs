@@ -191,33 +191,11 @@ pub(crate) struct Connection {
     /// reads (see `park_slow_head`). Boxed twice to keep `Connection`
     /// small (one pointer): slow heads are rare.
     parked: Option<Box<Parked>>,
-    /// A body streamed to its route: one pointer for other connections
-    /// (see [`Extension`]).
-    ext: Option<Box<Extension>>,
-}
-
-/// What a connection does beyond plain requests and responses, behind one
-/// pointer (a WebSocket is not here: it takes the place of the HTTP
-/// machine, see [`Machine`]).
-enum Extension {
-    /// A body streamed to its route as it arrives (see `connection/stream.rs`).
-    Stream(StreamState),
-}
-
-/// The streamed body in `ext`, if that is what it holds. A function of the
-/// field, not of `Connection`, so other fields stay borrowable beside it.
-fn stream_of(ext: &mut Option<Box<Extension>>) -> Option<&mut StreamState> {
-    match ext.as_deref_mut() {
-        Some(Extension::Stream(s)) => Some(s),
-        None => None,
-    }
-}
-
-/// Takes the streamed body out of `ext`.
-fn take_stream(ext: &mut Option<Box<Extension>>) -> Option<StreamState> {
-    ext.take().map(|b| match *b {
-        Extension::Stream(s) => s,
-    })
+    /// A body streamed to its route as it arrives (see
+    /// `connection/stream.rs`): one pointer for other connections. (A
+    /// WebSocket is not here: it takes the HTTP machine's place, see
+    /// [`Machine`].)
+    stream: Option<Box<StreamState>>,
 }
 
 impl Connection {
@@ -231,13 +209,13 @@ impl Connection {
             link: None,
             waiting: false,
             parked: None,
-            ext: None,
+            stream: None,
         }
     }
 
     /// Whether a request body is streaming to its route.
     fn is_streaming(&self) -> bool {
-        matches!(self.ext.as_deref(), Some(Extension::Stream(_)))
+        self.stream.is_some()
     }
 
     /// Whether the connection was upgraded to WebSocket.
@@ -257,7 +235,7 @@ impl Connection {
             && self.input.is_none()
             && self.output.is_none()
             && self.link.is_none()
-            && self.ext.is_none()
+            && self.stream.is_none()
     }
 
     /// Whether it is an idle keep-alive connection that holds nothing: the
@@ -276,7 +254,7 @@ impl Connection {
         if let Some(link) = self.link.take() {
             link.close();
         }
-        take_stream(&mut self.ext);
+        self.stream = None;
         if let Some(ws) = ws_of(&mut self.proto) {
             ws.report_close();
         }
@@ -780,7 +758,7 @@ impl Connection {
             };
             let at = input.parse;
             input.parse += consumed;
-            if self.spill.is_some() || matches!(self.ext.as_deref(), Some(Extension::Stream(_))) {
+            if self.spill.is_some() || self.stream.is_some() {
                 // The request lives in the spill, or its body is streamed:
                 // parsed bytes are done with.
                 input.start = input.parse;
@@ -809,7 +787,7 @@ impl Connection {
                 }
                 Event::Body(range) => {
                     let (from, to) = (at + range.start, at + range.end);
-                    if matches!(self.ext.as_deref(), Some(Extension::Stream(_))) {
+                    if self.stream.is_some() {
                         self.stream_data(from..to, ctx, shared);
                         continue;
                     }
@@ -824,7 +802,7 @@ impl Connection {
                     }
                 }
                 Event::BodyEnd => {
-                    if matches!(self.ext.as_deref(), Some(Extension::Stream(_))) {
+                    if self.stream.is_some() {
                         self.stream_end(ctx, shared);
                         head_fresh = false;
                         continue;

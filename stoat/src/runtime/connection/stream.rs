@@ -6,7 +6,7 @@
 use std::io;
 use std::ops::Range;
 
-use super::{stream_of, take_stream, Connection, Extension, Shared, ThreadCtx};
+use super::{Connection, Shared, ThreadCtx};
 use crate::runtime::body_stream::{BodySink, Progress, StreamState};
 use crate::runtime::service::RawRequest;
 
@@ -53,10 +53,7 @@ impl Connection {
         input.start = input.parse;
         input.body_start = 0;
         input.body_end = 0;
-        self.ext = Some(Box::new(Extension::Stream(StreamState {
-            consumer,
-            progress,
-        })));
+        self.stream = Some(Box::new(StreamState { consumer, progress }));
     }
 
     /// Gives the body bytes at `range` of the read buffer to the consumer.
@@ -67,7 +64,7 @@ impl Connection {
         shared: &Shared,
     ) {
         let (Some(input), Some(state), Some(conn)) =
-            (&self.input, stream_of(&mut self.ext), self.proto.http())
+            (&self.input, self.stream.as_deref_mut(), self.proto.http())
         else {
             return;
         };
@@ -92,7 +89,7 @@ impl Connection {
     /// The body ended: the consumer's last call, then the response is
     /// completed and the connection moves on to the next request.
     pub(super) fn stream_end(&mut self, ctx: &mut ThreadCtx, shared: &Shared) {
-        let Some(mut state) = take_stream(&mut self.ext) else {
+        let Some(mut state) = self.stream.take() else {
             return;
         };
         let Some(conn) = self.proto.http() else {
@@ -122,7 +119,7 @@ impl Connection {
     /// response begun, no error response can follow, so the connection just
     /// closes. Returns whether it did; the stream is dropped either way.
     pub(super) fn abort_stream(&mut self) -> bool {
-        let Some(state) = take_stream(&mut self.ext) else {
+        let Some(state) = self.stream.take() else {
             return false;
         };
         if !state.progress.started() {
