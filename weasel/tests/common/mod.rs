@@ -232,7 +232,7 @@ pub fn start_fails(dir: &Path, http: &str, extra: &str, args: &[&str]) -> (Optio
         "--data-dir".as_ref(),
         dir.as_os_str(),
     ];
-    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    all.extend(args.iter().map(std::ffi::OsStr::new));
     let (code, _, err) = run_weasel(&all);
     assert!(!err.contains("listening on"), "it started: {err}");
     (code, err)
