@@ -41,10 +41,6 @@ use crate::sys::socket;
 #[path = "ws_connection.rs"]
 mod ws_connection;
 
-/// Stop reading new requests while this much output is pending: a client
-/// that pipelines without reading cannot grow our output without bound.
-const OUTPUT_HIGH_WATER: usize = 64 * 1024;
-
 mod machine;
 mod stream;
 
@@ -68,6 +64,11 @@ pub(crate) struct Shared {
     pub counters: Arc<AsyncCounters>,
     /// Counters of the request arenas.
     pub arenas: Arc<ArenaStats>,
+    /// Bytes queued for one client above which its connection stops
+    /// parsing and reading (`http.max_pending_output`).
+    pub max_output: usize,
+    /// The most bytes ever queued for one client (read by `Stats`).
+    pub output_peak: std::sync::atomic::AtomicUsize,
 }
 
 /// The SSE heartbeat: a comment line (WHATWG HTML, "Server-sent events":
@@ -95,6 +96,9 @@ pub(crate) struct ThreadCtx {
     pub key: u64,
     /// The request arena, lent to the request being handled (if it asks).
     pub arena: ArenaSlot,
+    /// The most bytes this thread has queued for one client
+    /// (`Shared::output_peak` is raised only when this is).
+    output_peak: usize,
 }
 
 impl ThreadCtx {
@@ -120,6 +124,7 @@ impl ThreadCtx {
             owner,
             key: 0,
             arena: ArenaSlot::with_stats(shared.arenas.clone()),
+            output_peak: 0,
         }
     }
 
@@ -394,22 +399,45 @@ impl Connection {
             // while its request is with another thread has given up on it.
             return Next::Close;
         }
-        if self.flush_pending(ctx).is_err() {
-            return Next::Close;
+        loop {
+            if self.flush_pending(ctx).is_err() {
+                return Next::Close;
+            }
+            self.pump_stream(ctx);
+            let (next, full) = self.read_and_answer(shared, ctx, peer_closed);
+            if next == Next::Close {
+                return Next::Close;
+            }
+            if self.flush_new(ctx).is_err() {
+                return Next::Close;
+            }
+            if self.is_ws() {
+                // Upgraded in this batch: frames may follow the handshake.
+                return self.ws_drive(shared, ctx, peer_closed);
+            }
+            if full && self.output.is_none() {
+                // Parsing stopped at the output limit and the socket took
+                // it all at once: no event will come for the requests still
+                // buffered (edge-triggered), so go on with them now.
+                continue;
+            }
+            return self.settle(shared, ctx, next);
         }
-        self.pump_stream(ctx);
-        let next = self.read_and_answer(shared, ctx, peer_closed);
-        if next == Next::Close {
-            return Next::Close;
+    }
+
+    /// Whether the bytes queued for the client (this batch's responses in
+    /// `ctx.out` and output left from earlier) are over
+    /// `http.max_pending_output`: then no further pipelined request is
+    /// parsed and nothing more is read until the client reads. Records
+    /// the peak for `Stats`.
+    #[inline]
+    fn output_full(&self, shared: &Shared, ctx: &mut ThreadCtx) -> bool {
+        let queued = ctx.out.pending() + self.output.as_ref().map_or(0, |o| o.pending());
+        if queued > ctx.output_peak {
+            ctx.output_peak = queued;
+            shared.output_peak.fetch_max(queued, Ordering::Relaxed);
         }
-        if self.flush_new(ctx).is_err() {
-            return Next::Close;
-        }
-        if self.is_ws() {
-            // Upgraded in this batch: frames may follow the handshake.
-            return self.ws_drive(shared, ctx, peer_closed);
-        }
-        self.settle(shared, ctx, next)
+        queued > shared.max_output
     }
 
     /// Acts on the protocol deadline (called by the timer sweep).
@@ -614,7 +642,13 @@ impl Connection {
     }
 
     /// Answers what is buffered, then reads until the socket is drained.
-    fn read_and_answer(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
+    /// The flag: it stopped because the output is over its limit.
+    fn read_and_answer(
+        &mut self,
+        shared: &Shared,
+        ctx: &mut ThreadCtx,
+        peer_closed: bool,
+    ) -> (Next, bool) {
         let mut drained = false;
         loop {
             // With nothing unparsed, the machine has nothing to say unless
@@ -624,27 +658,23 @@ impl Connection {
                 self.answer(shared, ctx);
             }
             if self.is_streaming() && self.stream_backpressure(ctx).is_err() {
-                return Next::Close;
+                return (Next::Close, false);
             }
-            let backlog = self.output.as_ref().map_or(0, |o| o.pending());
-            if drained
-                || self.stream_is_held()
-                || self.proto.stops_reading()
-                || backlog > OUTPUT_HIGH_WATER
-            {
-                return Next::Keep { want_write: false };
+            let full = self.output_full(shared, ctx);
+            if drained || self.stream_is_held() || self.proto.stops_reading() || full {
+                return (Next::Keep { want_write: false }, full);
             }
             if let Err(next) = self.make_space(shared, ctx) {
-                return next;
+                return (next, false);
             }
             let Some(input) = self.input.as_mut() else {
-                return Next::Close;
+                return (Next::Close, false);
             };
             let spare = input.mem.len() - input.end;
             match socket::read(self.fd.as_fd(), &mut input.mem[input.end..]) {
                 Ok(0) => match self.proto.http() {
                     Some(conn) => conn.on_read_closed(),
-                    None => return Next::Close,
+                    None => return (Next::Close, false),
                 },
                 Ok(n) => {
                     input.end += n;
@@ -653,7 +683,7 @@ impl Connection {
                     drained = n < spare && !peer_closed;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
-                Err(_) => return Next::Close,
+                Err(_) => return (Next::Close, false),
             }
         }
     }
@@ -736,6 +766,10 @@ impl Connection {
         // ctx.head belongs to this connection's current request only if it
         // was parsed in this call; otherwise it is parsed again at dispatch.
         let mut head_fresh = false;
+        if self.output_full(shared, ctx) {
+            // The client has not read what it asked for so far.
+            return;
+        }
         loop {
             let empty: &[u8] = &[];
             let data = match &self.input {
@@ -769,6 +803,9 @@ impl Connection {
                     input.start = input.parse;
                     let req = Req::InBuffer { start, body: 0..0 };
                     self.dispatch(shared, ctx, req);
+                    if self.output_full(shared, ctx) {
+                        return;
+                    }
                 }
                 Event::Head { complete: false } => {
                     input.body_start = input.parse;
@@ -822,6 +859,9 @@ impl Connection {
                     }
                     self.dispatch(shared, ctx, req);
                     head_fresh = false;
+                    if self.output_full(shared, ctx) {
+                        return;
+                    }
                 }
                 Event::NeedInput => {
                     if input.body_start == 0 && self.spill.is_none() && self.proto.is_idle() {

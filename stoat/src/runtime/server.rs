@@ -56,6 +56,10 @@ pub struct Stats {
     pub arena_bytes_cached: usize,
     /// Arenas freed at their reset for having grown too large.
     pub arenas_dropped: usize,
+    /// The most response bytes ever queued for one client at once (encoded,
+    /// not yet taken by its socket): at most `http.max_pending_output` plus
+    /// one response, however many requests a client pipelines unread.
+    pub output_peak: usize,
 }
 
 /// State every thread of one server shares for control and counting.
@@ -163,6 +167,7 @@ impl ServerHandle {
             arenas_cached: self.shared.arenas.cached.load(Ordering::Relaxed),
             arena_bytes_cached: self.shared.arenas.cached_bytes.load(Ordering::Relaxed),
             arenas_dropped: self.shared.arenas.dropped.load(Ordering::Relaxed),
+            output_peak: self.shared.output_peak.load(Ordering::Relaxed),
         }
     }
 
@@ -239,6 +244,8 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         },
         counters: Arc::new(AsyncCounters::default()),
         arenas: Arc::default(),
+        max_output: http.max_pending_output,
+        output_peak: AtomicUsize::new(0),
     });
     let addr = http.socket_addr();
     let threads = http.network_threads;

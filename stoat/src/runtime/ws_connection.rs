@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use super::{ws_of, Connection, Next, Parked, Shared, ThreadCtx, OUTPUT_HIGH_WATER};
+use super::{ws_of, Connection, Next, Parked, Shared, ThreadCtx};
 use crate::proto::ws_frame::{encode_frame, CloseCode, Item, Opcode};
 use crate::runtime::link::{Link, Mail};
 use crate::runtime::websocket::{Phase, Tick, WsIo, WsMessage, CLOSE_TIMEOUT};
@@ -190,7 +190,7 @@ impl Connection {
                 self.ws_decode(shared, ctx);
             }
             let backlog = self.output.as_ref().map_or(0, |o| o.pending());
-            if drained || backlog > OUTPUT_HIGH_WATER {
+            if drained || backlog > shared.max_output {
                 return Next::Keep { want_write: false };
             }
             if let Err(next) = self.make_space(shared, ctx) {
