@@ -101,7 +101,11 @@ impl Control {
 }
 
 impl Control {
-    pub fn new(config: &Config, wakers: Vec<Arc<EventFd>>, listeners: Vec<Arc<Listener>>) -> Control {
+    pub fn new(
+        config: &Config,
+        wakers: Vec<Arc<EventFd>>,
+        listeners: Vec<Arc<Listener>>,
+    ) -> Control {
         Control {
             stopping: Arc::new(AtomicBool::new(false)),
             drain_deadline: Mutex::new(None),

@@ -17,8 +17,8 @@ use std::time::Instant;
 use slab::Slab;
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
-use crate::runtime::link::{Link, Owner};
 use crate::runtime::control::{give_back_memory, Control, FD_BACKOFF, SWEEP};
+use crate::runtime::link::{Link, Owner};
 use crate::runtime::wake::LoopMailbox;
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener};

@@ -57,7 +57,8 @@ pub struct Stats {
     /// Arenas freed at their reset for having grown too large.
     pub arenas_dropped: usize,
     /// The most response bytes ever queued for one client at once (encoded,
-    /// not yet taken by its socket): at most `http.max_pending_output` plus
+    /// not yet taken by its socket), counted when above
+    /// `http.max_pending_output` (0: never above): at most that limit plus
     /// one response, however many requests a client pipelines unread.
     pub output_peak: usize,
 }

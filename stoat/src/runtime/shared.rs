@@ -19,8 +19,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
-use crate::runtime::link::{Link, Owner};
 use crate::runtime::control::{give_back_memory, Control, FD_BACKOFF, SWEEP};
+use crate::runtime::link::{Link, Owner};
 use crate::runtime::wake::LoopMailbox;
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
