@@ -84,6 +84,9 @@ buffer_memory_limit = 67108864
 # max_body_size + max_request_line + max_header_bytes. A body is admitted whole
 # (Content-Length, or max_body_size when chunked) or waits, not reading.
 body_memory_limit = 16777216
+# Bytes of responses queued for one client before the server stops reading and parsing its
+# further pipelined requests until the client reads; 1024 to 1073741824.
+max_pending_output = 65536
 # Value of the Server response header; "" sends none.
 server_name = "stoat"
 
@@ -172,6 +175,12 @@ pub struct HttpConfig {
     /// Bytes for bodies larger than one buffer, all together. Default 16
     /// MiB; at least `max_body_size + max_request_line + max_header_bytes`.
     pub body_memory_limit: usize,
+    /// Bytes of responses queued for one client (encoded but not yet
+    /// taken by its socket) above which the connection stops reading and
+    /// parsing further pipelined requests until the client reads: a
+    /// client that pipelines without reading holds at most this plus one
+    /// response. Default 64 KiB; [`MIN_PENDING_OUTPUT`]`..=`[`MAX_PENDING_OUTPUT`].
+    pub max_pending_output: usize,
     /// `Server` header value; empty sends none. Default `stoat`. No control
     /// characters, no leading or trailing whitespace.
     pub server_name: String,
@@ -208,6 +217,10 @@ pub struct PipelineConfig {
     pub nice: i32,
 }
 
+/// Smallest allowed `max_pending_output`.
+pub const MIN_PENDING_OUTPUT: usize = 1024;
+/// Largest allowed `max_pending_output` (1 GiB).
+pub const MAX_PENDING_OUTPUT: usize = 1 << 30;
 /// Largest allowed `buffer_size` (1 MiB).
 pub const MAX_BUFFER_SIZE: usize = 1 << 20;
 /// Smallest allowed `ring_buffer_size`.
@@ -353,6 +366,7 @@ impl Default for HttpConfig {
             buffer_size: 16 * 1024,
             buffer_memory_limit: 64 * 1024 * 1024,
             body_memory_limit: 16 * 1024 * 1024,
+            max_pending_output: 64 * 1024,
             server_name: "stoat".to_owned(),
             pipelines: BTreeMap::new(),
         }
@@ -449,6 +463,16 @@ impl HttpConfig {
             Limits::MAX_HEADERS_CAP,
         )?;
         self.validate_buffers()?;
+        at_least(
+            "http.max_pending_output",
+            self.max_pending_output,
+            MIN_PENDING_OUTPUT,
+        )?;
+        at_most(
+            "http.max_pending_output",
+            self.max_pending_output,
+            MAX_PENDING_OUTPUT,
+        )?;
         self.validate_server_name()?;
         for (name, pipeline) in &self.pipelines {
             let mut key = "http.pipelines".to_owned();
@@ -970,6 +994,16 @@ mod tests {
             }
         );
         assert_eq!(pipelines["render-2"], PipelineConfig::default());
+    }
+
+    #[test]
+    fn max_pending_output_is_bounded() {
+        for bad in ["1023", "0", "1073741825"] {
+            let err = parse(&format!("[http]\nmax_pending_output = {bad}")).unwrap_err();
+            assert_eq!(err.key(), Some("http.max_pending_output"), "{err}");
+        }
+        let config = parse("[http]\nmax_pending_output = 1024").unwrap();
+        assert_eq!(config.http.max_pending_output, 1024);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod arena;
 pub mod body_stream;
 pub(crate) mod connection;
+mod control;
 pub mod link;
 pub mod mailbox;
 pub mod outbox;
