@@ -18,7 +18,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use stoat::app::{Event, EventStream, Request};
+use stoat::app::{EventStream, Request, SseEvent};
 use stoat::config::Model;
 
 /// The nginx binary, if there is one.
@@ -139,7 +139,7 @@ fn sse_events_pass_nginx_within_100ms() {
         let marker = format!("data: event-{id}\n");
         let sent = Instant::now();
         stream
-            .send(Event::data(format!("event-{id}")).id(id.to_string()))
+            .send(SseEvent::data(format!("event-{id}")).id(id.to_string()))
             .unwrap();
         while find(&got, marker.as_bytes()).is_none() {
             let n = client

@@ -14,7 +14,10 @@
 //!   JSON reason, and the stream ends.
 //! - One watch thread sends to every watcher (the commit thread only
 //!   appends to the history). A send that finds the stream's backlog full
-//!   leaves the watcher where it is, to be retried; memory stays bounded
+//!   leaves the watcher where it is and registers the watch thread's waker
+//!   with the stream (`EventStream::poll_writable`): the network thread
+//!   wakes it when the client has taken events, and it retries then (no
+//!   polling on a timer); memory stays bounded
 //!   because the history is shared and bounded and a watcher holds only its
 //!   position. A watcher whose next version has left the history is too
 //!   slow: it gets a final `event: error` (`too_slow`) and is closed. If
@@ -26,16 +29,14 @@
 //! so a healthy client would be cut off by a burst it can absorb.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::task::{Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use stoat::app::{Event, EventStream, Request, SendError};
+use stoat::app::{EventStream, Request, SendError, SseEvent};
 
 use crate::store::Change;
-
-/// How often a watcher whose backlog was full is retried.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How often closed watchers are looked for when nothing happens.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -132,7 +133,7 @@ struct Watcher {
     /// The next version to send.
     next: u64,
     /// The final event still to queue, and since when.
-    closing: Option<(Event, Instant)>,
+    closing: Option<(SseEvent, Instant)>,
 }
 
 impl Hub {
@@ -232,7 +233,7 @@ impl Hub {
             return;
         }
         // Tell the client at once that it is subscribed, and from where.
-        let _ = stream.send(Event::comment(format!("watching after version {from}")));
+        let _ = stream.send(SseEvent::comment(format!("watching after version {from}")));
         g.watchers.push(Watcher {
             stream,
             next: from + 1,
@@ -248,18 +249,14 @@ impl Hub {
     }
 
     /// The watch thread.
-    fn run(&self) {
+    fn run(self: Arc<Self>) {
+        let waker = Waker::from(Arc::new(Kick(Arc::downgrade(&self))));
         let mut g = self.lock();
         loop {
             g.dirty = false;
-            let stalled = g.send_all();
-            let wait = if stalled {
-                RETRY_INTERVAL
-            } else {
-                SWEEP_INTERVAL
-            };
+            g.send_all(&waker);
             if !g.dirty {
-                g = match self.changed.wait_timeout(g, wait) {
+                g = match self.changed.wait_timeout(g, SWEEP_INTERVAL) {
                     Ok((g, _)) => g,
                     Err(e) => e.into_inner().0,
                 };
@@ -268,14 +265,39 @@ impl Hub {
     }
 }
 
+/// Wakes the watch thread when a full stream has room again (called on a
+/// network thread, outside the stream's own lock).
+struct Kick(Weak<Hub>);
+
+impl Wake for Kick {
+    fn wake(self: Arc<Self>) {
+        if let Some(hub) = self.0.upgrade() {
+            // Under the hub's lock: the watch thread either has not yet
+            // checked `dirty` (and sees it) or is waiting (and is notified).
+            hub.lock().dirty = true;
+            hub.changed.notify_one();
+        }
+    }
+}
+
 impl Inner {
-    /// Sends what each watcher can take; whether any is waiting for room.
-    fn send_all(&mut self) -> bool {
+    /// Sends what each watcher can take. A watcher whose stream is full
+    /// registers `waker` for when it has room; if it has room already,
+    /// `dirty` is set so that the watch thread goes round again at once.
+    fn send_all(&mut self, waker: &Waker) {
         let Inner {
-            history, watchers, ..
+            history,
+            watchers,
+            dirty,
+            ..
         } = self;
         let oldest = history.front().map(|e| e.version);
-        let mut stalled = false;
+        let mut again = false;
+        let mut stalled = |stream: &EventStream| {
+            if stream.poll_writable(waker).is_ready() {
+                again = true;
+            }
+        };
         watchers.retain_mut(|w| {
             if w.stream.is_closed() {
                 return false;
@@ -293,13 +315,13 @@ impl Inner {
                     Some(oldest) => {
                         let start = (w.next - oldest) as usize;
                         for e in history.iter().skip(start) {
-                            let event = Event::data(e.data())
+                            let event = SseEvent::data(e.data())
                                 .event("commit")
                                 .id(e.version.to_string());
                             match w.stream.send(event) {
                                 Ok(()) => w.next = e.version + 1,
-                                Err(SendError::Full) => {
-                                    stalled = true;
+                                Err(SendError::Full(_)) => {
+                                    stalled(&w.stream);
                                     return true;
                                 }
                                 Err(_) => return false,
@@ -310,19 +332,21 @@ impl Inner {
                     None => return true,
                 }
             }
-            let Some((event, since)) = &w.closing else {
+            let Some((event, since)) = w.closing.take() else {
                 return true;
             };
-            match w.stream.send(event.clone()) {
+            match w.stream.send(event) {
                 Ok(()) => false, // Dropping the stream ends the response.
-                Err(SendError::Full) if since.elapsed() < FINAL_EVENT_GRACE => {
-                    stalled = true;
+                Err(SendError::Full(event)) if since.elapsed() < FINAL_EVENT_GRACE => {
+                    // The event comes back: kept for the retry.
+                    w.closing = Some((event, since));
+                    stalled(&w.stream);
                     true
                 }
                 Err(_) => false,
             }
         });
-        stalled
+        *dirty |= again;
     }
 }
 
@@ -345,7 +369,7 @@ fn start_from(req: &Request<'_>, stream: &EventStream) -> Result<Option<u64>, St
     }
 }
 
-fn error_event(error: &str, message: &str) -> Event {
+fn error_event(error: &str, message: &str) -> SseEvent {
     let data = serde_json::json!({ "error": error, "message": message }).to_string();
-    Event::data(data).event("error")
+    SseEvent::data(data).event("error")
 }
