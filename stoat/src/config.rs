@@ -106,6 +106,9 @@ nice = 19
 pub struct Config {
     /// The `[http]` table: the server engine.
     pub http: HttpConfig,
+    /// The file the configuration was read from, for errors (not a key).
+    #[serde(skip)]
+    file: Option<PathBuf>,
 }
 
 /// The `[http]` table. Field docs give each key's default and rule.
@@ -306,15 +309,25 @@ impl Config {
 
     /// Parses and validates TOML `text`; `file` names its origin in errors.
     pub fn from_toml_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
-        let config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        let mut config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
             .map_err(|e| ConfigError::from_toml(&e, text, file))?;
-        config.validate().map_err(|e| e.in_file(file))?;
+        config.file = file.map(Path::to_path_buf);
+        config.validate()?;
         Ok(config)
     }
 
-    /// Checks every rule of the schema; the error names the first key at fault.
+    /// Checks every rule of the schema; the error names the first key at
+    /// fault, and the file the configuration was read from (if it was).
+    /// `Server::start` calls it once, after the last change through
+    /// `Server::config_mut`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.http.validate()
+        self.http.validate().map_err(|e| e.in_file(self.file()))
+    }
+
+    /// The file the configuration was read from ([`Config::load`], or
+    /// [`Config::from_toml_str`] given one).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// The protocol layer's limits and timeouts.

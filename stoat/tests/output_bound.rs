@@ -74,10 +74,17 @@ fn inline_bounded(model: Model) {
 
 fn pipeline_bounded(model: Model) {
     run(model, "/q", |s, calls| {
-        s.on_pipeline("work", Method::Get, "/q/{n}", move |req: &Request<'_>| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            body_of(req)
+        let mut s = s;
+        s.pipeline("work", move |jobs: &mut [stoat::app::Job<()>]| {
+            for job in jobs.iter_mut() {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let response = body_of(&job.request());
+                let _ = job.respond(response);
+            }
         })
+        .expect("the work pipeline is configured")
+        .get("/q/{n}", ());
+        s
     });
 }
 

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Mutex};
 
 use common::*;
-use stoat::app::{Event, EventStream, Request};
+use stoat::app::{EventStream, Request, SseEvent};
 use stoat::config::Model;
 
 /// The nginx binary, if there is one.
@@ -137,7 +137,7 @@ fn sse_events_pass_nginx_one_by_one() {
     for id in 1..=20 {
         let marker = format!("data: event-{id}\n");
         stream
-            .send(Event::data(format!("event-{id}")).id(id.to_string()))
+            .send(SseEvent::data(format!("event-{id}")).id(id.to_string()))
             .unwrap();
         while find(&got, marker.as_bytes()).is_none() {
             let n = client

@@ -188,14 +188,6 @@ impl Outbox {
         self.sent_buf = 0;
         self.sent_body = 0;
     }
-
-    /// Gives back memory beyond `keep` bytes of capacity (called when a
-    /// connection goes idle).
-    pub fn shrink(&mut self, keep: usize) {
-        if self.buf.capacity() > keep && self.is_empty() {
-            self.buf = Vec::new();
-        }
-    }
 }
 
 #[cfg(test)]

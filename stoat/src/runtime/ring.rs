@@ -204,6 +204,7 @@ impl<T> Ring<T> {
     }
 
     /// Whether [`Ring::len`] is 0 (a snapshot).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

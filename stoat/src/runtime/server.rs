@@ -154,11 +154,9 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Binds and starts serving `service` as `config` says.
-pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
-    config
-        .validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+/// Binds and starts serving `service` as `config` says; `config` passed
+/// `Config::validate` (see `runtime::start`).
+pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
     let http = &config.http;
     // A server holding many connections needs many fds: take all we may.
     let _ = crate::sys::raise_nofile_limit();
