@@ -434,7 +434,9 @@ mod tests {
     fn start_reports_the_config_key_and_file() {
         let mut config = Config::from_toml_str("", Some(Path::new("site.toml"))).unwrap();
         config.http.network_threads = 0;
-        let err = Server::new(config).start().unwrap_err();
+        let Err(err) = Server::new(config).start() else {
+            panic!("an invalid configuration started");
+        };
         let StartError::Config(e) = &err else {
             panic!("{err:?}");
         };
