@@ -101,7 +101,7 @@ nice = 19
 "#;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The `[http]` table: the server engine.
@@ -110,6 +110,16 @@ pub struct Config {
     #[serde(skip)]
     file: Option<PathBuf>,
 }
+
+/// Two configurations are equal when their keys are: where they were read
+/// from is not part of the value.
+impl PartialEq for Config {
+    fn eq(&self, other: &Config) -> bool {
+        self.http == other.http
+    }
+}
+
+impl Eq for Config {}
 
 /// The `[http]` table. Field docs give each key's default and rule.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -421,3 +421,57 @@ impl Server {
         Ok(waited.and(joined)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A configuration error from `start` names its key and its file; no
+    /// socket is bound.
+    #[test]
+    fn start_reports_the_config_key_and_file() {
+        let mut config = Config::from_toml_str("", Some(Path::new("site.toml"))).unwrap();
+        config.http.network_threads = 0;
+        let Err(err) = Server::new(config).start() else {
+            panic!("an invalid configuration started");
+        };
+        let StartError::Config(e) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(e.key(), Some("http.network_threads"));
+        assert_eq!(e.file(), Some(Path::new("site.toml")));
+        assert!(err.to_string().contains("site.toml"), "{err}");
+    }
+
+    /// `pipeline` fails at once on a name the configuration lacks, or one
+    /// opened twice; routes go on the pipeline it returns.
+    #[test]
+    fn pipeline_names_are_checked_at_once() {
+        let mut config = Config::default();
+        config.http.pipelines.clear();
+        let mut server = Server::new(config);
+        let err = server.pipeline("nope", |_: &mut [Job<()>]| {}).unwrap_err();
+        assert!(
+            matches!(&err, StartError::UnknownPipeline { name, .. } if name == "nope"),
+            "{err:?}"
+        );
+        server
+            .config_mut()
+            .http
+            .pipelines
+            .insert("work".into(), Default::default());
+        server
+            .pipeline("work", |_: &mut [Job<u8>]| {})
+            .unwrap()
+            .get("/a", 1)
+            .post("/a", 2);
+        let err = server.pipeline("work", |_: &mut [Job<()>]| {}).unwrap_err();
+        assert!(
+            matches!(&err, StartError::DuplicatePipeline { name } if name == "work"),
+            "{err:?}"
+        );
+        assert_eq!(format!("{:?}", server.router()), "[GET /a, POST /a]");
+    }
+}

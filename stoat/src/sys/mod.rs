@@ -10,7 +10,7 @@
 //! here owns a thread; the runtime decides who calls what (see `DESIGN.md`:
 //! only a connection's owner reads, writes, re-arms or closes it).
 //!
-//! - [`epoll`]: [`Epoll`], [`Interest`], [`Events`], [`Event`].
+//! - [`epoll`]: [`Epoll`], [`Interest`], [`Events`], [`EpollEvent`].
 //! - [`eventfd`]: [`EventFd`], the wakeup that cannot be lost.
 //! - [`socket`]: [`Listener`], [`ListenOptions`] and I/O on `BorrowedFd`.
 //! - [`signal`]: [`Signals`], graceful stop on SIGINT/SIGTERM.
