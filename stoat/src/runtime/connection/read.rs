@@ -32,10 +32,11 @@ impl Connection {
             if self.streams_request_body() && self.stream_backpressure(ctx).is_err() {
                 return (Next::Close, false);
             }
-            // Output left from earlier counts too (a client that does not
-            // read while nothing new was parsed).
-            full = full || (self.output.is_some() && self.output_full(shared, ctx));
-            if drained || self.stream_is_held() || self.proto.stops_reading() || full {
+            // Output left from earlier stops reading too (a client that
+            // does not read while nothing new was parsed); only `full`
+            // (requests left unparsed) asks to go on once it is written.
+            let over = self.output.is_some() && self.output_full(shared, ctx);
+            if drained || self.stream_is_held() || self.proto.stops_reading() || full || over {
                 return (Next::Keep { want_write: false }, full);
             }
             if let Err(next) = self.make_space(shared, ctx) {
@@ -142,8 +143,13 @@ impl Connection {
         // ctx.head belongs to this connection's current request only if it
         // was parsed in this call; otherwise it is parsed again at dispatch.
         let mut head_fresh = false;
-        if (self.output.is_some() || !ctx.out.is_empty()) && self.output_full(shared, ctx) {
-            // The client has not read what it asked for so far.
+        // The client has not read what it asked for so far: parse nothing
+        // more. (A body streaming in to its route is held back by its own,
+        // smaller mark instead: `stream_is_held`.)
+        if (self.output.is_some() || !ctx.out.is_empty())
+            && self.stream.is_none()
+            && self.output_full(shared, ctx)
+        {
             return true;
         }
         loop {
