@@ -8,6 +8,7 @@
 //! | `GET /v1/kv/{key}` | inline | 200 value and version, 404 |
 //! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
 //! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
+//! | `POST /v1/admin/snapshot` | `commit_status` pipeline | 202 started, 409, 401, 404 (admin off) |
 //! | `GET /healthz` | inline | 200 `{"status":"ok"}`, 503 after a failed log write |
 //!
 //! Contract: every answer is JSON (`application/json`, one line ending in
@@ -42,6 +43,7 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// Adds Weasel's routes and its batch handler to `server`.
 pub fn routes(server: Server, store: Arc<Store>) -> Server {
     let hub = store.hub.clone();
+    let s8 = store.clone();
     let (s0, s1, s2, s3, s4, s5, s6, s7) = (
         store.clone(),
         store.clone(),
@@ -66,6 +68,12 @@ pub fn routes(server: Server, store: Arc<Store>) -> Server {
             "/v1/status/{request_id}",
             move |req: &Request| status(&s5, req),
         )
+        .on_pipeline(
+            PIPELINE,
+            Method::Post,
+            "/v1/admin/snapshot",
+            move |req: &Request| admin_snapshot(&s8, req),
+        )
         .sse("/v1/watch", move |req: &Request, stream: EventStream| {
             s6.hub.subscribe(req, stream)
         })
@@ -87,9 +95,43 @@ fn healthz(store: &Store) -> Response {
     }
 }
 
+/// `POST /v1/admin/snapshot`: starts a snapshot now (runs on the commit
+/// pipeline, between batches). Off (404) unless `weasel.admin_token` is
+/// set; then `Authorization: Bearer TOKEN` is required (else 401).
+fn admin_snapshot(store: &Store, req: &Request<'_>) -> Response {
+    let token = &store.config.admin_token;
+    if token.is_empty() {
+        return error(
+            404,
+            "not_found",
+            "the admin routes are off (weasel.admin_token)",
+        );
+    }
+    let given = req
+        .header_str("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared whole, in constant time over the token's length.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return error(401, "unauthorized", "missing or wrong bearer token");
+    }
+    let mut writer = store.writer();
+    match store.maybe_snapshot(&mut writer, true) {
+        Ok(v) => json(202, &serde_json::json!({"status": "started", "version": v})),
+        Err(why) => error(409, "conflict", &why),
+    }
+}
+
 fn version(store: &Store) -> Response {
     let v = store.read().version;
     json_bytes(200, format!("{{\"version\":{v}}}\n").into_bytes())
+        .header("Cache-Control", "no-cache")
 }
 
 /// Appends `{"key":K,"value":V,"version":N}` (or `"value_base64"` when
@@ -143,10 +185,24 @@ fn get_key(store: &Store, req: &Request<'_>) -> Response {
     let item = store.read().map.get(&*key).cloned();
     match item {
         Some(item) => {
+            // The ETag is the key's version: it changes exactly when the
+            // value does (RFC 9110 §8.8.3), so a client holding it can ask
+            // with If-None-Match and get 304 without the value.
+            let etag = format!("\"{}\"", item.version);
+            if req
+                .header_str("if-none-match")
+                .is_some_and(|h| etag_matches(h, item.version))
+            {
+                return Response::new(304)
+                    .header("ETag", etag)
+                    .header("Cache-Control", "no-cache");
+            }
             let mut out = Vec::with_capacity(key.len() + item.value.len() + 48);
             write_item(&mut out, &key, &item.value, item.version);
             out.push(b'\n');
             json_bytes(200, out)
+                .header("ETag", etag)
+                .header("Cache-Control", "no-cache")
         }
         None => json(
             404,
@@ -210,7 +266,10 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
     } else {
         b"],\"truncated\":false}\n"
     });
-    json_bytes(200, body)
+    if body.len() >= 1 << 20 {
+        store.hub.note_burst(); // Give its memory back once written.
+    }
+    json_bytes(200, body).header("Cache-Control", "no-cache")
 }
 
 fn status(store: &Store, req: &Request<'_>) -> Response {
@@ -227,6 +286,25 @@ fn status(store: &Store, req: &Request<'_>) -> Response {
             &serde_json::json!({"status": "unknown", "request_id": id}),
         ),
     }
+}
+
+/// Whether an `If-None-Match` field matches the entity tag `"version"`:
+/// `*`, or a comma-separated list of entity tags compared weakly (RFC 9110
+/// §13.1.2: `W/"7"` matches `"7"`).
+fn etag_matches(field: &str, version: u64) -> bool {
+    let field = field.trim();
+    if field == "*" {
+        return true;
+    }
+    let mut buf = itoa::Buffer::new();
+    let v = buf.format(version);
+    field.split(',').any(|tag| {
+        let tag = tag.trim();
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        tag.strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .is_some_and(|t| t == v)
+    })
 }
 
 /// Percent-decodes a path segment or query value; it must be UTF-8.

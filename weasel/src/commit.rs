@@ -259,6 +259,7 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
         for e in &entries {
             writer.status.insert(&e.request_id, outcome_of(&e.outcome));
         }
+        let _ = store.maybe_snapshot(&mut writer, false);
     }
     drop(writer);
     decided

@@ -31,8 +31,10 @@
 //!   `watch_history_bytes + 2 * watch_buffer_bytes` plus one event per
 //!   watcher, whatever the clients do.
 //! - After freeing [`TRIM_AFTER`] bytes (evicted events, closed
-//!   watchers), the watch thread gives free heap pages back to the system
-//!   (`malloc_trim`).
+//!   watchers), or a large answer elsewhere ([`Hub::note_burst`]), the
+//!   watch thread gives free heap pages back to the system (`malloc_trim`)
+//!   on each sweep for [`TRIM_WINDOW`]: Stoat's own trim runs on its
+//!   buffer and connection sweeps, which do not see Weasel's frees.
 //!
 //! Why not close at the first `Full`: the per-stream backlog (Stoat's
 //! `sse_backlog`) is small, and a resume replays up to the whole history,
@@ -56,6 +58,9 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Bytes freed by the watch thread after which it trims the heap.
 pub const TRIM_AFTER: usize = 8 << 20;
+
+/// How long after a burst the heap is trimmed on each sweep.
+pub const TRIM_WINDOW: Duration = Duration::from_secs(5);
 
 /// How long a too-slow watcher's final event may wait for room.
 pub const FINAL_EVENT_GRACE: Duration = Duration::from_secs(5);
@@ -161,6 +166,22 @@ struct Inner {
     /// Bytes freed (evicted events, closed watchers' queues) since the
     /// heap was last trimmed.
     freed: usize,
+    /// Trim the heap on each sweep until then (after a burst).
+    trim_until: Option<Instant>,
+    /// When the heap was last trimmed.
+    last_trim: Option<Instant>,
+}
+
+/// `Option<Instant>` as "when something was last done".
+trait Since {
+    /// True if never done, or done at least `gap` before `now`.
+    fn is_none_or_elapsed(&self, now: Instant, gap: Duration) -> bool;
+}
+
+impl Since for Option<Instant> {
+    fn is_none_or_elapsed(&self, now: Instant, gap: Duration) -> bool {
+        self.map_or(true, |t| now.saturating_duration_since(t) >= gap)
+    }
 }
 
 #[derive(Debug)]
@@ -188,6 +209,8 @@ impl Hub {
                 dirty: false,
                 stopped: false,
                 freed: 0,
+                trim_until: None,
+                last_trim: None,
             }),
             changed: Condvar::new(),
             capacity: config.watch_history.max(1),
@@ -234,6 +257,12 @@ impl Hub {
         let mut g = self.lock();
         g.stopped = true;
         g.watchers.clear();
+    }
+
+    /// A large answer (a listing of megabytes) was built elsewhere: its
+    /// memory is freed once written, so trim the heap on the next sweeps.
+    pub fn note_burst(&self) {
+        self.lock().trim_until = Some(Instant::now() + TRIM_WINDOW);
     }
 
     /// Bytes of events queued to watchers and not yet taken by their
@@ -306,12 +335,23 @@ impl Hub {
         loop {
             g.dirty = false;
             let stalled = g.send_all(self.buffer_bytes);
+            let now = Instant::now();
             if g.freed >= TRIM_AFTER {
-                // Large events and queues went back to the allocator; give
-                // the pages back to the system (issue: memory after a
-                // burst). Rare: once per TRIM_AFTER bytes freed.
                 g.freed = 0;
+                g.trim_until = Some(now + TRIM_WINDOW);
+            }
+            if g.trim_until.is_some_and(|t| now < t)
+                && g.last_trim.is_none_or_elapsed(now, SWEEP_INTERVAL)
+            {
+                // Large events, queues or answers went back to the
+                // allocator (or will, once their connections write them):
+                // give free pages back to the system, on each sweep for a
+                // few seconds after the burst. Outside the lock: the trim
+                // walks the allocator's free lists.
+                g.last_trim = Some(now);
+                drop(g);
                 stoat::sys::release_free_heap();
+                g = self.lock();
             }
             let wait = if stalled {
                 RETRY_INTERVAL

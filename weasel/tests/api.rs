@@ -559,3 +559,99 @@ fn sigint_ends_watch_streams_and_exits() {
     assert!(status.success(), "{status:?}");
     assert_eq!(sse.next().unwrap(), None, "the stream ended");
 }
+
+#[test]
+fn reads_carry_the_version_as_etag_and_if_none_match_gets_304() {
+    let (_tmp, w) = start("");
+    let mut c = w.conn();
+    assert_eq!(
+        c.commit_json(&commit_body("e1", &[], &[("k", "one")]))
+            .status,
+        200
+    );
+    let r = c.get("/v1/kv/k");
+    assert_eq!(r.header("etag"), Some("\"1\""));
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    for inm in ["\"1\"", "W/\"1\"", "\"9\", \"1\"", "*"] {
+        let h = format!("If-None-Match: {inm}");
+        let r = c.request("GET", "/v1/kv/k", &[&h], b"");
+        assert_eq!(r.status, 304, "{inm}");
+        assert!(r.body.is_empty());
+        assert_eq!(r.header("etag"), Some("\"1\""));
+    }
+    // A changed value has a new tag: the old one no longer matches.
+    assert_eq!(
+        c.commit_json(&commit_body("e2", &[], &[("k", "two")]))
+            .status,
+        200
+    );
+    let r = c.request("GET", "/v1/kv/k", &["If-None-Match: \"1\""], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["value"], "two");
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    assert_eq!(c.get("/v1/kv").header("cache-control"), Some("no-cache"));
+    assert_eq!(
+        c.get("/v1/version").header("cache-control"),
+        Some("no-cache")
+    );
+}
+
+#[test]
+fn admin_snapshot_is_off_by_default_and_needs_the_token() {
+    let (_tmp, w) = start("");
+    let mut c = w.conn();
+    assert_eq!(
+        c.request("POST", "/v1/admin/snapshot", &[], b"").status,
+        404
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let w = Weasel::start(&dir, "admin_token = \"s3cret\"");
+    let mut c = w.conn();
+    assert_eq!(
+        c.commit_json(&commit_body("a1", &[], &[("k", "v")])).status,
+        200
+    );
+    assert_eq!(
+        c.request("POST", "/v1/admin/snapshot", &[], b"").status,
+        401
+    );
+    let wrong = c.request(
+        "POST",
+        "/v1/admin/snapshot",
+        &["Authorization: Bearer nope"],
+        b"",
+    );
+    assert_eq!(wrong.status, 401);
+    let r = c.request(
+        "POST",
+        "/v1/admin/snapshot",
+        &["Authorization: Bearer s3cret"],
+        b"",
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["version"], 1);
+    // The snapshot appears; the log before it is retired.
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    let snap = dir.join("snapshot-00000000000000000001.snap");
+    while !snap.exists() || dir.join("commits.log.00000000000000000001").exists() {
+        assert!(std::time::Instant::now() < deadline, "no snapshot written");
+        std::thread::sleep(std::time::Duration::from_millis(10)); // Polling the file system, bounded.
+    }
+    // A restart starts from it and keeps the outcome window.
+    let mut w = w;
+    assert!(w.interrupt().success());
+    let w = Weasel::start(&dir, "admin_token = \"s3cret\"");
+    assert!(
+        w.recovered.contains("snapshot at version 1"),
+        "{}",
+        w.recovered
+    );
+    let mut c = w.conn();
+    assert_eq!(c.get("/v1/kv/k").json()["value"], "v");
+    assert_eq!(c.get("/v1/status/a1").json()["version"], 1);
+    assert_eq!(
+        c.commit_json(&commit_body("a2", &[], &[("k", "w")])).json()["version"],
+        2
+    );
+}
