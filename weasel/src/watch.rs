@@ -23,8 +23,10 @@
 //!   watcher's share). A watcher whose queue would go over its share is
 //!   left where it is, to be retried; a watcher whose next version has
 //!   left the history is too slow: it gets a final `event: error`
-//!   (`too_slow`) and is closed. If even that cannot be queued within
-//!   [`FINAL_EVENT_GRACE`], the stream is closed without it. Besides, a
+//!   (`too_slow`) and is closed. That event waits for room as long as
+//!   the connection lives (a client that reads nothing is closed by
+//!   Stoat's `write_timeout_sec`), so a client that reads late still
+//!   learns why its stream ended. Besides, a
 //!   connection holds at most one copy of what it took from its queue in
 //!   its output buffer (Stoat takes a stream's queued events only once its
 //!   output is written). So watch memory stays within about
@@ -61,9 +63,6 @@ pub const TRIM_AFTER: usize = 8 << 20;
 
 /// How long after a burst the heap is trimmed on each sweep.
 pub const TRIM_WINDOW: Duration = Duration::from_secs(5);
-
-/// How long a too-slow watcher's final event may wait for room.
-pub const FINAL_EVENT_GRACE: Duration = Duration::from_secs(5);
 
 /// One committed version: its changes (values shared with the state),
 /// encoded once, by the watch thread, when a watcher first needs it.
@@ -139,10 +138,32 @@ impl CommitEvent {
     }
 }
 
+/// Reads committed versions `first..end` from disk; `Err(oldest)`: no
+/// longer there, `oldest` is the oldest version that is.
+pub type DiskSource = Box<dyn Fn(u64, u64) -> Result<Vec<CommitEvent>, u64> + Send + Sync>;
+
+/// A [`DiskSource`] (a wrapper for `Debug`).
+struct Disk(DiskSource);
+
+impl std::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Disk")
+    }
+}
+
+/// Most watchers served from the log at once (each reads the log since
+/// the last snapshot into memory).
+pub const MAX_BACKFILLS: usize = 4;
+
 /// The watch history and the watchers.
 #[derive(Debug)]
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Reads committed versions `first..end` from the log (see
+    /// `store::read_events`), for watchers resuming before the history.
+    disk: OnceLock<Disk>,
+    /// Watchers being served from the log now.
+    backfills: std::sync::atomic::AtomicUsize,
     changed: Condvar,
     capacity: usize,
     max_bytes: usize,
@@ -189,8 +210,8 @@ struct Watcher {
     stream: EventStream,
     /// The next version to send.
     next: u64,
-    /// The final event still to queue, and since when.
-    closing: Option<(Event, Instant)>,
+    /// The final event still to queue.
+    closing: Option<Event>,
 }
 
 impl Hub {
@@ -201,6 +222,8 @@ impl Hub {
     /// for the life of the process.
     pub fn new(config: &StoreConfig, head: u64) -> Arc<Hub> {
         let hub = Arc::new(Hub {
+            disk: OnceLock::new(),
+            backfills: std::sync::atomic::AtomicUsize::new(0),
             inner: Mutex::new(Inner {
                 history: VecDeque::new(),
                 bytes: 0,
@@ -226,6 +249,11 @@ impl Hub {
             crate::say!("weasel: cannot start the watch thread: {e}");
         }
         hub
+    }
+
+    /// Sets where versions older than the history are read from.
+    pub fn set_disk(&self, source: DiskSource) {
+        let _ = self.disk.set(Disk(source));
     }
 
     /// Appends committed versions (consecutive, after the head).
@@ -282,7 +310,7 @@ impl Hub {
 
     /// Starts a watcher on `stream` for `req` (runs on the network thread:
     /// decides where to start, then hands over to the watch thread).
-    pub fn subscribe(&self, req: &Request<'_>, stream: EventStream) {
+    pub fn subscribe(self: &Arc<Self>, req: &Request<'_>, stream: EventStream) {
         let from = match start_from(req, &stream) {
             Ok(from) => from,
             Err(message) => {
@@ -305,12 +333,35 @@ impl Hub {
         }
         if from + 1 < oldest {
             drop(g);
-            let m = format!(
-                "version {} is no longer retained; the oldest retained is {oldest} \
-                 (read the current state with GET /v1/kv and watch from /v1/version)",
-                from + 1
-            );
-            let _ = stream.send(error_event("too_old", &m));
+            use std::sync::atomic::Ordering;
+            if self.disk.get().is_none() {
+                let m = format!(
+                    "version {} is no longer retained; the oldest retained is {oldest} \
+                     (read the current state with GET /v1/kv and watch from its version)",
+                    from + 1
+                );
+                let _ = stream.send(error_event("too_old", &m));
+                return;
+            }
+            if self.backfills.fetch_add(1, Ordering::AcqRel) >= MAX_BACKFILLS {
+                self.backfills.fetch_sub(1, Ordering::AcqRel);
+                let m = format!(
+                    "{MAX_BACKFILLS} watchers are being served from the log already; retry"
+                );
+                let _ = stream.send(error_event("busy", &m));
+                return;
+            }
+            let _ = stream.send(Event::comment(format!("watching after version {from}")));
+            let hub = self.clone();
+            let spawned = thread::Builder::new()
+                .name("weasel-backfill".into())
+                .spawn(move || {
+                    hub.backfill(stream, from + 1);
+                    hub.backfills.fetch_sub(1, Ordering::AcqRel);
+                });
+            if spawned.is_err() {
+                self.backfills.fetch_sub(1, Ordering::AcqRel);
+            }
             return;
         }
         // Tell the client at once that it is subscribed, and from where.
@@ -323,6 +374,71 @@ impl Hub {
         g.dirty = true;
         drop(g);
         self.changed.notify_one();
+    }
+
+    /// Serves `stream` from the log, versions `next` on, until it reaches
+    /// the in-memory history; then hands it to the watch thread. Runs on
+    /// its own thread (disk reads and waiting for the client's room must
+    /// not hold up a network thread or the watch thread).
+    fn backfill(&self, stream: EventStream, mut next: u64) {
+        loop {
+            let (oldest, share) = {
+                let mut g = self.lock();
+                if g.stopped {
+                    return;
+                }
+                let oldest = g.history.front().map_or(g.head + 1, |e| e.version);
+                if next >= oldest {
+                    // Joins the live stream right after what it was sent:
+                    // no gap, no duplicate.
+                    g.watchers.push(Watcher {
+                        stream,
+                        next,
+                        closing: None,
+                    });
+                    g.dirty = true;
+                    drop(g);
+                    self.changed.notify_one();
+                    return;
+                }
+                (oldest, self.buffer_bytes / (g.watchers.len() + 1))
+            };
+            let Some(disk) = self.disk.get() else { return };
+            let events = match (disk.0)(next, oldest) {
+                Ok(events) => events,
+                Err(available) => {
+                    let m = format!(
+                        "version {next} was compacted into a snapshot; the oldest version \
+                         the log holds is {available}: read the state with GET /v1/kv and \
+                         watch from its version"
+                    );
+                    let data = serde_json::json!({
+                        "error": "compacted", "message": m, "oldest": available,
+                    })
+                    .to_string();
+                    let _ = stream.send(Event::data(data).event("compacted"));
+                    return;
+                }
+            };
+            for e in events {
+                let (encoded, _) = e.encoded();
+                loop {
+                    if stream.is_closed() {
+                        return;
+                    }
+                    let queued = stream.queued_bytes();
+                    if queued == 0 || queued + encoded.len() <= share {
+                        match stream.send_shared(encoded.clone()) {
+                            Ok(()) => break,
+                            Err(SendError::Full) => {}
+                            Err(_) => return,
+                        }
+                    }
+                    thread::sleep(RETRY_INTERVAL); // Waiting for the client to read.
+                }
+                next = e.version + 1;
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -401,7 +517,7 @@ impl Inner {
                              reconnect from a newer version",
                             w.next
                         );
-                        w.closing = Some((error_event("too_slow", &m), Instant::now()));
+                        w.closing = Some(error_event("too_slow", &m));
                     }
                     Some(oldest) => {
                         let start = (w.next - oldest) as usize;
@@ -429,12 +545,12 @@ impl Inner {
                     None => return true,
                 }
             }
-            let Some((event, since)) = &w.closing else {
+            let Some(event) = &w.closing else {
                 return true;
             };
             match w.stream.send(event.clone()) {
                 Ok(()) => false, // Dropping the stream ends the response.
-                Err(SendError::Full) if since.elapsed() < FINAL_EVENT_GRACE => {
+                Err(SendError::Full) => {
                     stalled = true;
                     true
                 }

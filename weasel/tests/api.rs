@@ -411,36 +411,69 @@ fn watch_sees_every_commit_in_order_across_a_reconnect() {
 }
 
 #[test]
-fn watch_from_a_forgotten_version_is_an_error_event() {
-    let (_tmp, w) = start("watch_history = 4");
+fn watch_resumes_from_the_log_and_says_compacted_before_a_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let extra = "watch_history = 4\nadmin_token = \"t\"";
+    let w = Weasel::start(&dir, extra);
     let mut c = w.conn();
     for i in 1..=10 {
-        c.commit_json(&commit_body(&format!("h{i}"), &[], &[("k", "v")]));
+        c.commit_json(&commit_body(
+            &format!("h{i}"),
+            &[],
+            &[("k", &format!("v{i}"))],
+        ));
     }
+    // Version 3 left the in-memory history (7..=10) but is in the log:
+    // served from it, then the live stream, no gap, no duplicate.
     let mut watch = w.conn();
     assert_eq!(
         watch.request("GET", "/v1/watch?from=2", &[], b"").status,
         200
     );
     let mut sse = watch.sse();
-    let e = sse.expect();
-    assert_eq!(e.event.as_deref(), Some("error"));
-    let d: serde_json::Value = serde_json::from_str(&e.data).unwrap();
-    assert_eq!(d["error"], "too_old");
-    assert!(
-        d["message"]
-            .as_str()
-            .unwrap()
-            .contains("oldest retained is 7"),
-        "{d}"
+    for v in 3..=10u64 {
+        let e = sse.expect();
+        assert_eq!(e.id, Some(v.to_string()));
+        assert!(
+            e.data.contains(&format!("\"value\":\"v{v}\"")),
+            "{}",
+            e.data
+        );
+    }
+    c.commit_json(&commit_body("h11", &[], &[("k", "v11")]));
+    assert_eq!(sse.expect().id.as_deref(), Some("11"));
+    drop(sse);
+    // After a snapshot the log before it is gone: `compacted`, naming the
+    // oldest version the log holds.
+    let r = c.request(
+        "POST",
+        "/v1/admin/snapshot",
+        &["Authorization: Bearer t"],
+        b"",
     );
-    assert_eq!(sse.next().unwrap(), None, "the stream ends after the error");
+    assert_eq!(r.status, 202);
+    c.commit_json(&commit_body("h12", &[], &[("k", "v12")]));
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while dir.join("commits.log.00000000000000000011").exists() {
+        assert!(std::time::Instant::now() < deadline, "log not retired");
+        std::thread::sleep(std::time::Duration::from_millis(10)); // Polling the file system, bounded.
+    }
+    let mut watch = w.conn();
+    watch.request("GET", "/v1/watch?from=2", &[], b"");
+    let mut sse = watch.sse();
+    let e = sse.expect();
+    assert_eq!(e.event.as_deref(), Some("compacted"));
+    let d: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(d["error"], "compacted");
+    assert_eq!(d["oldest"], 12);
+    assert_eq!(sse.next().unwrap(), None, "the stream ends after it");
     // From the oldest retained on is fine; so is "ahead" refused.
     let mut watch = w.conn();
-    watch.request("GET", "/v1/watch?from=6", &[], b"");
-    assert_eq!(watch.sse().expect().id.as_deref(), Some("7"));
+    watch.request("GET", "/v1/watch?from=8", &[], b"");
+    assert_eq!(watch.sse().expect().id.as_deref(), Some("9"));
     let mut watch = w.conn();
-    watch.request("GET", "/v1/watch?from=11", &[], b"");
+    watch.request("GET", "/v1/watch?from=13", &[], b"");
     let e = watch.sse().expect();
     assert_eq!(e.event.as_deref(), Some("error"));
     assert!(e.data.contains("ahead"));
@@ -505,7 +538,9 @@ fn a_watcher_too_slow_for_the_history_is_told_and_closed() {
     let tmp = tempfile::tempdir().unwrap();
     let w = Weasel::start_with(
         &tmp.path().join("data"),
-        "sse_backlog = 2",
+        // A long write timeout: the watcher must be cut by the watch's
+        // rule, not by Stoat's write timeout on a slow machine.
+        "sse_backlog = 2\nwrite_timeout_sec = 600",
         "watch_history = 4",
     );
     let mut watch = w.conn();

@@ -454,6 +454,18 @@ pub fn read_sealed(path: &Path) -> io::Result<Recovered> {
     .into_io())
 }
 
+/// The payloads of the valid records at the start of the file at `path`,
+/// read without changing it (a torn tail or damage just ends the list:
+/// for readers beside the writer, like a watch served from the log).
+pub fn read_valid(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let bytes = fs::read(path)?;
+    let (found, _) = scan(&bytes);
+    Ok(found
+        .iter()
+        .map(|&(_, from, to)| bytes[from..to].to_vec())
+        .collect())
+}
+
 /// What [`repair`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repaired {

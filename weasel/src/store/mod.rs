@@ -390,6 +390,66 @@ fn load_base(config: &StoreConfig, dir: &Path) -> io::Result<(Replayed, u64, boo
     Ok((replayed, base, fell_back, records))
 }
 
+/// The committed versions `first..end` read from the log files of `dir`
+/// (the retired segments after the newest snapshot, then the active log),
+/// for a watch resuming from before the in-memory history. `Err(oldest)`:
+/// `first` is no longer in the log (compacted into a snapshot); `oldest`
+/// is the oldest version the log still holds.
+pub fn read_events(dir: &Path, first: u64, end: u64) -> Result<Vec<CommitEvent>, u64> {
+    // A retirement may delete a segment while it is read: list again once.
+    let mut last = 0;
+    for _ in 0..2 {
+        let Ok(files) = snapshot::list(dir) else {
+            continue;
+        };
+        let base = files.snapshots.last().map_or(0, |(v, _)| *v);
+        last = base + 1;
+        if first <= base {
+            return Err(base + 1);
+        }
+        let mut paths: Vec<PathBuf> = files
+            .segments
+            .iter()
+            .filter(|(v, _)| *v > base)
+            .map(|(_, p)| p.clone())
+            .collect();
+        paths.push(dir.join(log::FILE_NAME));
+        let mut events = Vec::new();
+        let mut ok = true;
+        'files: for path in &paths {
+            let Ok(records) = log::read_valid(path) else {
+                ok = false;
+                break;
+            };
+            for payload in records {
+                let Ok(batch) = BatchRecord::decode(&payload) else {
+                    ok = false;
+                    break 'files;
+                };
+                for entry in batch.entries {
+                    if let LoggedOutcome::Committed { version, ops } = entry.outcome {
+                        if version >= end {
+                            break 'files;
+                        }
+                        if version >= first {
+                            events.push(CommitEvent::new(version, Change::of(&ops)));
+                        }
+                    }
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        return match events.first() {
+            Some(e) if e.version == first => Ok(events),
+            Some(e) => Err(e.version),
+            None => Err(last),
+        };
+    }
+    Err(last)
+}
+
 /// `weasel repair`: locks `config.data_dir` and sets aside the log from
 /// its first damaged record on (a bad frame or checksum, or a record that
 /// does not decode or breaks the version sequence), keeping every byte
@@ -449,6 +509,10 @@ impl Store {
         } = replayed;
         let hub = Hub::new(&config, state.version);
         hub.publish(tail.into());
+        let disk_dir = dir.clone();
+        hub.set_disk(Box::new(move |first, end| {
+            read_events(&disk_dir, first, end)
+        }));
         let recovery = Recovery {
             records,
             version: state.version,
