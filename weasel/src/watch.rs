@@ -565,19 +565,24 @@ impl Inner {
 /// from now.
 fn start_from(req: &Request<'_>, stream: &EventStream) -> Result<Option<u64>, String> {
     if let Some(id) = stream.last_event_id().filter(|s| !s.is_empty()) {
-        return id
-            .trim()
-            .parse()
+        return version_number(id.trim())
             .map(Some)
-            .map_err(|_| format!("Last-Event-ID {id:?} is not a version number"));
+            .ok_or_else(|| format!("Last-Event-ID {id:?} is not a version number"));
     }
     match req.query_param("from") {
         None => Ok(None),
-        Some(v) => v
-            .parse()
+        Some(v) => version_number(v)
             .map(Some)
-            .map_err(|_| format!("from={v:?} is not a version number")),
+            .ok_or_else(|| format!("from={v:?} is not a version number")),
     }
+}
+
+/// A version: ASCII digits only (no sign: `+5` is refused as `%2B5` is).
+fn version_number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 fn error_event(error: &str, message: &str) -> Event {

@@ -690,3 +690,47 @@ fn admin_snapshot_is_off_by_default_and_needs_the_token() {
         2
     );
 }
+
+/// Issue 17 item 7: each discrepancy between the API and docs/API.md,
+/// decided (see "Details the API decides" there) and checked.
+#[test]
+fn api_details_match_the_document() {
+    let (_tmp, w) = start("");
+    let mut c = w.conn();
+    // A commit whose only operation deletes a missing key still takes the
+    // next version (documented: every commit that passes its
+    // preconditions gets a version, changed or not).
+    let r = c
+        .commit_json(&json!({"request_id": "d1", "operations": [{"op": "delete", "key": "nope"}]}));
+    assert_eq!(r.json()["version"], 1);
+    // `preconditions: null` is accepted like `read_version: null`.
+    let r = c.commit_json(&json!({"request_id": "n1", "read_version": null,
+        "preconditions": null, "operations": [{"op": "set", "key": "a", "value": "x"}]}));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // `from` is digits only: `+5` is refused as `%2B5` is.
+    for from in ["+1", "%2B1", "-1", "x"] {
+        let mut watch = w.conn();
+        watch.request("GET", &format!("/v1/watch?from={from}"), &[], b"");
+        let e = watch.sse().expect();
+        assert_eq!(e.event.as_deref(), Some("error"), "{from}");
+        assert!(e.data.contains("bad_request"), "{from}: {}", e.data);
+    }
+    // `+` in a query is a plus, not a space (values are percent-decoded only).
+    assert_eq!(
+        c.commit_json(&commit_body("p1", &[], &[("a+b", "plus")]))
+            .status,
+        200
+    );
+    let r = c.get("/v1/kv?prefix=a+").json();
+    assert_eq!(r["items"][0]["key"], "a+b");
+    // A status id that is not UTF-8 once decoded is 400.
+    assert_eq!(c.get("/v1/status/%FF").status, 400);
+    // A retry with an invalid body is checked before its id is looked up: 400.
+    let bad = c.request(
+        "POST",
+        "/v1/commit",
+        &["Content-Type: application/json"],
+        br#"{"request_id":"d1"}"#,
+    );
+    assert_eq!(bad.status, 400);
+}
