@@ -10,7 +10,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 WEASEL=${WEASEL:-$ROOT/target/release/weasel}
 OUT=$(mktemp -d /tmp/weasel-longrun.XXXXXX)
-trap 'kill $PID 2>/dev/null; rm -rf "$OUT"' EXIT
+trap 'kill $PID 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$OUT"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$OUT/w.toml" <<TOML
 [http]

@@ -9,9 +9,13 @@
 //!   changes). The [`Hub`] keeps the last `weasel.watch_history` versions
 //!   (and at most `weasel.watch_history_bytes` of their values) in memory,
 //!   rebuilt from the log at start-up, to replay from; each is encoded
-//!   once, when a watcher first needs it. A `from`
-//!   older than that, or ahead of the store, gets one `event: error` with a
-//!   JSON reason, and the stream ends.
+//!   once, when a watcher first needs it. A `from` older than that is
+//!   served from the log on a thread of its own ([`Hub::set_disk`], at
+//!   most [`MAX_BACKFILLS`] at once), then joins the live stream at the
+//!   next version (no gap, no duplicate); one compacted into a snapshot
+//!   gets `event: compacted` naming the oldest version the log holds; one
+//!   ahead of the store gets `event: error` (`ahead`). Those end the
+//!   stream.
 //! - One watch thread sends to every watcher (the commit thread only
 //!   appends to the history). Each event is encoded once, whole (`id`,
 //!   `event`, `data`), into one shared buffer (`Arc<[u8]>`) that is queued
