@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use percent_encoding::percent_decode_str;
-use stoat::app::{EventStream, Method, Request, Response, Server};
+use stoat::app::{Request, Response, Server, StartError};
 
-use crate::commit;
+use crate::commit::{self, CommitRoute};
 use crate::status::Outcome;
 use crate::store::Store;
 use crate::PIPELINE;
@@ -40,13 +40,11 @@ pub const DEFAULT_LIST_LIMIT: usize = 100;
 /// Largest `limit` of `GET /v1/kv`.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
-/// Adds Weasel's routes and its batch handler to `server`.
-pub fn routes(server: Server, store: Arc<Store>) -> Server {
+/// Adds Weasel's routes and its batch handler to `server`. Errors if the
+/// configuration has no `commit_status` pipeline.
+pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     let hub = store.hub.clone();
-    let s8 = store.clone();
-    let (s0, s1, s2, s3, s4, s5, s6, s7) = (
-        store.clone(),
-        store.clone(),
+    let (s0, s1, s2, s3, s4, s5) = (
         store.clone(),
         store.clone(),
         store.clone(),
@@ -54,33 +52,21 @@ pub fn routes(server: Server, store: Arc<Store>) -> Server {
         store.clone(),
         store,
     );
-    server
+    let mut server = server
         .get("/healthz", move |_| healthz(&s0))
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
         .get("/v1/kv", move |req| list(&s3, req))
-        .on_pipeline(PIPELINE, Method::Post, COMMIT_PATH, move |req: &Request| {
-            commit::handle_one(&s4, req)
+        .sse("/v1/watch", move |req, stream| {
+            s4.hub.subscribe(req, stream)
         })
-        .on_pipeline(
-            PIPELINE,
-            Method::Get,
-            "/v1/status/{request_id}",
-            move |req: &Request| status(&s5, req),
-        )
-        .on_pipeline(
-            PIPELINE,
-            Method::Post,
-            "/v1/admin/snapshot",
-            move |req: &Request| admin_snapshot(&s8, req),
-        )
-        .sse("/v1/watch", move |req: &Request, stream: EventStream| {
-            s6.hub.subscribe(req, stream)
-        })
-        .pipeline_batch(PIPELINE, move |jobs: &mut [stoat::app::Job]| {
-            commit::handle_batch(&s7, jobs)
-        })
-        .on_stop(move || hub.close_all())
+        .on_stop(move || hub.close_all());
+    server
+        .pipeline(PIPELINE, move |jobs| commit::handle_batch(&s5, jobs))?
+        .post(COMMIT_PATH, CommitRoute::Commit)
+        .get("/v1/status/{request_id}", CommitRoute::Status)
+        .post("/v1/admin/snapshot", CommitRoute::AdminSnapshot);
+    Ok(server)
 }
 
 /// 200 `{"status":"ok"}`, or 503 `{"status":"unhealthy","error":"storage","message":WHY}`
@@ -98,7 +84,7 @@ fn healthz(store: &Store) -> Response {
 /// `POST /v1/admin/snapshot`: starts a snapshot now (runs on the commit
 /// pipeline, between batches). Off (404) unless `weasel.admin_token` is
 /// set; then `Authorization: Bearer TOKEN` is required (else 401).
-fn admin_snapshot(store: &Store, req: &Request<'_>) -> Response {
+pub fn admin_snapshot(store: &Store, req: &Request<'_>) -> Response {
     let token = &store.config.admin_token;
     if token.is_empty() {
         return error(
@@ -272,14 +258,15 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
     json_bytes(200, body).header("Cache-Control", "no-cache")
 }
 
-fn status(store: &Store, req: &Request<'_>) -> Response {
+/// `GET /v1/status/{request_id}`: the outcome of a commit by request id.
+pub fn status(store: &Store, req: &Request<'_>) -> Response {
     let id = match decoded(req.param("request_id").unwrap_or("")) {
         Ok(id) => id,
         Err(m) => return error(400, "bad_request", &format!("request_id: {m}")),
     };
     match store.status(&id) {
         Some(o @ Outcome::Committed { .. }) | Some(o @ Outcome::Conflict { .. }) => {
-            commit::outcome_response(&o).status(200)
+            commit::outcome_response(&o).with_status(200)
         }
         None => json(
             404,
@@ -325,7 +312,7 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response {
 }
 
 fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-    Response::json_bytes(body).status(status)
+    Response::json_bytes(body).with_status(status)
 }
 
 /// A JSON error answer: `{"error": code, "message": message}`.
