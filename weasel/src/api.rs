@@ -3,7 +3,7 @@
 //! | route | runs | answer |
 //! |---|---|---|
 //! | `POST /v1/commit` | `commit_status` pipeline (group commit) | 200 committed, 409 conflict, 400, 415, 503 |
-//! | `GET /v1/status/{request_id}` | `commit_status` pipeline | 200 committed or conflict, 404 unknown |
+//! | `GET /v1/status/{request_id}` | inline (own lock, never behind an fsync) | 200 committed or conflict, 404 unknown |
 //! | `GET /v1/version` | inline | 200 `{"version":V}` |
 //! | `GET /v1/kv/{key}` | inline | 200 value and version, 404 |
 //! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
@@ -44,6 +44,7 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// configuration has no `commit_status` pipeline.
 pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     let hub = store.hub.clone();
+    let s6 = store.clone();
     let (s0, s1, s2, s3, s4, s5) = (
         store.clone(),
         store.clone(),
@@ -57,6 +58,9 @@ pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
         .get("/v1/kv", move |req| list(&s3, req))
+        // Inline: the outcome window has its own short lock, so a status
+        // query never waits behind a batch's fsync (issue 17 item 4).
+        .get("/v1/status/{request_id}", move |req| status(&s6, req))
         .sse("/v1/watch", move |req, stream| {
             s4.hub.subscribe(req, stream)
         })
@@ -64,7 +68,6 @@ pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     server
         .pipeline(PIPELINE, move |jobs| commit::handle_batch(&s5, jobs))?
         .post(COMMIT_PATH, CommitRoute::Commit)
-        .get("/v1/status/{request_id}", CommitRoute::Status)
         .post("/v1/admin/snapshot", CommitRoute::AdminSnapshot);
     Ok(server)
 }

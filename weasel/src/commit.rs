@@ -180,8 +180,8 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
         let mut in_chunk: HashMap<String, usize> = HashMap::new();
         let mut next = state.version;
         for Checked { request } in requests {
-            if let Some(o) = writer.status.get(&request.request_id) {
-                decided.push(Decided::Known(o.clone()));
+            if let Some(o) = writer.status().get(&request.request_id).cloned() {
+                decided.push(Decided::Known(o));
                 continue;
             }
             if let Some(&e) = in_chunk.get(&request.request_id) {
@@ -262,8 +262,11 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
             }
         }
         store.hub.publish(events);
-        for e in &entries {
-            writer.status.insert(&e.request_id, outcome_of(&e.outcome));
+        {
+            let mut status = writer.status();
+            for e in &entries {
+                status.insert(&e.request_id, outcome_of(&e.outcome));
+            }
         }
         let _ = store.maybe_snapshot(&mut writer, false);
     }

@@ -123,8 +123,17 @@ impl State {
 pub struct Writer {
     /// The commit log.
     pub log: Log,
-    /// Outcomes by request id.
-    pub status: StatusWindow,
+    /// Outcomes by request id: its own lock, so that `GET /v1/status`
+    /// answers inline without waiting for a batch's fsync (the writer
+    /// mutex is held across it).
+    pub status: Arc<Mutex<StatusWindow>>,
+}
+
+impl Writer {
+    /// The outcome window (a short lock).
+    pub fn status(&self) -> MutexGuard<'_, StatusWindow> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A Weasel store.
@@ -148,6 +157,8 @@ pub struct Store {
     fatal: AtomicBool,
     /// A snapshot is being written.
     snapshotting: Arc<AtomicBool>,
+    /// The outcome window (shared with the writer).
+    status: Arc<Mutex<StatusWindow>>,
     /// Held for the life of the store.
     _lock: DirLock,
 }
@@ -507,6 +518,7 @@ impl Store {
             status,
             tail,
         } = replayed;
+        let status = Arc::new(Mutex::new(status));
         let hub = Hub::new(&config, state.version);
         hub.publish(tail.into());
         let disk_dir = dir.clone();
@@ -521,6 +533,7 @@ impl Store {
         };
         let store = Store {
             state: RwLock::new(state),
+            status: Arc::clone(&status),
             writer: Mutex::new(Writer { log, status }),
             hub,
             config,
@@ -566,7 +579,7 @@ impl Store {
                     .iter()
                     .map(|(k, i)| (k.clone(), i.clone()))
                     .collect(),
-                status: snapshot::status_image(&writer.status),
+                status: snapshot::status_image(&writer.status()),
             }
         };
         let version = image.version;
@@ -683,6 +696,10 @@ impl Store {
 
     /// The outcome recorded for `request_id`.
     pub fn status(&self, request_id: &str) -> Option<Outcome> {
-        self.writer().status.get(request_id).cloned()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(request_id)
+            .cloned()
     }
 }
