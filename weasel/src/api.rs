@@ -3,11 +3,12 @@
 //! | route | runs | answer |
 //! |---|---|---|
 //! | `POST /v1/commit` | `commit_status` pipeline (group commit) | 200 committed, 409 conflict, 400, 415, 503 |
-//! | `GET /v1/status/{request_id}` | `commit_status` pipeline | 200 committed or conflict, 404 unknown |
+//! | `GET /v1/status/{request_id}` | inline (own lock, never behind an fsync) | 200 committed or conflict, 404 unknown |
 //! | `GET /v1/version` | inline | 200 `{"version":V}` |
 //! | `GET /v1/kv/{key}` | inline | 200 value and version, 404 |
 //! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
 //! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
+//! | `POST /v1/admin/snapshot` | `commit_status` pipeline | 202 started, 409, 401, 404 (admin off) |
 //! | `GET /healthz` | inline | 200 `{"status":"ok"}`, 503 after a failed log write |
 //!
 //! Contract: every answer is JSON (`application/json`, one line ending in
@@ -43,6 +44,7 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// configuration has no `commit_status` pipeline.
 pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     let hub = store.hub.clone();
+    let s6 = store.clone();
     let (s0, s1, s2, s3, s4, s5) = (
         store.clone(),
         store.clone(),
@@ -56,6 +58,9 @@ pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
         .get("/v1/kv", move |req| list(&s3, req))
+        // Inline: the outcome window has its own short lock, so a status
+        // query never waits behind a batch's fsync (issue 17 item 4).
+        .get("/v1/status/{request_id}", move |req| status(&s6, req))
         .sse("/v1/watch", move |req, stream| {
             s4.hub.subscribe(req, stream)
         })
@@ -63,7 +68,7 @@ pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     server
         .pipeline(PIPELINE, move |jobs| commit::handle_batch(&s5, jobs))?
         .post(COMMIT_PATH, CommitRoute::Commit)
-        .get("/v1/status/{request_id}", CommitRoute::Status);
+        .post("/v1/admin/snapshot", CommitRoute::AdminSnapshot);
     Ok(server)
 }
 
@@ -79,9 +84,43 @@ fn healthz(store: &Store) -> Response {
     }
 }
 
+/// `POST /v1/admin/snapshot`: starts a snapshot now (runs on the commit
+/// pipeline, between batches). Off (404) unless `weasel.admin_token` is
+/// set; then `Authorization: Bearer TOKEN` is required (else 401).
+pub fn admin_snapshot(store: &Store, req: &Request<'_>) -> Response {
+    let token = &store.config.admin_token;
+    if token.is_empty() {
+        return error(
+            404,
+            "not_found",
+            "the admin routes are off (weasel.admin_token)",
+        );
+    }
+    let given = req
+        .header_str("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared whole, in constant time over the token's length.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return error(401, "unauthorized", "missing or wrong bearer token");
+    }
+    let mut writer = store.writer();
+    match store.maybe_snapshot(&mut writer, true) {
+        Ok(v) => json(202, &serde_json::json!({"status": "started", "version": v})),
+        Err(why) => error(409, "conflict", &why),
+    }
+}
+
 fn version(store: &Store) -> Response {
     let v = store.read().version;
     json_bytes(200, format!("{{\"version\":{v}}}\n").into_bytes())
+        .header("Cache-Control", "no-cache")
 }
 
 /// Appends `{"key":K,"value":V,"version":N}` (or `"value_base64"` when
@@ -135,10 +174,24 @@ fn get_key(store: &Store, req: &Request<'_>) -> Response {
     let item = store.read().map.get(&*key).cloned();
     match item {
         Some(item) => {
+            // The ETag is the key's version: it changes exactly when the
+            // value does (RFC 9110 §8.8.3), so a client holding it can ask
+            // with If-None-Match and get 304 without the value.
+            let etag = format!("\"{}\"", item.version);
+            if req
+                .header_str("if-none-match")
+                .is_some_and(|h| etag_matches(h, item.version))
+            {
+                return Response::new(304)
+                    .header("ETag", etag)
+                    .header("Cache-Control", "no-cache");
+            }
             let mut out = Vec::with_capacity(key.len() + item.value.len() + 48);
             write_item(&mut out, &key, &item.value, item.version);
             out.push(b'\n');
             json_bytes(200, out)
+                .header("ETag", etag)
+                .header("Cache-Control", "no-cache")
         }
         None => json(
             404,
@@ -202,7 +255,10 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
     } else {
         b"],\"truncated\":false}\n"
     });
-    json_bytes(200, body)
+    if body.len() >= 1 << 20 {
+        store.hub.note_burst(); // Give its memory back once written.
+    }
+    json_bytes(200, body).header("Cache-Control", "no-cache")
 }
 
 /// `GET /v1/status/{request_id}`: the outcome of a commit by request id.
@@ -220,6 +276,25 @@ pub fn status(store: &Store, req: &Request<'_>) -> Response {
             &serde_json::json!({"status": "unknown", "request_id": id}),
         ),
     }
+}
+
+/// Whether an `If-None-Match` field matches the entity tag `"version"`:
+/// `*`, or a comma-separated list of entity tags compared weakly (RFC 9110
+/// §13.1.2: `W/"7"` matches `"7"`).
+fn etag_matches(field: &str, version: u64) -> bool {
+    let field = field.trim();
+    if field == "*" {
+        return true;
+    }
+    let mut buf = itoa::Buffer::new();
+    let v = buf.format(version);
+    field.split(',').any(|tag| {
+        let tag = tag.trim();
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        tag.strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .is_some_and(|t| t == v)
+    })
 }
 
 /// Percent-decodes a path segment or query value; it must be UTF-8.

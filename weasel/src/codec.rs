@@ -26,11 +26,17 @@ pub struct CommitRequest {
     /// ahead of the store).
     #[serde(default)]
     pub read_version: Option<u64>,
-    /// Key versions that must still hold.
-    #[serde(default)]
+    /// Key versions that must still hold (`null` or absent: none, as
+    /// `read_version` takes `null` too).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub preconditions: Vec<Precondition>,
     /// What to change, applied in order.
     pub operations: Vec<Operation>,
+}
+
+/// `null` as an empty list.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Precondition>, D::Error> {
+    Ok(Option::<Vec<Precondition>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A key's expected current version (0: the key must not exist).

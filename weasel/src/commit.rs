@@ -49,6 +49,8 @@ pub enum CommitRoute {
     Commit,
     /// `GET /v1/status/{request_id}`.
     Status,
+    /// `POST /v1/admin/snapshot` (between batches, like status).
+    AdminSnapshot,
 }
 
 /// The batch handler: see the module doc. An answer that cannot be
@@ -78,10 +80,12 @@ pub fn handle_batch(store: &Store, jobs: &mut [Job<CommitRoute>]) {
         }
     }
     for job in jobs.iter_mut() {
-        if job.route() == CommitRoute::Status {
-            let response = api::status(store, &job.request());
-            let _ = job.respond(response);
-        }
+        let response = match job.route() {
+            CommitRoute::Status => api::status(store, &job.request()),
+            CommitRoute::AdminSnapshot => api::admin_snapshot(store, &job.request()),
+            CommitRoute::Commit => continue,
+        };
+        let _ = job.respond(response);
     }
 }
 
@@ -176,8 +180,8 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
         let mut in_chunk: HashMap<String, usize> = HashMap::new();
         let mut next = state.version;
         for Checked { request } in requests {
-            if let Some(o) = writer.status.get(&request.request_id) {
-                decided.push(Decided::Known(o.clone()));
+            if let Some(o) = writer.status().get(&request.request_id).cloned() {
+                decided.push(Decided::Known(o));
                 continue;
             }
             if let Some(&e) = in_chunk.get(&request.request_id) {
@@ -258,9 +262,13 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
             }
         }
         store.hub.publish(events);
-        for e in &entries {
-            writer.status.insert(&e.request_id, outcome_of(&e.outcome));
+        {
+            let mut status = writer.status();
+            for e in &entries {
+                status.insert(&e.request_id, outcome_of(&e.outcome));
+            }
         }
+        let _ = store.maybe_snapshot(&mut writer, false);
     }
     drop(writer);
     decided

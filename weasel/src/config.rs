@@ -39,6 +39,14 @@ watch_history_bytes = 67108864
 watch_buffer_bytes = 67108864
 # Largest GET /v1/kv answer in bytes, about (at least one item; page on with start_after).
 max_list_bytes = 4194304
+# Snapshot the state (and retire the log before it) once the log since the last
+# snapshot reaches this percentage of the live data (keys and values) ...
+snapshot_log_percent = 50
+# ... and at least this many bytes; 0 turns automatic snapshots off.
+snapshot_min_log_bytes = 16777216
+# Token for the admin routes (POST /v1/admin/snapshot, header
+# `Authorization: Bearer TOKEN`); empty: the admin routes are off (404).
+admin_token = ""
 # Longest key in bytes.
 max_key_bytes = 1024
 # Largest value in bytes (the whole body is also bounded by http.max_body_size).
@@ -73,6 +81,14 @@ pub struct StoreConfig {
     pub watch_buffer_bytes: usize,
     /// Largest `GET /v1/kv` answer, about. Default 4 MiB; at least 1.
     pub max_list_bytes: usize,
+    /// Log growth since the last snapshot, in percent of the live data,
+    /// that triggers a snapshot. Default 50; 1 to 100000.
+    pub snapshot_log_percent: u64,
+    /// ... and at least this many bytes of log; 0: no automatic
+    /// snapshots. Default 16 MiB.
+    pub snapshot_min_log_bytes: u64,
+    /// Bearer token of the admin routes; empty: off. Default empty.
+    pub admin_token: String,
     /// Longest key in bytes. Default 1024; 1 to 65536.
     pub max_key_bytes: usize,
     /// Largest value in bytes. Default 262144; at least 1.
@@ -92,6 +108,9 @@ impl Default for StoreConfig {
             watch_history_bytes: 64 << 20,
             watch_buffer_bytes: 64 << 20,
             max_list_bytes: 4 << 20,
+            snapshot_log_percent: 50,
+            snapshot_min_log_bytes: 16 << 20,
+            admin_token: String::new(),
             max_key_bytes: 1024,
             max_value_bytes: 262_144,
             max_operations: 1024,
@@ -106,6 +125,9 @@ pub struct WeaselConfig {
     pub server: Config,
     /// Weasel's part (`[weasel]`).
     pub store: StoreConfig,
+    /// The file it was read from (`None`: the embedded default), named by
+    /// errors found later ([`WeaselConfig::validate`]).
+    pub file: Option<PathBuf>,
 }
 
 /// A configuration error: Stoat's, or one in the `[weasel]` table.
@@ -211,8 +233,23 @@ impl WeaselConfig {
             file: owned_file.clone(),
             message: e.to_string(),
         })?;
-        let server = Config::from_toml_str(&rest, file)?;
-        Ok(WeaselConfig { server, store })
+        let mut server = Config::from_toml_str(&rest, file)?;
+        // "Every key is optional": a file without Weasel's pipeline gets
+        // the default one (Stoat's own defaults have no pipelines).
+        if !server.http.pipelines.contains_key(crate::PIPELINE) {
+            let defaults = Config::from_toml_str(DEFAULT_CONFIG, None)?;
+            if let Some(p) = defaults.http.pipelines.get(crate::PIPELINE) {
+                server
+                    .http
+                    .pipelines
+                    .insert(crate::PIPELINE.to_owned(), p.clone());
+            }
+        }
+        Ok(WeaselConfig {
+            server,
+            store,
+            file: owned_file,
+        })
     }
 
     /// Checks both parts (after command-line overrides).
@@ -221,13 +258,13 @@ impl WeaselConfig {
         self.store
             .validate()
             .map_err(|(key, message)| WeaselConfigError::Key {
-                file: None,
+                file: self.file.clone(),
                 key: format!("weasel.{key}"),
                 message,
             })?;
         if !self.server.http.pipelines.contains_key(crate::PIPELINE) {
             return Err(WeaselConfigError::Key {
-                file: None,
+                file: self.file.clone(),
                 key: format!("http.pipelines.{}", crate::PIPELINE),
                 message: "Weasel needs this pipeline (commit and status run on it)".into(),
             });
@@ -255,6 +292,12 @@ impl StoreConfig {
         range("watch_history_bytes", self.watch_history_bytes, 1, 1 << 40)?;
         range("watch_buffer_bytes", self.watch_buffer_bytes, 1, 1 << 40)?;
         range("max_list_bytes", self.max_list_bytes, 1, 1 << 40)?;
+        range(
+            "snapshot_log_percent",
+            self.snapshot_log_percent as usize,
+            1,
+            100_000,
+        )?;
         range("max_key_bytes", self.max_key_bytes, 1, 65_536)?;
         range("max_value_bytes", self.max_value_bytes, 1, 1 << 30)?;
         range("max_operations", self.max_operations, 1, 1_000_000)?;
@@ -293,6 +336,29 @@ mod tests {
         assert_eq!(c.server.http.port, 8080);
         assert!(c.server.http.pipelines.contains_key(crate::PIPELINE));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_partial_file_keeps_every_other_default() {
+        let f = Path::new("partial.toml");
+        let c = WeaselConfig::from_toml_str("[http]\nport = 9999\n", Some(f)).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.server.http.port, 9999);
+        let d = WeaselConfig::embedded().unwrap();
+        assert_eq!(
+            c.server.http.pipelines[crate::PIPELINE],
+            d.server.http.pipelines[crate::PIPELINE]
+        );
+        assert_eq!(c.store, StoreConfig::default());
+        let c = WeaselConfig::from_toml_str("[weasel]\nfsync = false\n", Some(f)).unwrap();
+        c.validate().unwrap();
+        assert!(!c.store.fsync);
+        assert_eq!(c.store.max_batch, StoreConfig::default().max_batch);
+        // A later error (after command-line overrides) names the file read.
+        let mut c = WeaselConfig::from_toml_str("", Some(f)).unwrap();
+        c.store.max_batch = 0;
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("partial.toml"), "{e}");
     }
 
     #[test]

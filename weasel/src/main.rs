@@ -153,8 +153,13 @@ fn run(mut args: Args) -> Result<ExitCode, Failure> {
         }
     })?;
     weasel::say!(
-        "weasel: recovered version {} from {} records in {}{}",
+        "weasel: recovered version {} from {}{} records in {}{}",
         recovery.version,
+        if recovery.snapshot > 0 {
+            format!("the snapshot at version {} and ", recovery.snapshot)
+        } else {
+            String::new()
+        },
         recovery.records,
         data_dir.display(),
         if recovery.truncated > 0 {

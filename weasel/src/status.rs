@@ -65,6 +65,13 @@ impl StatusWindow {
         }
     }
 
+    /// Every id held with its outcome, oldest first (for snapshots).
+    pub fn entries(&self) -> impl Iterator<Item = (&Arc<str>, &Outcome)> {
+        self.order
+            .iter()
+            .filter_map(|id| self.map.get(id).map(|o| (id, o)))
+    }
+
     /// Ids held.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -9,9 +9,13 @@
 //!   changes). The [`Hub`] keeps the last `weasel.watch_history` versions
 //!   (and at most `weasel.watch_history_bytes` of their values) in memory,
 //!   rebuilt from the log at start-up, to replay from; each is encoded
-//!   once, when a watcher first needs it. A `from`
-//!   older than that, or ahead of the store, gets one `event: error` with a
-//!   JSON reason, and the stream ends.
+//!   once, when a watcher first needs it. A `from` older than that is
+//!   served from the log on a thread of its own ([`Hub::set_disk`], at
+//!   most [`MAX_BACKFILLS`] at once), then joins the live stream at the
+//!   next version (no gap, no duplicate); one compacted into a snapshot
+//!   gets `event: compacted` naming the oldest version the log holds; one
+//!   ahead of the store gets `event: error` (`ahead`). Those end the
+//!   stream.
 //! - One watch thread sends to every watcher (the commit thread only
 //!   appends to the history). Each event is encoded once, whole (`id`,
 //!   `event`, `data`), into one shared buffer (`Arc<[u8]>`) that is queued
@@ -26,16 +30,20 @@
 //!   stream's event backlog is full): the network thread wakes it when the
 //!   client has taken events, and it retries then (no polling on a timer); a watcher whose next version has
 //!   left the history is too slow: it gets a final `event: error`
-//!   (`too_slow`) and is closed. If even that cannot be queued within
-//!   [`FINAL_EVENT_GRACE`], the stream is closed without it. Besides, a
+//!   (`too_slow`) and is closed. That event waits for room as long as
+//!   the connection lives (a client that reads nothing is closed by
+//!   Stoat's `write_timeout_sec`), so a client that reads late still
+//!   learns why its stream ended. Besides, a
 //!   connection holds at most one copy of what it took from its queue in
 //!   its output buffer (Stoat takes a stream's queued events only once its
 //!   output is written). So watch memory stays within about
 //!   `watch_history_bytes + 2 * watch_buffer_bytes` plus one event per
 //!   watcher, whatever the clients do.
 //! - After freeing [`TRIM_AFTER`] bytes (evicted events, closed
-//!   watchers), the watch thread gives free heap pages back to the system
-//!   (`malloc_trim`).
+//!   watchers), or a large answer elsewhere ([`Hub::note_burst`]), the
+//!   watch thread gives free heap pages back to the system (`malloc_trim`)
+//!   on each sweep for [`TRIM_WINDOW`]: Stoat's own trim runs on its
+//!   buffer and connection sweeps, which do not see Weasel's frees.
 //!
 //! Why not close at the first `Full`: the per-stream backlog (Stoat's
 //! `sse_backlog`) is small, and a resume replays up to the whole history,
@@ -58,8 +66,8 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// Bytes freed by the watch thread after which it trims the heap.
 pub const TRIM_AFTER: usize = 8 << 20;
 
-/// How long a too-slow watcher's final event may wait for room.
-pub const FINAL_EVENT_GRACE: Duration = Duration::from_secs(5);
+/// How long after a burst the heap is trimmed on each sweep.
+pub const TRIM_WINDOW: Duration = Duration::from_secs(5);
 
 /// One committed version: its changes (values shared with the state),
 /// encoded once, by the watch thread, when a watcher first needs it.
@@ -135,10 +143,36 @@ impl CommitEvent {
     }
 }
 
+/// Reads committed versions `first..end` from disk; `Err(oldest)`: no
+/// longer there, `oldest` is the oldest version that is.
+pub type DiskSource = Box<dyn Fn(u64, u64) -> Result<Vec<CommitEvent>, u64> + Send + Sync>;
+
+/// A [`DiskSource`] (a wrapper for `Debug`).
+struct Disk(DiskSource);
+
+impl std::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Disk")
+    }
+}
+
+/// How often a watcher served from the log is retried when its queue is
+/// over its share (its own thread, so a plain wait).
+pub const BACKFILL_RETRY: Duration = Duration::from_millis(5);
+
+/// Most watchers served from the log at once (each reads the log since
+/// the last snapshot into memory).
+pub const MAX_BACKFILLS: usize = 4;
+
 /// The watch history and the watchers.
 #[derive(Debug)]
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Reads committed versions `first..end` from the log (see
+    /// `store::read_events`), for watchers resuming before the history.
+    disk: OnceLock<Disk>,
+    /// Watchers being served from the log now.
+    backfills: std::sync::atomic::AtomicUsize,
     changed: Condvar,
     capacity: usize,
     max_bytes: usize,
@@ -162,6 +196,22 @@ struct Inner {
     /// Bytes freed (evicted events, closed watchers' queues) since the
     /// heap was last trimmed.
     freed: usize,
+    /// Trim the heap on each sweep until then (after a burst).
+    trim_until: Option<Instant>,
+    /// When the heap was last trimmed.
+    last_trim: Option<Instant>,
+}
+
+/// `Option<Instant>` as "when something was last done".
+trait Since {
+    /// True if never done, or done at least `gap` before `now`.
+    fn is_none_or_elapsed(&self, now: Instant, gap: Duration) -> bool;
+}
+
+impl Since for Option<Instant> {
+    fn is_none_or_elapsed(&self, now: Instant, gap: Duration) -> bool {
+        self.map_or(true, |t| now.saturating_duration_since(t) >= gap)
+    }
 }
 
 #[derive(Debug)]
@@ -169,8 +219,8 @@ struct Watcher {
     stream: EventStream,
     /// The next version to send.
     next: u64,
-    /// The final event still to queue, and since when.
-    closing: Option<(SseEvent, Instant)>,
+    /// The final event still to queue.
+    closing: Option<SseEvent>,
 }
 
 impl Hub {
@@ -181,6 +231,8 @@ impl Hub {
     /// for the life of the process.
     pub fn new(config: &StoreConfig, head: u64) -> Arc<Hub> {
         let hub = Arc::new(Hub {
+            disk: OnceLock::new(),
+            backfills: std::sync::atomic::AtomicUsize::new(0),
             inner: Mutex::new(Inner {
                 history: VecDeque::new(),
                 bytes: 0,
@@ -189,6 +241,8 @@ impl Hub {
                 dirty: false,
                 stopped: false,
                 freed: 0,
+                trim_until: None,
+                last_trim: None,
             }),
             changed: Condvar::new(),
             capacity: config.watch_history.max(1),
@@ -204,6 +258,11 @@ impl Hub {
             crate::say!("weasel: cannot start the watch thread: {e}");
         }
         hub
+    }
+
+    /// Sets where versions older than the history are read from.
+    pub fn set_disk(&self, source: DiskSource) {
+        let _ = self.disk.set(Disk(source));
     }
 
     /// Appends committed versions (consecutive, after the head).
@@ -237,6 +296,12 @@ impl Hub {
         g.watchers.clear();
     }
 
+    /// A large answer (a listing of megabytes) was built elsewhere: its
+    /// memory is freed once written, so trim the heap on the next sweeps.
+    pub fn note_burst(&self) {
+        self.lock().trim_until = Some(Instant::now() + TRIM_WINDOW);
+    }
+
     /// Bytes of events queued to watchers and not yet taken by their
     /// connections (what `weasel.watch_buffer_bytes` bounds).
     pub fn queued_bytes(&self) -> usize {
@@ -254,7 +319,7 @@ impl Hub {
 
     /// Starts a watcher on `stream` for `req` (runs on the network thread:
     /// decides where to start, then hands over to the watch thread).
-    pub fn subscribe(&self, req: &Request<'_>, stream: EventStream) {
+    pub fn subscribe(self: &Arc<Self>, req: &Request<'_>, stream: EventStream) {
         let from = match start_from(req, &stream) {
             Ok(from) => from,
             Err(message) => {
@@ -277,12 +342,35 @@ impl Hub {
         }
         if from + 1 < oldest {
             drop(g);
-            let m = format!(
-                "version {} is no longer retained; the oldest retained is {oldest} \
-                 (read the current state with GET /v1/kv and watch from /v1/version)",
-                from + 1
-            );
-            let _ = stream.send(error_event("too_old", &m));
+            use std::sync::atomic::Ordering;
+            if self.disk.get().is_none() {
+                let m = format!(
+                    "version {} is no longer retained; the oldest retained is {oldest} \
+                     (read the current state with GET /v1/kv and watch from its version)",
+                    from + 1
+                );
+                let _ = stream.send(error_event("too_old", &m));
+                return;
+            }
+            if self.backfills.fetch_add(1, Ordering::AcqRel) >= MAX_BACKFILLS {
+                self.backfills.fetch_sub(1, Ordering::AcqRel);
+                let m = format!(
+                    "{MAX_BACKFILLS} watchers are being served from the log already; retry"
+                );
+                let _ = stream.send(error_event("busy", &m));
+                return;
+            }
+            let _ = stream.send(SseEvent::comment(format!("watching after version {from}")));
+            let hub = self.clone();
+            let spawned = thread::Builder::new()
+                .name("weasel-backfill".into())
+                .spawn(move || {
+                    hub.backfill(stream, from + 1);
+                    hub.backfills.fetch_sub(1, Ordering::AcqRel);
+                });
+            if spawned.is_err() {
+                self.backfills.fetch_sub(1, Ordering::AcqRel);
+            }
             return;
         }
         // Tell the client at once that it is subscribed, and from where.
@@ -297,6 +385,71 @@ impl Hub {
         self.changed.notify_one();
     }
 
+    /// Serves `stream` from the log, versions `next` on, until it reaches
+    /// the in-memory history; then hands it to the watch thread. Runs on
+    /// its own thread (disk reads and waiting for the client's room must
+    /// not hold up a network thread or the watch thread).
+    fn backfill(&self, stream: EventStream, mut next: u64) {
+        loop {
+            let (oldest, share) = {
+                let mut g = self.lock();
+                if g.stopped {
+                    return;
+                }
+                let oldest = g.history.front().map_or(g.head + 1, |e| e.version);
+                if next >= oldest {
+                    // Joins the live stream right after what it was sent:
+                    // no gap, no duplicate.
+                    g.watchers.push(Watcher {
+                        stream,
+                        next,
+                        closing: None,
+                    });
+                    g.dirty = true;
+                    drop(g);
+                    self.changed.notify_one();
+                    return;
+                }
+                (oldest, self.buffer_bytes / (g.watchers.len() + 1))
+            };
+            let Some(disk) = self.disk.get() else { return };
+            let events = match (disk.0)(next, oldest) {
+                Ok(events) => events,
+                Err(available) => {
+                    let m = format!(
+                        "version {next} was compacted into a snapshot; the oldest version \
+                         the log holds is {available}: read the state with GET /v1/kv and \
+                         watch from its version"
+                    );
+                    let data = serde_json::json!({
+                        "error": "compacted", "message": m, "oldest": available,
+                    })
+                    .to_string();
+                    let _ = stream.send(SseEvent::data(data).event("compacted"));
+                    return;
+                }
+            };
+            for e in events {
+                let (encoded, _) = e.encoded();
+                loop {
+                    if stream.is_closed() {
+                        return;
+                    }
+                    let queued = stream.queued_bytes();
+                    if queued == 0 || queued + encoded.len() <= share {
+                        match stream.send_shared(encoded.clone()) {
+                            Ok(()) => break,
+                            Err(SendError::Full(_)) => {}
+                            Err(_) => return,
+                        }
+                    }
+                    thread::sleep(BACKFILL_RETRY); // Waiting for the client to read.
+                }
+                next = e.version + 1;
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -308,12 +461,23 @@ impl Hub {
         loop {
             g.dirty = false;
             g.send_all(self.buffer_bytes, &waker);
+            let now = Instant::now();
             if g.freed >= TRIM_AFTER {
-                // Large events and queues went back to the allocator; give
-                // the pages back to the system (issue: memory after a
-                // burst). Rare: once per TRIM_AFTER bytes freed.
                 g.freed = 0;
+                g.trim_until = Some(now + TRIM_WINDOW);
+            }
+            if g.trim_until.is_some_and(|t| now < t)
+                && g.last_trim.is_none_or_elapsed(now, SWEEP_INTERVAL)
+            {
+                // Large events, queues or answers went back to the
+                // allocator (or will, once their connections write them):
+                // give free pages back to the system, on each sweep for a
+                // few seconds after the burst. Outside the lock: the trim
+                // walks the allocator's free lists.
+                g.last_trim = Some(now);
+                drop(g);
                 stoat::sys::release_free_heap();
+                g = self.lock();
             }
             if !g.dirty {
                 g = match self.changed.wait_timeout(g, SWEEP_INTERVAL) {
@@ -381,7 +545,7 @@ impl Inner {
                              reconnect from a newer version",
                             w.next
                         );
-                        w.closing = Some((error_event("too_slow", &m), Instant::now()));
+                        w.closing = Some(error_event("too_slow", &m));
                     }
                     Some(oldest) => {
                         let start = (w.next - oldest) as usize;
@@ -412,14 +576,14 @@ impl Inner {
                     None => return true,
                 }
             }
-            let Some((event, since)) = w.closing.take() else {
+            let Some(event) = w.closing.take() else {
                 return true;
             };
             match w.stream.send(event) {
                 Ok(()) => false, // Dropping the stream ends the response.
-                Err(SendError::Full(event)) if since.elapsed() < FINAL_EVENT_GRACE => {
+                Err(SendError::Full(event)) => {
                     // The event comes back: kept for the retry.
-                    w.closing = Some((event, since));
+                    w.closing = Some(event);
                     stalled(w.stream.poll_writable(waker));
                     true
                 }
@@ -434,19 +598,24 @@ impl Inner {
 /// from now.
 fn start_from(req: &Request<'_>, stream: &EventStream) -> Result<Option<u64>, String> {
     if let Some(id) = stream.last_event_id().filter(|s| !s.is_empty()) {
-        return id
-            .trim()
-            .parse()
+        return version_number(id.trim())
             .map(Some)
-            .map_err(|_| format!("Last-Event-ID {id:?} is not a version number"));
+            .ok_or_else(|| format!("Last-Event-ID {id:?} is not a version number"));
     }
     match req.query_param("from") {
         None => Ok(None),
-        Some(v) => v
-            .parse()
+        Some(v) => version_number(v)
             .map(Some)
-            .map_err(|_| format!("from={v:?} is not a version number")),
+            .ok_or_else(|| format!("from={v:?} is not a version number")),
     }
+}
+
+/// A version: ASCII digits only (no sign: `+5` is refused as `%2B5` is).
+fn version_number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 fn error_event(error: &str, message: &str) -> SseEvent {

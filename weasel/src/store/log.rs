@@ -362,6 +362,44 @@ impl Log {
         Ok(())
     }
 
+    /// Seals the log as segment `sealed` (every record at or before
+    /// version `version`): syncs it, renames it to `commits.log.V`, starts
+    /// a new empty `commits.log` and syncs the directory. See
+    /// `snapshot.rs`. On error the log is fatal (its file may be gone).
+    pub fn rotate(&mut self, version: u64) -> io::Result<PathBuf> {
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let sealed = dir.join(super::snapshot::segment_name(version));
+        let result = (|| {
+            if self.fsync {
+                // Each record was synced; this makes the size final too.
+                self.file.sync_all()?;
+            }
+            fs::rename(&self.path, &sealed)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&self.path)?;
+            File::open(&dir)?.sync_all()?;
+            Ok(file)
+        })();
+        match result {
+            Ok(file) => {
+                self.file = file;
+                self.len = 0;
+                Ok(sealed)
+            }
+            Err(e) => {
+                self.fatal = true;
+                Err(e)
+            }
+        }
+    }
+
     /// Whether an fsync failed: the log takes no more appends.
     pub fn is_fatal(&self) -> bool {
         self.fatal
@@ -381,6 +419,51 @@ impl Log {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Reads a sealed (retired) segment: every byte must be in a valid
+/// record (a sealed segment was synced whole, so it has no torn tail).
+pub fn read_sealed(path: &Path) -> io::Result<Recovered> {
+    let bytes = fs::read(path)?;
+    let (found, end) = scan(&bytes);
+    let (at, reason, valid_after) = match end {
+        End::Clean => {
+            return Ok(Recovered {
+                offsets: found.iter().map(|&(at, _, _)| at as u64).collect(),
+                records: found
+                    .iter()
+                    .map(|&(_, from, to)| bytes[from..to].to_vec())
+                    .collect(),
+                truncated: 0,
+            })
+        }
+        End::Torn { at } => (at, "a torn tail in a sealed segment".to_owned(), None),
+        End::Damaged {
+            at,
+            reason,
+            valid_after,
+        } => (at, reason, valid_after),
+    };
+    Err(Damage {
+        path: path.to_path_buf(),
+        record: found.len(),
+        offset: at as u64,
+        reason,
+        valid_after: valid_after.map(|q| q as u64),
+    }
+    .into_io())
+}
+
+/// The payloads of the valid records at the start of the file at `path`,
+/// read without changing it (a torn tail or damage just ends the list:
+/// for readers beside the writer, like a watch served from the log).
+pub fn read_valid(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let bytes = fs::read(path)?;
+    let (found, _) = scan(&bytes);
+    Ok(found
+        .iter()
+        .map(|&(_, from, to)| bytes[from..to].to_vec())
+        .collect())
 }
 
 /// What [`repair`] did.

@@ -28,6 +28,7 @@
 
 pub mod log;
 pub mod record;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -81,6 +82,8 @@ pub struct State {
     pub version: u64,
     /// Live keys, ordered (for prefix listing).
     pub map: BTreeMap<String, Item>,
+    /// Bytes of live keys and values (what snapshots are sized against).
+    pub bytes: usize,
 }
 
 impl State {
@@ -98,10 +101,16 @@ impl State {
                         value: v.clone(),
                         version,
                     };
-                    self.map.insert(c.key.clone(), item);
+                    self.bytes += v.len();
+                    match self.map.insert(c.key.clone(), item) {
+                        Some(old) => self.bytes -= old.value.len(),
+                        None => self.bytes += c.key.len(),
+                    }
                 }
                 None => {
-                    self.map.remove(&c.key);
+                    if let Some(old) = self.map.remove(&c.key) {
+                        self.bytes -= c.key.len() + old.value.len();
+                    }
                 }
             }
         }
@@ -114,8 +123,17 @@ impl State {
 pub struct Writer {
     /// The commit log.
     pub log: Log,
-    /// Outcomes by request id.
-    pub status: StatusWindow,
+    /// Outcomes by request id: its own lock, so that `GET /v1/status`
+    /// answers inline without waiting for a batch's fsync (the writer
+    /// mutex is held across it).
+    pub status: Arc<Mutex<StatusWindow>>,
+}
+
+impl Writer {
+    /// The outcome window (a short lock).
+    pub fn status(&self) -> MutexGuard<'_, StatusWindow> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A Weasel store.
@@ -137,8 +155,31 @@ pub struct Store {
     unhealthy: AtomicBool,
     /// An fsync failed: the process must stop and recover from disk.
     fatal: AtomicBool,
+    /// A snapshot is being written.
+    snapshotting: Arc<AtomicBool>,
+    /// The outcome window (shared with the writer).
+    status: Arc<Mutex<StatusWindow>>,
     /// Held for the life of the store.
     _lock: DirLock,
+}
+
+/// Deletes what snapshot `version` makes useless: older snapshots and the
+/// segments sealed at or before it (then syncs the directory).
+fn retire(dir: &Path, version: u64) -> io::Result<()> {
+    let files = snapshot::list(dir)?;
+    let mut removed = false;
+    for (v, path) in files.segments.iter().chain(&files.snapshots) {
+        let older_snapshot = path.extension().is_some_and(|e| e == "snap") && *v < version;
+        let covered_segment = path.extension().map_or(true, |e| e != "snap") && *v <= version;
+        if older_snapshot || covered_segment {
+            std::fs::remove_file(path)?;
+            removed = true;
+        }
+    }
+    if removed {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The data directory's lock: `flock(LOCK_EX | LOCK_NB)` on `DIR/LOCK`,
@@ -234,6 +275,8 @@ pub struct Recovery {
     pub version: u64,
     /// Bytes of torn tail cut off.
     pub truncated: u64,
+    /// The version of the snapshot it started from (0: none).
+    pub snapshot: u64,
 }
 
 /// What replaying a log's records rebuilt.
@@ -243,17 +286,21 @@ struct Replayed {
     tail: VecDeque<CommitEvent>,
 }
 
-/// Replays `records` (at `offsets` in the file at `path`); the first that
-/// does not decode or breaks the version sequence is [`Damage`].
-fn replay(
+/// Replays `records` (at `offsets` in the file at `path`) on top of `r`;
+/// the first that does not decode or breaks the version sequence is
+/// [`Damage`].
+fn replay_into(
+    r: &mut Replayed,
     config: &StoreConfig,
     path: &Path,
     records: &[Vec<u8>],
     offsets: &[u64],
-) -> Result<Replayed, Damage> {
-    let mut state = State::default();
-    let mut status = StatusWindow::new(config.status_window);
-    let mut tail: VecDeque<CommitEvent> = VecDeque::new();
+) -> Result<(), Damage> {
+    let Replayed {
+        state,
+        status,
+        tail,
+    } = r;
     for (i, payload) in records.iter().enumerate() {
         let damage = |reason: String| Damage {
             path: path.to_path_buf(),
@@ -286,11 +333,132 @@ fn replay(
             status.insert(&entry.request_id, outcome);
         }
     }
-    Ok(Replayed {
-        state,
-        status,
-        tail,
-    })
+    Ok(())
+}
+
+/// Loads the newest usable snapshot of `dir` (deleting unfinished ones)
+/// and replays the retired segments after it: the state, the snapshot's
+/// version, whether an unusable newer snapshot was passed over, and the
+/// records replayed.
+fn load_base(config: &StoreConfig, dir: &Path) -> io::Result<(Replayed, u64, bool, usize)> {
+    let files = snapshot::list(dir)?;
+    for tmp in &files.temporary {
+        // An unfinished snapshot (a crash while writing it).
+        std::fs::remove_file(tmp)?;
+    }
+    let mut replayed = Replayed {
+        state: State::default(),
+        status: StatusWindow::new(config.status_window),
+        tail: VecDeque::new(),
+    };
+    let mut base = 0;
+    let mut fell_back = false;
+    for (i, (v, path)) in files.snapshots.iter().enumerate().rev() {
+        match snapshot::load(path) {
+            Ok(loaded) => {
+                let st = &mut replayed.state;
+                st.version = loaded.version;
+                for (k, item) in loaded.items {
+                    st.bytes += k.len() + item.value.len();
+                    st.map.insert(k, item);
+                }
+                for (id, o) in loaded.status {
+                    replayed.status.insert(&id, o);
+                }
+                base = *v;
+                break;
+            }
+            Err(why) => {
+                crate::say!(
+                    "weasel: snapshot {} is not usable ({why}); trying the one before",
+                    path.display()
+                );
+                fell_back = true;
+                if i == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "no usable snapshot in {} ({} found, all damaged): start-up \
+                             refused, nothing changed",
+                            dir.display(),
+                            files.snapshots.len()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let mut records = 0;
+    for (v, path) in &files.segments {
+        if *v <= base {
+            continue;
+        }
+        let seg = log::read_sealed(path)?;
+        replay_into(&mut replayed, config, path, &seg.records, &seg.offsets)
+            .map_err(|d| io::Error::new(io::ErrorKind::InvalidData, d))?;
+        records += seg.records.len();
+    }
+    Ok((replayed, base, fell_back, records))
+}
+
+/// The committed versions `first..end` read from the log files of `dir`
+/// (the retired segments after the newest snapshot, then the active log),
+/// for a watch resuming from before the in-memory history. `Err(oldest)`:
+/// `first` is no longer in the log (compacted into a snapshot); `oldest`
+/// is the oldest version the log still holds.
+pub fn read_events(dir: &Path, first: u64, end: u64) -> Result<Vec<CommitEvent>, u64> {
+    // A retirement may delete a segment while it is read: list again once.
+    let mut last = 0;
+    for _ in 0..2 {
+        let Ok(files) = snapshot::list(dir) else {
+            continue;
+        };
+        let base = files.snapshots.last().map_or(0, |(v, _)| *v);
+        last = base + 1;
+        if first <= base {
+            return Err(base + 1);
+        }
+        let mut paths: Vec<PathBuf> = files
+            .segments
+            .iter()
+            .filter(|(v, _)| *v > base)
+            .map(|(_, p)| p.clone())
+            .collect();
+        paths.push(dir.join(log::FILE_NAME));
+        let mut events = Vec::new();
+        let mut ok = true;
+        'files: for path in &paths {
+            let Ok(records) = log::read_valid(path) else {
+                ok = false;
+                break;
+            };
+            for payload in records {
+                let Ok(batch) = BatchRecord::decode(&payload) else {
+                    ok = false;
+                    break 'files;
+                };
+                for entry in batch.entries {
+                    if let LoggedOutcome::Committed { version, ops } = entry.outcome {
+                        if version >= end {
+                            break 'files;
+                        }
+                        if version >= first {
+                            events.push(CommitEvent::new(version, Change::of(&ops)));
+                        }
+                    }
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        return match events.first() {
+            Some(e) if e.version == first => Ok(events),
+            Some(e) => Err(e.version),
+            None => Err(last),
+        };
+    }
+    Err(last)
 }
 
 /// `weasel repair`: locks `config.data_dir` and sets aside the log from
@@ -300,14 +468,22 @@ fn replay(
 /// it.
 pub fn repair(config: &StoreConfig) -> io::Result<log::Repaired> {
     let _lock = DirLock::acquire(&config.data_dir)?;
+    let (mut replayed, _, _, _) = load_base(config, &config.data_dir)?;
     let cut = match Log::open(&config.data_dir, config.fsync) {
         Err(e) => match Damage::of(&e) {
             Some(d) => d.offset,
             None => return Err(e),
         },
         Ok((log, recovered)) => {
-            match replay(config, log.path(), &recovered.records, &recovered.offsets) {
-                Ok(_) => return Ok(log::Repaired::Clean),
+            let path = log.path().to_path_buf();
+            match replay_into(
+                &mut replayed,
+                config,
+                &path,
+                &recovered.records,
+                &recovered.offsets,
+            ) {
+                Ok(()) => return Ok(log::Repaired::Clean),
                 Err(d) => d.offset,
             }
         }
@@ -316,25 +492,48 @@ pub fn repair(config: &StoreConfig) -> io::Result<log::Repaired> {
 }
 
 impl Store {
-    /// Opens the store in `config.data_dir`: locks it, replays its log.
+    /// Opens the store in `config.data_dir`: locks it, loads the newest
+    /// valid snapshot (a torn or corrupt one is reported and the previous
+    /// used), replays the retired segments after it and the active log.
     pub fn open(config: StoreConfig, codecs: Codecs) -> io::Result<(Store, Recovery)> {
-        let lock = DirLock::acquire(&config.data_dir)?;
-        let (log, recovered) = Log::open(&config.data_dir, config.fsync)?;
+        let dir = config.data_dir.clone();
+        let lock = DirLock::acquire(&dir)?;
+        let (mut replayed, base, fell_back, mut records) = load_base(&config, &dir)?;
+        let (log, recovered) = Log::open(&dir, config.fsync)?;
+        replay_into(
+            &mut replayed,
+            &config,
+            log.path(),
+            &recovered.records,
+            &recovered.offsets,
+        )
+        .map_err(|d| io::Error::new(io::ErrorKind::InvalidData, d))?;
+        records += recovered.records.len();
+        if !fell_back && base > 0 {
+            // Finish a retirement a crash interrupted.
+            retire(&dir, base)?;
+        }
         let Replayed {
             state,
             status,
             tail,
-        } = replay(&config, log.path(), &recovered.records, &recovered.offsets)
-            .map_err(|d| io::Error::new(io::ErrorKind::InvalidData, d))?;
+        } = replayed;
+        let status = Arc::new(Mutex::new(status));
         let hub = Hub::new(&config, state.version);
         hub.publish(tail.into());
+        let disk_dir = dir.clone();
+        hub.set_disk(Box::new(move |first, end| {
+            read_events(&disk_dir, first, end)
+        }));
         let recovery = Recovery {
-            records: recovered.records.len(),
+            records,
             version: state.version,
             truncated: recovered.truncated,
+            snapshot: base,
         };
         let store = Store {
             state: RwLock::new(state),
+            status: Arc::clone(&status),
             writer: Mutex::new(Writer { log, status }),
             hub,
             config,
@@ -343,9 +542,83 @@ impl Store {
             health: RwLock::new(None),
             unhealthy: AtomicBool::new(false),
             fatal: AtomicBool::new(false),
+            snapshotting: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
         Ok((store, recovery))
+    }
+
+    /// After a batch was applied (the writer held): starts a snapshot when
+    /// the active log has grown past `snapshot_log_percent` of the live
+    /// data (and `snapshot_min_log_bytes`), or when `force`d. Returns the
+    /// version snapshotted, or why not.
+    pub(crate) fn maybe_snapshot(&self, writer: &mut Writer, force: bool) -> Result<u64, String> {
+        use std::sync::atomic::Ordering;
+        if self.config.snapshot_min_log_bytes == 0 && !force {
+            return Err("snapshots are off".into());
+        }
+        if self.snapshotting.load(Ordering::Acquire) {
+            return Err("a snapshot is being written".into());
+        }
+        // The copy: keys and Arcs of values, under the read lock (commits
+        // are already held off by the writer mutex).
+        let image = {
+            let state = self.read();
+            let due = (state.bytes as u128 * self.config.snapshot_log_percent as u128 / 100)
+                .max(self.config.snapshot_min_log_bytes as u128);
+            if !force && (writer.log.len() as u128) < due {
+                return Err("not due".into());
+            }
+            if writer.log.is_empty() {
+                return Err("nothing logged since the last snapshot".into());
+            }
+            snapshot::Image {
+                version: state.version,
+                items: state
+                    .map
+                    .iter()
+                    .map(|(k, i)| (k.clone(), i.clone()))
+                    .collect(),
+                status: snapshot::status_image(&writer.status()),
+            }
+        };
+        let version = image.version;
+        if let Err(e) = writer.log.rotate(version) {
+            let why = e.to_string();
+            self.note_append(&Err(e), &writer.log);
+            return Err(why);
+        }
+        self.snapshotting.store(true, Ordering::Release);
+        let dir = self.config.data_dir.clone();
+        let busy = self.snapshotting.clone();
+        let spawned = std::thread::Builder::new()
+            .name("weasel-snapshot".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let done = snapshot::write(&dir, &image).and_then(|path| {
+                    // Read back whole before anything older goes.
+                    snapshot::load(&path).map_err(io::Error::other)?;
+                    retire(&dir, version)
+                });
+                match done {
+                    Ok(()) => crate::say!(
+                        "weasel: snapshot at version {version} ({} keys) written in {:?}",
+                        image.items.len(),
+                        started.elapsed()
+                    ),
+                    Err(e) => crate::say!(
+                        "weasel: snapshot at version {version} failed ({e}); the log keeps \
+                         everything, the next one will retry"
+                    ),
+                }
+                drop(image);
+                busy.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            self.snapshotting.store(false, Ordering::Release);
+            return Err(format!("cannot start the snapshot thread: {e}"));
+        }
+        Ok(version)
     }
 
     /// `None` when healthy; otherwise why not (a failed log write or
@@ -423,6 +696,10 @@ impl Store {
 
     /// The outcome recorded for `request_id`.
     pub fn status(&self, request_id: &str) -> Option<Outcome> {
-        self.writer().status.get(request_id).cloned()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(request_id)
+            .cloned()
     }
 }
