@@ -84,7 +84,13 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// The exit code for `e` (see the module doc).
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
-        let Some(io) = cause.downcast_ref::<std::io::Error>() else {
+        // A start error wraps its I/O error transparently: the chain shows
+        // the `StartError`, not the `io::Error` inside.
+        let io = match cause.downcast_ref::<stoat::app::StartError>() {
+            Some(stoat::app::StartError::Io(io)) => Some(io),
+            _ => cause.downcast_ref::<std::io::Error>(),
+        };
+        let Some(io) = io else {
             continue;
         };
         if Locked::of(io).is_some() {
