@@ -26,7 +26,7 @@ use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
 const LISTENER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
 const MAILBOX: u64 = u64::MAX - 2;
-/// Connections accepted per listener event before serving others.
+/// Most connections accepted per listener event before serving others.
 const ACCEPT_BATCH: usize = 64;
 /// Most table entries looked at to find an idle connection to evict.
 const EVICT_SCAN: usize = 1024;
@@ -60,6 +60,12 @@ pub(crate) struct Loop {
     /// Where the next search for an idle connection to evict starts.
     evict_cursor: usize,
     fd_limit_logged: bool,
+    /// Connections to accept at a listener event (see `accept`).
+    accept_burst: usize,
+    /// The loop's turn (epoll waits so far), and the turn at which a
+    /// listener event last took its whole burst (`u64::MAX`: none since).
+    turn: u64,
+    burst_taken_at: u64,
 }
 
 impl Loop {
@@ -89,6 +95,9 @@ impl Loop {
             accept_paused: None,
             evict_cursor: 0,
             fd_limit_logged: false,
+            accept_burst: 1,
+            turn: 0,
+            burst_taken_at: u64::MAX,
         })
     }
 
@@ -104,6 +113,7 @@ impl Loop {
                 break;
             }
             ctx.tick();
+            self.turn += 1;
             let before = ctx.requests;
             for ev in events.iter() {
                 match ev.token() {
@@ -112,7 +122,21 @@ impl Loop {
                         let _ = self.waker.drain();
                     }
                     MAILBOX => self.deliver(&mut mail, &mut ctx),
-                    key => self.drive(key as usize, &mut ctx, ev.is_rdhup() || ev.is_hup()),
+                    key => {
+                        let peer_closed = ev.is_rdhup() || ev.is_hup();
+                        // An edge that says only "writable" to a connection
+                        // with nothing to write and nothing read has nothing
+                        // to act on (a new socket reports it when it is
+                        // registered, usually before its first bytes): a
+                        // read would find nothing, and bytes that come later
+                        // raise an edge of their own.
+                        if !(ev.is_readable() || peer_closed || ev.is_error())
+                            && self.conns.get(key as usize).is_some_and(|c| c.is_idle())
+                        {
+                            continue;
+                        }
+                        self.drive(key as usize, &mut ctx, peer_closed)
+                    }
                 }
             }
             if !self.waiting.is_empty() {
@@ -207,8 +231,22 @@ impl Loop {
         }
     }
 
+    /// Accepts up to `accept_burst` connections. The listener is
+    /// level-triggered, so connections left in the queue are reported again
+    /// at the next wait: while they come one at a time (the usual case), one
+    /// `accept4` per event is enough, with no second one that only says
+    /// EAGAIN (nginx's `multi_accept off`). When an event takes its whole
+    /// burst and the listener is ready again at the very next wait, a
+    /// backlog is building: the burst doubles (up to `ACCEPT_BATCH`);
+    /// otherwise it starts again from one.
     fn accept(&mut self, ctx: &mut ThreadCtx) {
-        for _ in 0..ACCEPT_BATCH {
+        self.accept_burst = if self.burst_taken_at == self.turn.wrapping_sub(1) {
+            (self.accept_burst * 2).min(ACCEPT_BATCH)
+        } else {
+            1
+        };
+        self.burst_taken_at = u64::MAX;
+        for _ in 0..self.accept_burst {
             // At the limit, an idle keep-alive connection makes room, but
             // only once a new connection is really there.
             let mut victim = None;
@@ -250,6 +288,8 @@ impl Loop {
                 Err(_) => return,
             }
         }
+        // The whole burst was taken: more may be waiting.
+        self.burst_taken_at = self.turn;
     }
 
     /// At the limit, finds an idle keep-alive connection to close to make

@@ -4,7 +4,9 @@
 //! Contract:
 //! - Every fd is close-on-exec. Accepted sockets are non-blocking and have
 //!   `TCP_NODELAY` set (responses are written whole, so Nagle only adds
-//!   latency).
+//!   latency): [`Listener::bind`] sets it on the listening socket and Linux
+//!   copies it to every socket accepted from it, so an accept is one
+//!   syscall, not two.
 //! - `EAGAIN` surfaces as [`io::ErrorKind::WouldBlock`]; `EINTR` is retried
 //!   inside each call; every other error keeps its errno
 //!   (`raw_os_error()`), so `EMFILE`/`ENFILE` on accept can be told apart
@@ -115,6 +117,9 @@ impl Listener {
         // Rebinding a port whose old connections linger in TIME_WAIT must
         // work after a restart.
         sockopt::set_socket_reuseaddr(&fd, true)?;
+        // Accepted sockets inherit it (the kernel clones the listener's
+        // socket for each connection): no setsockopt per connection.
+        sockopt::set_tcp_nodelay(&fd, true)?;
         if !options.reuse_port {
             rustix::net::bind(&fd, &addr).map_err(|e| in_use(e, addr))?;
             rustix::net::listen(&fd, options.backlog)?;
@@ -145,8 +150,8 @@ impl Listener {
     }
 
     /// Accepts one connection (`accept4` with `SOCK_NONBLOCK |
-    /// SOCK_CLOEXEC`): a non-blocking socket with `TCP_NODELAY`, and the
-    /// peer's address. Blocks unless the listener is non-blocking, in which
+    /// SOCK_CLOEXEC`, the only syscall): a non-blocking socket with
+    /// `TCP_NODELAY` (from the listener), and the peer's address. Blocks unless the listener is non-blocking, in which
     /// case an empty queue gives `WouldBlock`.
     pub fn accept(&self) -> io::Result<(OwnedFd, SocketAddr)> {
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
@@ -161,9 +166,6 @@ impl Listener {
                 ))
             }
         };
-        // Best effort: it fails only if the connection is already dead, and
-        // the first read or write will report that.
-        let _ = sockopt::set_tcp_nodelay(&fd, true);
         Ok((fd, peer))
     }
 
