@@ -93,11 +93,76 @@ class Server:
         return last, status
 
 
+class Weasel:
+    """The weasel binary on a fresh data directory, port 0, the model set in
+    its config; stopped with SIGTERM (graceful)."""
+
+    def __init__(self, binary, model, threads, log_path, out):
+        data = os.path.join(out, "weasel-data")
+        conf = os.path.join(out, "weasel.toml")
+        with open(conf, "w") as f:
+            f.write(f'[http]\nmodel = "{model}"\n')
+            if threads:
+                f.write(f"network_threads = {threads}\n")
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary, "--config", conf, "--data-dir", data, "--port", "0"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+        )
+        self.pid = self.proc.pid
+        self.lock = threading.Lock()
+        deadline = time.monotonic() + 60
+        while True:
+            text = open(log_path, "rb").read().decode("utf-8", "replace")
+            if "listening on http://" in text:
+                hostport = text.split("listening on http://", 1)[1].split()[0]
+                host, port = hostport.rsplit(":", 1)
+                self.addr = (host, int(port))
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"soak: weasel did not start: {text!r}")
+            time.sleep(0.1)  # polling its log for the listening line
+
+    def stop(self, timeout=60):
+        self.proc.send_signal(15)
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            status = "hung"
+        self.log.close()
+        return None, status
+
+
+def established(port):
+    """Established TCP connections on the server's side of `port`."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for r in rows:
+            f = r.split()
+            if f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
 def read_counters(server):
     """The server's counters as a dict (connections, accepted, requests,
     suspended, resumed, expired, abandoned, ...). Reads the soak example's
     stdin/stdout control; with Prometheus /metrics (issue 14) this is the
-    one function to change."""
+    one function to change. Weasel exposes no counters: connections are
+    counted from /proc/net/tcp, requests from the clients' answers (wrk's
+    not included), the rest are absent (-1)."""
+    if isinstance(server, Weasel):
+        with tally_lock:
+            answered = sum(v for k, v in tally.items() if k.startswith("w_"))
+        return {"connections": established(server.addr[1]), "accepted": -1,
+                "requests": answered, "suspended": -1, "resumed": -1, "expired": -1,
+                "abandoned": -1}
     with server.lock:
         server.proc.stdin.write(b"stats\n")
         return json.loads(server._line(10))
@@ -325,11 +390,14 @@ def upload_client(addr, stop, rng):
             count("upload_error")
 
 
+SLOW_PATH = ["/plaintext"]
+
+
 def slow_head_client(addr, stop, rng):
     while not stop.is_set():
         try:
             s = connect(addr, timeout=60)
-            req = get("/plaintext")
+            req = get(SLOW_PATH[0])
             finish = rng.random() < 0.7
             part = req if finish else req[: rng.randint(1, len(req) - 4)]
             for i in range(len(part)):
@@ -394,13 +462,78 @@ def burst_client(addr, stop, rng):
             count("burst_error")
 
 
-def wrk_load(addr, seconds, out_path):
+def weasel_writer(addr, stop, rng):
+    """Commits on a keep-alive connection (conflicts expected: preconditions
+    on shared keys), sometimes reset mid-body."""
+    while not stop.is_set():
+        try:
+            s = connect(addr, timeout=30)
+            buf = b""
+            for _ in range(rng.randint(1, 50)):
+                if stop.is_set():
+                    break
+                k = f"k{rng.randint(0, 200)}"
+                doc = {"request_id": f"r-{rng.getrandbits(64):x}",
+                       "operations": [{"op": "set", "key": k, "value": "v" * rng.randint(1, 2000)}]}
+                if rng.random() < 0.3:
+                    doc["preconditions"] = [{"key": k, "version": rng.randint(0, 5)}]
+                body = json.dumps(doc).encode()
+                head = (f"POST /v1/commit HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode()
+                if rng.random() < 0.02:
+                    s.sendall(head + body[: len(body) // 2])
+                    reset(s)
+                    count("w_reset_mid_request")
+                    s = None
+                    break
+                s.sendall(head + body)
+                status, _, buf = read_response(s, buf)
+                count(f"w_commit_{status}")
+            if s is not None:
+                s.close()
+        except (OSError, EOFError, ValueError):
+            count("weasel_error")
+
+
+def weasel_reader(addr, stop, rng):
+    """Pipelined reads of keys and versions; watchers that come and go."""
+    while not stop.is_set():
+        try:
+            s = connect(addr, timeout=30)
+            n = rng.randint(1, 16)
+            s.sendall(b"".join(get(rng.choice(["/v1/version", f"/v1/kv/k{rng.randint(0, 200)}"]))
+                               for _ in range(n)))
+            buf = b""
+            for _ in range(n):
+                status, _, buf = read_response(s, buf)
+                count(f"w_read_{status}")
+            s.close()
+            if rng.random() < 0.3:
+                w = connect(addr, timeout=30)
+                w.sendall(get("/v1/watch?from=0"))
+                got = b""
+                want = rng.randint(1, 50)
+                while got.count(b"\ndata:") < want and not stop.is_set():
+                    d = w.recv(65536)
+                    if not d:
+                        break
+                    got += d
+                if rng.random() < 0.5:
+                    reset(w)
+                else:
+                    w.close()
+                count("w_watch")
+        except (OSError, EOFError, ValueError):
+            count("weasel_error")
+
+
+def wrk_load(addr, seconds, out_path, path="/plaintext"):
     script = "/work/shared/bench/pipeline.lua"
     if not os.path.exists(script):
         script = os.path.join(HERE, "pipeline.lua")
     return subprocess.Popen(
         ["wrk", "-t1", "-c32", f"-d{seconds}s", "-s", script,
-         f"http://{addr[0]}:{addr[1]}/plaintext", "--", "16"],
+         f"http://{addr[0]}:{addr[1]}{path}", "--", "16"],
         stdout=open(out_path, "w"), stderr=subprocess.STDOUT,
     )
 
@@ -443,11 +576,17 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--server", default="soak", choices=["soak", "weasel"],
+                    help="the soak example (default) or the weasel binary (--binary target/.../weasel)")
     a = ap.parse_args()
-    out = a.out or os.path.join(HERE, "results", f"{a.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    weasel = a.server == "weasel"
+    out = a.out or os.path.join(HERE, "results", f"{a.server}-{a.model}-{time.strftime('%Y%m%d-%H%M%S')}")
     os.makedirs(out, exist_ok=True)
     log_path = os.path.join(out, "server.log")
-    server = Server(a.binary, a.model, a.threads, log_path)
+    if weasel:
+        server = Weasel(a.binary, a.model, a.threads, log_path, out)
+    else:
+        server = Server(a.binary, a.model, a.threads, log_path)
     pid = server.pid
     time.sleep(0.5)  # a measurement before load, not synchronisation
     base_fds = open_fds(pid)
@@ -457,14 +596,19 @@ def main():
     stop = threading.Event()
     clients = []
     rng_seed = random.Random(a.seed)
-    for fn, n in [(sse_client, 4), (ws_client, 4), (upload_client, 2),
-                  (slow_head_client, 4), (burst_client, 2)]:
+    mix = [(sse_client, 4), (ws_client, 4), (upload_client, 2),
+           (slow_head_client, 4), (burst_client, 2)]
+    if weasel:
+        SLOW_PATH[0] = "/v1/version"
+        mix = [(weasel_writer, 4), (weasel_reader, 4), (slow_head_client, 4)]
+    for fn, n in mix:
         for _ in range(n):
             t = threading.Thread(target=fn, args=(server.addr, stop, random.Random(rng_seed.random())),
                                  daemon=True)
             t.start()
             clients.append(t)
-    wrk = wrk_load(server.addr, a.duration, os.path.join(out, "wrk.txt"))
+    wrk = wrk_load(server.addr, a.duration, os.path.join(out, "wrk.txt"),
+                   "/v1/version" if weasel else "/plaintext")
 
     csv_path = os.path.join(out, "series.csv")
     started = time.monotonic()
@@ -500,14 +644,19 @@ def main():
         # The load is over: wait (bounded) for the server to close every
         # connection, sampling meanwhile.
         deadline = time.monotonic() + 60
+        zero_since = None
         while True:
             now = time.monotonic() - started
             c = read_counters(server)
             w.writerow([f"{now:.1f}", rss_kib(pid), open_fds(pid), c["connections"], c["accepted"],
                         c["requests"], 0, c["suspended"], c["resumed"], c["expired"],
                         c["abandoned"]])
-            if c["connections"] == 0 and c["suspended"] == c["resumed"] + c["expired"] + c["abandoned"]:
-                break
+            settled = weasel or c["suspended"] == c["resumed"] + c["expired"] + c["abandoned"]
+            if c["connections"] == 0:
+                # Answers still due (a /later timer) get a few seconds more.
+                if settled or zero_since is not None and time.monotonic() > zero_since + 5:
+                    break
+                zero_since = zero_since or time.monotonic()
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -515,6 +664,9 @@ def main():
     end_rss = rss_kib(pid)
     final = read_counters(server)
     last, status = server.stop()
+    if weasel:
+        final = dict(final, accepted=final["connections"], resumed=0, expired=0, abandoned=0,
+                     suspended=0)
     log = open(log_path, "rb").read().decode("utf-8", "replace")
     alive = [t for t in clients if t.is_alive()]
 
@@ -537,7 +689,12 @@ def main():
         (f"every client thread finished ({len(alive)} left)", not alive),
     ]
     wrk_out = open(os.path.join(out, "wrk.txt")).read()
-    summary = [f"soak: model {a.model}, {a.duration} s, server pid {pid}, base RSS {base_rss} KiB",
+    if weasel:
+        # No counters in Weasel: connections from /proc/net/tcp only.
+        checks = [c for c in checks if "resumed" not in c[0] and "accepted" not in c[0]]
+        checks.append((f"established connections {final['connections']} = 0 (/proc/net/tcp)",
+                       final["connections"] == 0))
+    summary = [f"soak: {a.server}, model {a.model}, {a.duration} s, server pid {pid}, base RSS {base_rss} KiB",
                f"requests {final['requests']}, accepted {final['accepted']}, suspended {final['suspended']}",
                "clients: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())),
                "wrk: " + " | ".join(l.strip() for l in wrk_out.splitlines() if "Requests/sec" in l or "requests in" in l or "Non-2xx" in l or "Socket errors" in l)]
@@ -546,7 +703,7 @@ def main():
     summary += [("PASS " if ok else "KNOWN " if name in allow else "FAIL ") + text
                 for text, ok, name in checks]
     png = os.path.join(out, "plot.png")
-    if plot(csv_path, png, f"Stoat soak, model {a.model}, {a.duration} s"):
+    if plot(csv_path, png, f"{'Weasel' if weasel else 'Stoat'} soak, model {a.model}, {a.duration} s"):
         summary.append(f"plot: {png}")
     summary.append(f"series: {csv_path}")
     text = "\n".join(summary)
