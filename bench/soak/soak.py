@@ -100,10 +100,18 @@ class Weasel:
     def __init__(self, binary, model, threads, log_path, out):
         data = os.path.join(out, "weasel-data")
         conf = os.path.join(out, "weasel.toml")
+        # The embedded default configuration, with the model (and thread
+        # count) replaced.
+        text = subprocess.check_output([binary, "--print-default-config"]).decode()
+        lines = []
+        for line in text.splitlines():
+            if line.startswith("model ="):
+                line = f'model = "{model}"'
+            elif threads and line.startswith("network_threads ="):
+                line = f"network_threads = {threads}"
+            lines.append(line)
         with open(conf, "w") as f:
-            f.write(f'[http]\nmodel = "{model}"\n')
-            if threads:
-                f.write(f"network_threads = {threads}\n")
+            f.write("\n".join(lines) + "\n")
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(

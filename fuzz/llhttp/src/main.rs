@@ -678,7 +678,8 @@ fn known(input: &[u8], ours: &Verdict, theirs: &Verdict) -> Option<&'static str>
                 "TransferEncodingInHttp10" => "D5 Transfer-Encoding in HTTP/1.0",
                 "UnsupportedExpectation" => "D6 Expect other than 100-continue",
                 "BodyTooLarge" | "RequestLineTooLong" | "HeaderTooLarge" => "D7 limits",
-                "BareCr" => "D18 bare CR",
+                "BareCr" | "BareLf" => "D18 bare CR or LF",
+                "BadChunkLine" if find(input, b";;").is_some() => "D20 empty chunk extension name",
                 "ContentLengthWithTransferEncoding" => "D19 Content-Length with Transfer-Encoding",
                 _ => "",
             };
@@ -729,10 +730,21 @@ fn known(input: &[u8], ours: &Verdict, theirs: &Verdict) -> Option<&'static str>
                     Some("D11 whitespace after a framing field value")
                 }
                 "HPE_INVALID_URL" => Some("D12 request-target leniency"),
-                "HPE_INVALID_CHUNK_SIZE"
-                    if find(input, b" ;").is_some() || find(input, b"\t;").is_some() =>
+                "HPE_INVALID_CHUNK_SIZE" | "HPE_STRICT"
+                    if [
+                        &b" ;"[..],
+                        b"\t;",
+                        b"; ",
+                        b";\t",
+                        b" =",
+                        b"\t=",
+                        b"= ",
+                        b"=\t",
+                    ]
+                    .iter()
+                    .any(|w| find(input, w).is_some()) =>
                 {
-                    Some("D17 whitespace before a chunk extension")
+                    Some("D17 whitespace in a chunk extension")
                 }
                 // llhttp refuses at the first byte no request can have; we
                 // refuse at the end of the line, and at the end of input
