@@ -109,6 +109,12 @@ class Weasel:
                 line = f'model = "{model}"'
             elif threads and line.startswith("network_threads ="):
                 line = f"network_threads = {threads}"
+            # Bounded state small enough to fill during the warm-up, so that
+            # growth after it means a leak, not a cache filling up.
+            elif line.startswith("status_window ="):
+                line = "status_window = 256"
+            elif line.startswith("watch_history ="):
+                line = "watch_history = 64"
             lines.append(line)
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
