@@ -6,7 +6,11 @@ use libfuzzer_sys::fuzz_target;
 use stoat::proto::{BodyDecoder, BodyKind, Limits};
 
 /// Decodes `data` fed in pieces of `step` bytes (0: all at once).
-fn decode(data: &[u8], step: usize, limits: &Limits) -> (Vec<u8>, Result<usize, stoat::proto::ProtoError>) {
+fn decode(
+    data: &[u8],
+    step: usize,
+    limits: &Limits,
+) -> (Vec<u8>, Result<usize, stoat::proto::ProtoError>) {
     let mut d = BodyDecoder::new(BodyKind::Chunked, limits);
     let mut body = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
@@ -28,7 +32,11 @@ fn decode(data: &[u8], step: usize, limits: &Limits) -> (Vec<u8>, Result<usize, 
                     if fed == data.len() {
                         return (body, Ok(usize::MAX));
                     }
-                    let n = if step == 0 { data.len() - fed } else { step.min(data.len() - fed) };
+                    let n = if step == 0 {
+                        data.len() - fed
+                    } else {
+                        step.min(data.len() - fed)
+                    };
                     buf.extend_from_slice(&data[fed..fed + n]);
                     fed += n;
                 }

@@ -64,7 +64,16 @@ fuzz_target!(|data: &[u8]| {
             input.drain(..consumed);
             if answer {
                 requests += 1;
-                let mode = conn.respond(200, &[], ResponseBody::Length(2), false, now, &mut out, &date, b"");
+                let mode = conn.respond(
+                    200,
+                    &[],
+                    ResponseBody::Length(2),
+                    false,
+                    now,
+                    &mut out,
+                    &date,
+                    b"",
+                );
                 if mode == BodyMode::Raw {
                     out.extend_from_slice(b"ok");
                 }

@@ -199,7 +199,8 @@ impl BodyCodec for Json {
     fn decode_commit(&self, body: &[u8]) -> Result<CommitRequest, String> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let req: CommitRequest = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
-        de.end().map_err(|e| format!("invalid JSON: {e}"))?;
+        de.end()
+            .map_err(|e| one_line(format!("invalid JSON: {e}")))?;
         Ok(req)
     }
 }
@@ -236,11 +237,32 @@ impl BodyCodec for MessagePack {
 
 fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> String {
     let path = e.path().to_string();
-    if path == "." || path.is_empty() {
+    let message = if path == "." || path.is_empty() {
         format!("invalid body: {}", e.into_inner())
     } else {
         format!("{path}: {}", e.into_inner())
+    };
+    one_line(message)
+}
+
+/// The message with control characters escaped (`\n` as `\\n`): the
+/// decoders quote the client's field names and strings back, and the
+/// contract is one line (found by `fuzz/fuzz_targets/weasel_codec.rs`).
+fn one_line(message: String) -> String {
+    if !message.contains(char::is_control) {
+        return message;
     }
+    message
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -289,5 +311,29 @@ mod tests {
             c.decode_commit(None, b"{}"),
             Err(CodecError::Unsupported(_))
         ));
+    }
+
+    /// A field name or value with control characters is quoted back
+    /// escaped: the error stays one line (the input the fuzz target
+    /// `weasel_codec` found, as MessagePack, and its JSON form).
+    #[test]
+    fn errors_stay_one_line() {
+        let c = Codecs::default();
+        let mut mp = vec![0x83, 0xaa, b'r'];
+        mp.extend_from_slice(&[b'\n'; 9]);
+        mp.extend_from_slice(b"\xa1x");
+        let json = br#"{"r\n\n\u0001":1,"request_id":"x","operations":[]}"#;
+        for (ct, body) in [
+            ("application/msgpack", &mp[..]),
+            ("application/json", &json[..]),
+        ] {
+            match c.decode_commit(Some(ct), body) {
+                Err(CodecError::Malformed(m)) => {
+                    assert!(!m.contains(char::is_control), "{ct}: {m:?}");
+                    assert!(m.contains("unknown field `r\\n\\n"), "{ct}: {m:?}");
+                }
+                other => panic!("{ct}: {other:?}"),
+            }
+        }
     }
 }
