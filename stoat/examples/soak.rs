@@ -28,8 +28,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use stoat::app::{
-    BodyChunk, BodyWriter, Event, EventStream, Message, Method, Request, Responder, Response,
-    Server, Session, Stats, WebSocket, WsContext,
+    per_job, BodyChunk, BodyWriter, EventStream, Message, Method, Request, Responder, Response,
+    Server, Session, SseEvent, StartError, Stats, WebSocket, WsContext,
 };
 use stoat::config::{Config, Model, PipelineConfig};
 
@@ -40,10 +40,7 @@ struct Echo;
 
 impl Session for Echo {
     fn on_message(&mut self, ws: &mut WsContext<'_>, msg: Message<'_>) {
-        match msg {
-            Message::Text(t) => ws.send_text(t),
-            Message::Binary(b) => ws.send_binary(b),
-        };
+        let _ = ws.send(msg);
     }
 }
 
@@ -56,36 +53,39 @@ fn main() {
         }
     };
     let later = timer_thread();
-    let server = Server::new(config)
+    let mut server = Server::new(config)
         .get("/plaintext", |_| Response::text("Hello, World!"))
         .post_streaming("/echo", echo)
-        .on_pipeline("work", Method::Get, "/block", |req: &Request| {
-            let us: u64 = param(req, "us").unwrap_or(0).min(1_000_000);
-            thread::sleep(Duration::from_micros(us));
-            Response::text(format!("blocked {us}"))
+        .suspend(Method::Get, "/later", move |req, responder: Responder| {
+            let ms: u64 = param(req, "ms").unwrap_or(0).min(600_000);
+            let _ = later.send((Instant::now() + Duration::from_millis(ms), ms, responder));
         })
-        .suspend(
-            Method::Get,
-            "/later",
-            move |req: &Request, responder: Responder| {
-                let ms: u64 = param(req, "ms").unwrap_or(0).min(600_000);
-                let _ = later.send((Instant::now() + Duration::from_millis(ms), ms, responder));
-            },
-        )
-        .sse("/events", |req: &Request, stream: EventStream| {
+        .sse("/events", |req, stream: EventStream| {
             let count: u64 = param(req, "count").unwrap_or(10).min(1_000_000);
             let every = Duration::from_millis(param(req, "every_ms").unwrap_or(100).min(60_000));
             thread::spawn(move || {
                 for id in 1..=count {
                     thread::sleep(every);
                     let id = id.to_string();
-                    if stream.send(Event::data(id.clone()).id(id)).is_err() {
+                    if stream.send(SseEvent::data(id.clone()).id(id)).is_err() {
                         return;
                     }
                 }
             });
         })
         .websocket("/ws", WebSocket::new(|_| Echo));
+    let blocking = per_job(|req: &Request<'_>, ()| {
+        let us: u64 = param(req, "us").unwrap_or(0).min(1_000_000);
+        thread::sleep(Duration::from_micros(us));
+        Response::text(format!("blocked {us}"))
+    });
+    let routed: Result<(), StartError> = server.pipeline("work", blocking).map(|p| {
+        p.get("/block", ());
+    });
+    if let Err(e) = routed {
+        eprintln!("soak: {e}");
+        process::exit(1);
+    }
     let handle = match server.start() {
         Ok(h) => h,
         Err(e) => {
@@ -185,7 +185,7 @@ fn timer_thread() -> mpsc::Sender<(Instant, u64, Responder)> {
                 }
                 heap.pop();
                 if let Some((ms, responder)) = waiting.remove(&s) {
-                    responder.send(Response::text(format!("later {ms}")));
+                    let _ = responder.send(Response::text(format!("later {ms}")));
                 }
             }
         }
