@@ -18,16 +18,18 @@
 //! [`Server::pipeline_batch`]: super::Server::pipeline_batch
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::app::deferred::Responder;
 use crate::app::path_tree::Captures;
+use crate::app::request::client_addr_of;
 use crate::app::{Handler, IntoResponse, Request, Response};
 use crate::proto::RequestHead;
 use crate::runtime::ring::Ring;
-use crate::runtime::{ArenaSlot, RawRequest};
+use crate::runtime::{ArenaSlot, ConnInfo, RawRequest};
 
 /// Most jobs one pipeline thread takes at once.
 const MAX_BATCH: usize = 256;
@@ -46,6 +48,10 @@ pub struct Job {
     responder: Option<Responder>,
     /// The job's request arena (empty until its handler asks).
     arena: ArenaSlot,
+    /// The connection's peer and client addresses, resolved on the
+    /// network thread (the socket cannot be asked from here).
+    peer: Option<SocketAddr>,
+    client: Option<SocketAddr>,
 }
 
 /// A route served by a pipeline.
@@ -83,6 +89,8 @@ impl Job {
             route,
             responder: Some(responder),
             arena: ArenaSlot::new(),
+            peer: raw.conn.peer_addr(),
+            client: client_addr_of(raw),
         }
     }
 
@@ -93,6 +101,7 @@ impl Job {
             buf: &self.bytes[..self.body.start],
             body: &self.bytes[self.body.clone()],
             arena: &self.arena,
+            conn: ConnInfo::resolved(self.peer, self.client),
         };
         Request::routed(
             raw,

@@ -742,6 +742,7 @@ mod tests {
             buf: &buf,
             body: b"",
             arena: &ArenaSlot::new(),
+            conn: Default::default(),
         };
         let path = path_of(&raw);
         let mut caps = Captures::default();
@@ -952,6 +953,7 @@ mod tests {
             buf: request,
             body: &body,
             arena: &ArenaSlot::new(),
+            conn: Default::default(),
         };
         router.call(&raw, &mut sink);
         assert!(sink.is_sent());
@@ -1145,6 +1147,7 @@ mod tests {
                     buf: &buf,
                     body: b"",
                     arena: &ArenaSlot::new(),
+                    conn: Default::default(),
                 };
                 let res = r.handle(&raw);
                 let got = match res.status_code() {
@@ -1178,6 +1181,7 @@ mod tests {
             buf,
             body: b"",
             arena: &ArenaSlot::new(),
+            conn: Default::default(),
         });
         assert_eq!((res.status_code(), res.body_bytes()), (200, &b"user 9"[..]));
         assert!(matches!(res.into_body(), Body::Bytes(_)));

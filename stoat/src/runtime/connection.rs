@@ -33,6 +33,7 @@ use crate::runtime::body_stream::StreamState;
 use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
+use crate::runtime::proxy::{ConnInfo, Header as ProxyHeader, ProxyPolicy};
 use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink, Service};
 use crate::runtime::websocket::{WsLimits, WsSession, WsState};
 use crate::sys::socket;
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     pub counters: Arc<AsyncCounters>,
     /// Counters of the request arenas.
     pub arenas: Arc<ArenaStats>,
+    /// PROXY protocol settings and counters, trusted proxies.
+    pub proxy: ProxyPolicy,
 }
 
 /// The SSE heartbeat: a comment line (WHATWG HTML, "Server-sent events":
@@ -171,8 +174,14 @@ struct Spill {
     _grant: SpillGrant,
 }
 
-/// The bytes of a slow head, kept off the pool (see `park_slow_head`).
-struct Parked(Box<[u8]>);
+/// Rare per-connection state, behind one pointer: the bytes of a slow
+/// head, kept off the pool (see `park_slow_head`), and the client address
+/// of the connection's PROXY header (see `runtime/proxy.rs`).
+#[derive(Default)]
+struct Parked {
+    bytes: Option<Box<[u8]>>,
+    client: Option<std::net::SocketAddr>,
+}
 
 /// One connection, owned by exactly one thread at a time.
 pub(crate) struct Connection {
@@ -187,9 +196,12 @@ pub(crate) struct Connection {
     /// In its loop's queue of connections waiting for a buffer (at most
     /// once, however many events come meanwhile).
     pub waiting: bool,
+    /// Its first bytes must be a PROXY header, not read yet (decided at
+    /// accept, see `runtime/proxy.rs`; fits in padding: no bytes added).
+    expect_proxy: bool,
     /// The bytes of a head that trickles in, kept off the pool between
-    /// reads (see `park_slow_head`). Boxed twice to keep `Connection`
-    /// small (one pointer): slow heads are rare.
+    /// reads (see `park_slow_head`), and a PROXY header's client address.
+    /// Boxed to keep `Connection` small (one pointer): both are rare.
     parked: Option<Box<Parked>>,
     /// A body streamed to its route as it arrives (see
     /// `connection/stream.rs`): one pointer for other connections. (A
@@ -208,8 +220,52 @@ impl Connection {
             spill: None,
             link: None,
             waiting: false,
+            expect_proxy: false,
             parked: None,
             stream: None,
+        }
+    }
+
+    /// The connection must start with a PROXY header (its peer is a
+    /// trusted proxy and `proxy_protocol` is on).
+    pub fn expect_proxy_header(&mut self) {
+        self.expect_proxy = true;
+    }
+
+    /// Keeps `bytes` of a slow head off the pool.
+    fn park_bytes(&mut self, bytes: Box<[u8]>) {
+        self.parked.get_or_insert_with(Box::default).bytes = Some(bytes);
+    }
+
+    /// Takes the parked head bytes back, if any.
+    fn take_parked_bytes(&mut self) -> Option<Box<[u8]>> {
+        let parked = self.parked.as_mut()?;
+        let bytes = parked.bytes.take();
+        if parked.client.is_none() {
+            self.parked = None;
+        }
+        bytes
+    }
+
+    /// Reads the PROXY header off the front of the input, if it is all
+    /// there. `Err(Next::Close)`: refused (counted): close, no answer.
+    fn take_proxy_header(&mut self, shared: &Shared) -> Result<(), Next> {
+        let Some(input) = self.input.as_mut() else {
+            return Ok(());
+        };
+        match crate::runtime::proxy::take_header(&shared.proxy, &input.mem[input.parse..input.end])
+        {
+            ProxyHeader::NeedMore => Ok(()),
+            ProxyHeader::Done { consumed, client } => {
+                input.parse += consumed;
+                input.start = input.parse;
+                self.expect_proxy = false;
+                if client.is_some() {
+                    self.parked.get_or_insert_with(Box::default).client = client;
+                }
+                Ok(())
+            }
+            ProxyHeader::Refused(_) => Err(Next::Close),
         }
     }
 
@@ -416,6 +472,10 @@ impl Connection {
     pub fn on_timer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
         let next = self.on_timer_inner(shared, ctx);
         ctx.out.clear();
+        if next == Next::Close && self.expect_proxy {
+            // The request timeout ran out before its PROXY header was whole.
+            crate::runtime::proxy::count_truncated(&shared.proxy);
+        }
         next
     }
 
@@ -469,7 +529,8 @@ impl Connection {
         if input.body_start != 0 || input.start != input.parse {
             return;
         }
-        self.parked = Some(Box::new(Parked(input.mem[input.start..input.end].into())));
+        let bytes = input.mem[input.start..input.end].into();
+        self.park_bytes(bytes);
         if let Some(input) = self.input.take() {
             shared.pool.give(&mut ctx.local, input.mem);
         }
@@ -556,7 +617,7 @@ impl Connection {
             input.body_start = 0;
         }
         self.spill = None;
-        self.parked = None;
+        self.take_parked_bytes();
     }
 
     /// Writes output left from an earlier batch.
@@ -617,10 +678,17 @@ impl Connection {
     fn read_and_answer(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
         let mut drained = false;
         loop {
+            if self.expect_proxy {
+                // The PROXY header comes before any HTTP: the machine sees
+                // nothing until it is read.
+                if let Err(next) = self.take_proxy_header(shared) {
+                    return next;
+                }
+            }
             // With nothing unparsed, the machine has nothing to say unless
             // the peer closed: skip the poll (the common case before a read).
             let unparsed = self.input.as_ref().is_some_and(|i| i.parse < i.end);
-            if unparsed || self.proto.is_read_closed() {
+            if !self.expect_proxy && (unparsed || self.proto.is_read_closed()) {
                 self.answer(shared, ctx);
             }
             if self.is_streaming() && self.stream_backpressure(ctx).is_err() {
@@ -642,6 +710,11 @@ impl Connection {
             };
             let spare = input.mem.len() - input.end;
             match socket::read(self.fd.as_fd(), &mut input.mem[input.end..]) {
+                Ok(0) if self.expect_proxy => {
+                    // Ended before its PROXY header was complete.
+                    crate::runtime::proxy::count_truncated(&shared.proxy);
+                    return Next::Close;
+                }
                 Ok(0) => match self.proto.http() {
                     Some(conn) => conn.on_read_closed(),
                     None => return Next::Close,
@@ -673,9 +746,8 @@ impl Connection {
                 parse: 0,
                 end: 0,
             };
-            if let Some(parked) = self.parked.take() {
-                let bytes = &parked.0;
-                input.mem[..bytes.len()].copy_from_slice(bytes);
+            if let Some(bytes) = self.take_parked_bytes() {
+                input.mem[..bytes.len()].copy_from_slice(&bytes);
                 input.end = bytes.len();
             }
             self.input = Some(input);
@@ -910,6 +982,11 @@ impl Connection {
                 buf,
                 body,
                 arena: &ctx.arena,
+                conn: ConnInfo::live(
+                    self.fd.as_fd(),
+                    self.parked.as_ref().and_then(|p| p.client),
+                    &shared.proxy.trusted,
+                ),
             },
             &mut sink,
         );

@@ -238,7 +238,7 @@ impl Loop {
                 return;
             };
             match listener.accept() {
-                Ok((fd, _peer)) => {
+                Ok((fd, peer)) => {
                     if let Some(key) = victim {
                         self.close(key, ctx);
                     }
@@ -249,7 +249,11 @@ impl Loop {
                     if self.epoll.add(&fd, key as u64, interest).is_err() {
                         continue;
                     }
-                    entry.insert(Connection::new(fd, ctx.now));
+                    let mut conn = Connection::new(fd, ctx.now);
+                    if self.shared.proxy.expects_header(&peer) {
+                        conn.expect_proxy_header();
+                    }
+                    entry.insert(conn);
                     self.control.opened();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,8 +20,10 @@ use crate::config::{Config, Model};
 use crate::runtime::connection::Shared;
 use crate::runtime::link::AsyncCounters;
 use crate::runtime::pool::Pool;
+use crate::runtime::proxy::ProxyPolicy;
 use crate::runtime::service::Service;
 use crate::runtime::{per_core, shared};
+use crate::sys::listenfd::take_inherited;
 use crate::sys::{EventFd, ListenOptions, Listener};
 
 /// Counters of a running server.
@@ -48,6 +51,13 @@ pub struct Stats {
     pub expired: u64,
     /// Of those, whose responder was dropped unanswered (answered 500).
     pub abandoned: u64,
+    /// Connections whose PROXY header named a client (or `UNKNOWN`).
+    pub proxy_proxied: u64,
+    /// PROXY v2 `LOCAL` headers (the load balancer's own health checks).
+    pub proxy_local: u64,
+    /// Connections closed unanswered for their PROXY header: missing where
+    /// required, malformed, of a version not accepted, or cut short.
+    pub proxy_refused: u64,
     /// Request arenas lent to a request now (see `Request::arena`).
     pub arenas_in_use: usize,
     /// Reset arenas kept for reuse (at most two per network thread).
@@ -70,8 +80,10 @@ pub(crate) struct Control {
     pub waiting: AtomicUsize,
     /// Wakes the network threads (one per thread in `per_core`, one shared).
     pub wakers: Vec<Arc<EventFd>>,
-    /// Listeners that accept threads block on (`shared` model).
-    pub blocking_listeners: Vec<Arc<Listener>>,
+    /// Wakes the accept threads (`shared` model) from their `poll` for
+    /// good: notified at the stop and never drained. (Not `shutdown(2)` of
+    /// the listener: an inherited one is shared with another process.)
+    pub accept_waker: Option<Arc<EventFd>>,
 }
 
 impl Control {
@@ -103,9 +115,8 @@ impl Control {
             }
         }
         self.stopping.store(true, Ordering::Release);
-        for l in &self.blocking_listeners {
-            // Wakes accept threads blocked in accept(2).
-            let _ = l.shutdown();
+        if let Some(waker) = &self.accept_waker {
+            let _ = waker.notify();
         }
         for w in &self.wakers {
             let _ = w.notify();
@@ -136,6 +147,9 @@ pub struct ServerHandle {
     /// Threads that serve the network threads (pipelines), stopped after
     /// them: `stop` tells them to finish, then they are joined.
     companions: Vec<Companion>,
+    /// A copy of each listening socket, to hand over to a successor
+    /// process (see [`ServerHandle::listener_fds`]).
+    listener_fds: Vec<OwnedFd>,
 }
 
 impl ServerHandle {
@@ -159,11 +173,21 @@ impl ServerHandle {
             resumed: c.resumed.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
             abandoned: c.abandoned.load(Ordering::Relaxed),
+            proxy_proxied: self.shared.proxy.counters.proxied.load(Ordering::Relaxed),
+            proxy_local: self.shared.proxy.counters.local.load(Ordering::Relaxed),
+            proxy_refused: self.shared.proxy.counters.refused.load(Ordering::Relaxed),
             arenas_in_use: self.shared.arenas.in_use.load(Ordering::Relaxed),
             arenas_cached: self.shared.arenas.cached.load(Ordering::Relaxed),
             arena_bytes_cached: self.shared.arenas.cached_bytes.load(Ordering::Relaxed),
             arenas_dropped: self.shared.arenas.dropped.load(Ordering::Relaxed),
         }
+    }
+
+    /// The listening sockets, in order, to hand over to a successor
+    /// process (`sys::listenfd::Handover`): the same sockets, so a
+    /// connection waiting in their queues is never lost.
+    pub fn listener_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.listener_fds.iter().map(AsFd::as_fd).collect()
     }
 
     /// Begins a graceful stop; returns at once. See the module doc.
@@ -239,33 +263,62 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         },
         counters: Arc::new(AsyncCounters::default()),
         arenas: Arc::default(),
+        proxy: ProxyPolicy::new(http),
     });
     let addr = http.socket_addr();
     let threads = http.network_threads;
     let cpus = crate::sys::available_cpus();
     let pin = |i: usize| http.pin_threads.then(|| cpus[i % cpus.len().max(1)]);
     let backlog = i32::try_from(http.backlog).unwrap_or(i32::MAX);
+    // Listening sockets passed by systemd or a predecessor replace binding.
+    let inherited = take_inherited()?;
+    let listener_fds;
     match http.model {
         Model::PerCore => {
-            // One SO_REUSEPORT listener per thread; the first fixes the port.
             let mut listeners = Vec::with_capacity(threads);
             let mut bound = addr;
-            for _ in 0..threads {
-                let l = Listener::bind(
-                    bound,
-                    ListenOptions {
-                        reuse_port: true,
-                        backlog,
-                        nonblocking: true,
-                    },
-                )?;
-                bound = l.local_addr()?;
-                listeners.push(l);
+            if let Some(inherited) = inherited {
+                // Thread i serves inherited socket i mod n (a copy of it):
+                // every socket is served, none is ever closed unserved.
+                let n = inherited.listeners.len();
+                if n > threads {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{n} listening sockets were inherited, more than http.network_threads ({threads}) in the per_core model"
+                        ),
+                    ));
+                }
+                bound = inherited.listeners[0].local_addr;
+                let fds: Vec<OwnedFd> = inherited.listeners.into_iter().map(|l| l.fd).collect();
+                for i in 0..threads {
+                    let copy = rustix::io::fcntl_dupfd_cloexec(&fds[i % n], 0)?;
+                    listeners.push(Listener::from_inherited(copy)?);
+                }
+                listener_fds = fds;
+            } else {
+                // One SO_REUSEPORT listener per thread; the first fixes the port.
+                for _ in 0..threads {
+                    let l = Listener::bind(
+                        bound,
+                        ListenOptions {
+                            reuse_port: true,
+                            backlog,
+                            nonblocking: true,
+                        },
+                    )?;
+                    bound = l.local_addr()?;
+                    listeners.push(l);
+                }
+                listener_fds = listeners
+                    .iter()
+                    .map(|l| rustix::io::fcntl_dupfd_cloexec(l, 0).map_err(io::Error::from))
+                    .collect::<io::Result<_>>()?;
             }
             let wakers = (0..threads)
                 .map(|_| EventFd::new().map(Arc::new))
                 .collect::<io::Result<Vec<_>>>()?;
-            let control = Arc::new(Control::new(config, wakers.clone(), Vec::new()));
+            let control = Arc::new(Control::new(config, wakers.clone(), None));
             let max_per_thread = http.max_connections.div_ceil(threads);
             let mut handles = Vec::with_capacity(threads);
             for (i, (listener, waker)) in listeners.into_iter().zip(wakers).enumerate() {
@@ -284,23 +337,37 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
                 shared,
                 threads: handles,
                 companions: Vec::new(),
+                listener_fds,
             })
         }
         Model::Shared => {
-            let listener = Arc::new(Listener::bind(
-                addr,
-                ListenOptions {
-                    reuse_port: false,
-                    backlog,
-                    nonblocking: false,
-                },
-            )?);
-            let bound = listener.local_addr()?;
+            // Non-blocking: accept threads wait in poll(2), so a stop wakes
+            // them without shutting a listener down (see `Control`).
+            let listeners: Vec<Arc<Listener>> = match inherited {
+                Some(inherited) => inherited
+                    .listeners
+                    .into_iter()
+                    .map(|l| Listener::from_inherited(l.fd).map(Arc::new))
+                    .collect::<io::Result<_>>()?,
+                None => vec![Arc::new(Listener::bind(
+                    addr,
+                    ListenOptions {
+                        reuse_port: false,
+                        backlog,
+                        nonblocking: true,
+                    },
+                )?)],
+            };
+            let bound = listeners[0].local_addr()?;
+            listener_fds = listeners
+                .iter()
+                .map(|l| rustix::io::fcntl_dupfd_cloexec(l.as_ref(), 0).map_err(io::Error::from))
+                .collect::<io::Result<_>>()?;
             let waker = Arc::new(EventFd::new()?);
             let control = Arc::new(Control::new(
                 config,
                 vec![waker.clone()],
-                vec![listener.clone()],
+                Some(Arc::new(EventFd::new()?)),
             ));
             let core = Arc::new(shared::Core::new(
                 shared.clone(),
@@ -311,11 +378,11 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
             )?);
             let mut handles = Vec::new();
             for i in 0..http.accept_threads {
-                let (core, listener) = (core.clone(), listener.clone());
+                let (core, listeners) = (core.clone(), listeners.clone());
                 handles.push(
                     std::thread::Builder::new()
                         .name(format!("stoat-accept-{i}"))
-                        .spawn(move || core.accept_loop(&listener))?,
+                        .spawn(move || core.accept_loop(&listeners))?,
                 );
             }
             for i in 0..threads {
@@ -328,6 +395,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
                 shared,
                 threads: handles,
                 companions: Vec::new(),
+                listener_fds,
             })
         }
     }
@@ -351,7 +419,11 @@ fn spawn_network(
 }
 
 impl Control {
-    fn new(config: &Config, wakers: Vec<Arc<EventFd>>, listeners: Vec<Arc<Listener>>) -> Control {
+    fn new(
+        config: &Config,
+        wakers: Vec<Arc<EventFd>>,
+        accept_waker: Option<Arc<EventFd>>,
+    ) -> Control {
         Control {
             stopping: Arc::new(AtomicBool::new(false)),
             drain_deadline: Mutex::new(None),
@@ -361,7 +433,7 @@ impl Control {
             requests: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             wakers,
-            blocking_listeners: listeners,
+            accept_waker,
         }
     }
 }

@@ -81,6 +81,15 @@ impl Listener {
         Ok(Listener { fd })
     }
 
+    /// A listening socket made elsewhere (inherited: see
+    /// `sys::listenfd`), switched to non-blocking accepts. The mode belongs
+    /// to the socket, shared with any other process holding it, which
+    /// must therefore cope with `WouldBlock` too (ours do).
+    pub fn from_inherited(fd: OwnedFd) -> io::Result<Listener> {
+        rustix::io::ioctl_fionbio(&fd, true)?;
+        Ok(Listener { fd })
+    }
+
     /// Accepts one connection (`accept4` with `SOCK_NONBLOCK |
     /// SOCK_CLOEXEC`): a non-blocking socket with `TCP_NODELAY`, and the
     /// peer's address. Blocks unless the listener is non-blocking, in which

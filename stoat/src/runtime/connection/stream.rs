@@ -6,8 +6,11 @@
 use std::io;
 use std::ops::Range;
 
+use std::os::fd::AsFd;
+
 use super::{Connection, Shared, ThreadCtx};
 use crate::runtime::body_stream::{BodySink, Progress, StreamState};
+use crate::runtime::proxy::ConnInfo;
 use crate::runtime::service::RawRequest;
 
 /// A connection streaming a body stops reading while more than this much
@@ -43,6 +46,11 @@ impl Connection {
             buf: &input.mem[input.start..],
             body: &[],
             arena: &ctx.arena,
+            conn: ConnInfo::live(
+                self.fd.as_fd(),
+                self.parked.as_ref().and_then(|p| p.client),
+                &shared.proxy.trusted,
+            ),
         };
         let consumer = shared.service.open_stream(&raw, &mut sink);
         ctx.arena.recycle();

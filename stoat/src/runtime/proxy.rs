@@ -1,0 +1,277 @@
+//! Connections from load balancers: which peers must start with a PROXY
+//! header, reading it off the front of a connection's first bytes, and what
+//! a request knows of its connection's endpoints.
+//!
+//! Contract:
+//! - [`ProxyPolicy::expects_header`] is decided once, at accept, from the
+//!   peer's address: with `proxy_protocol` on, a peer in `trusted_proxies`
+//!   must send a header; nobody else may (their first bytes are HTTP, and a
+//!   PROXY header from them fails as HTTP would: it is not a request line).
+//! - [`take_header`] runs on the first bytes of a connection that must
+//!   start with a header, before any HTTP parsing: a complete header is
+//!   consumed and its client address returned; anything else closes the
+//!   connection without an answer and is counted in [`ProxyCounters`].
+//! - [`ConnInfo`] is what [`RawRequest`](super::RawRequest) carries of the
+//!   connection: on the network thread the socket (the peer's address is
+//!   asked of the kernel only when a handler wants it, so connections pay
+//!   nothing for it), the PROXY header's client address, and the trusted
+//!   proxies for `X-Forwarded-For`/`Forwarded`; off the thread (a pipeline
+//!   job), both addresses resolved when the request was copied.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::{Cidr, HttpConfig};
+use crate::proto::proxy::{self, Accept, Addresses, ProxyError, Status};
+
+/// The server's PROXY protocol settings.
+#[derive(Debug, Default)]
+pub(crate) struct ProxyPolicy {
+    accept: Option<Accept>,
+    pub trusted: Vec<Cidr>,
+    pub counters: ProxyCounters,
+}
+
+/// Counts of PROXY headers, summed over the server's threads.
+#[derive(Debug, Default)]
+pub struct ProxyCounters {
+    /// Connections whose header gave a client address (or `UNKNOWN`).
+    pub proxied: AtomicU64,
+    /// v2 `LOCAL` headers (health checks of the load balancer itself).
+    pub local: AtomicU64,
+    /// Connections closed without an answer: a header missing where
+    /// required, malformed, of a version not accepted, or cut short by the
+    /// end of the connection.
+    pub refused: AtomicU64,
+}
+
+impl ProxyPolicy {
+    pub fn new(http: &HttpConfig) -> ProxyPolicy {
+        ProxyPolicy {
+            accept: http.proxy_protocol.accept(),
+            trusted: http.trusted_proxies.clone(),
+            counters: ProxyCounters::default(),
+        }
+    }
+
+    /// Whether a connection from `peer` must start with a PROXY header.
+    #[inline]
+    pub fn expects_header(&self, peer: &SocketAddr) -> bool {
+        self.accept.is_some() && is_trusted(&self.trusted, peer.ip())
+    }
+}
+
+/// Whether `ip` is in one of `trusted`.
+pub(crate) fn is_trusted(trusted: &[Cidr], ip: IpAddr) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
+}
+
+/// What the first bytes of a connection that must start with a header
+/// amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// Not all there yet: read more (the request timeout still runs).
+    NeedMore,
+    /// `consumed` bytes were the header; `client` is the address it gave
+    /// (`None`: `LOCAL`, `UNKNOWN`, `UNSPEC` or `UNIX`, so the peer is the
+    /// client).
+    Done {
+        consumed: usize,
+        client: Option<SocketAddr>,
+    },
+    /// Close without an answer (already counted).
+    Refused(ProxyError),
+}
+
+/// Reads the header at the front of `input`, counting the outcome.
+pub(crate) fn take_header(policy: &ProxyPolicy, input: &[u8]) -> Header {
+    let accept = policy.accept.unwrap_or(Accept::Any);
+    let counters = &policy.counters;
+    match proxy::parse(input, accept) {
+        Ok(Status::NeedMore) if input.len() >= proxy::MAX_HEADER_LEN => {
+            // Cannot happen (a header is at most that long); refuse rather
+            // than wait for bytes that cannot change the answer.
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            Header::Refused(ProxyError::V2TooLong)
+        }
+        Ok(Status::NeedMore) => Header::NeedMore,
+        Ok(Status::Local { consumed }) => {
+            counters.local.fetch_add(1, Ordering::Relaxed);
+            Header::Done {
+                consumed,
+                client: None,
+            }
+        }
+        Ok(Status::Proxied {
+            consumed,
+            addresses,
+        }) => {
+            counters.proxied.fetch_add(1, Ordering::Relaxed);
+            let client = match addresses {
+                Addresses::Inet { source, .. } => Some(source),
+                Addresses::Unknown | Addresses::Unix => None,
+            };
+            Header::Done { consumed, client }
+        }
+        Err(e) => {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            Header::Refused(e)
+        }
+    }
+}
+
+/// Counts a connection that ended before its header was complete.
+pub(crate) fn count_truncated(policy: &ProxyPolicy) {
+    policy.counters.refused.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What a request knows of its connection's endpoints. See the module doc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnInfo<'a> {
+    /// The socket, asked for the peer's address on demand.
+    fd: Option<BorrowedFd<'a>>,
+    /// The peer's address when already known.
+    peer: Option<SocketAddr>,
+    /// The client address of the connection's PROXY header.
+    proxied: Option<SocketAddr>,
+    /// Peers whose forwarding fields are believed.
+    trusted: &'a [Cidr],
+    /// The client address when resolved already (a copied request).
+    client: Option<SocketAddr>,
+}
+
+impl<'a> ConnInfo<'a> {
+    /// A request on the network thread: the live socket, the PROXY
+    /// header's client if any, the trusted proxies.
+    pub(crate) fn live(
+        fd: BorrowedFd<'a>,
+        proxied: Option<SocketAddr>,
+        trusted: &'a [Cidr],
+    ) -> ConnInfo<'a> {
+        ConnInfo {
+            fd: Some(fd),
+            peer: None,
+            proxied,
+            trusted,
+            client: None,
+        }
+    }
+
+    /// A request whose addresses were resolved when it was copied.
+    pub fn resolved(peer: Option<SocketAddr>, client: Option<SocketAddr>) -> ConnInfo<'static> {
+        ConnInfo {
+            fd: None,
+            peer,
+            proxied: None,
+            trusted: &[],
+            client,
+        }
+    }
+
+    /// The address of the connection's other end (a load balancer's, when
+    /// there is one): asked of the kernel (`getpeername`) on the network
+    /// thread. `None` if the connection is already gone, or for a request
+    /// built without a connection.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        if self.peer.is_some() {
+            return self.peer;
+        }
+        let fd = self.fd?;
+        let addr = rustix::net::getpeername(fd).ok()??;
+        SocketAddr::try_from(addr).ok()
+    }
+
+    /// The PROXY header's client address, if the connection had one that
+    /// named a TCP client.
+    pub fn proxied(&self) -> Option<SocketAddr> {
+        self.proxied
+    }
+
+    /// The client address resolved when the request was copied, if it was.
+    pub fn resolved_client(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        is_trusted(self.trusted, ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ProxyProtocol};
+
+    fn policy(mode: ProxyProtocol, trusted: &[&str]) -> ProxyPolicy {
+        let mut c = Config::default();
+        c.http.proxy_protocol = mode;
+        c.http.trusted_proxies = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        ProxyPolicy::new(&c.http)
+    }
+
+    #[test]
+    fn header_expected_from_trusted_peers_only() {
+        let p = policy(ProxyProtocol::V2, &["127.0.0.1/32"]);
+        assert!(p.expects_header(&"127.0.0.1:5000".parse().unwrap()));
+        assert!(!p.expects_header(&"127.0.0.2:5000".parse().unwrap()));
+        assert!(p.expects_header(&"[::ffff:127.0.0.1]:5000".parse().unwrap()));
+        let off = policy(ProxyProtocol::Off, &["127.0.0.1/32"]);
+        assert!(!off.expects_header(&"127.0.0.1:5000".parse().unwrap()));
+    }
+
+    #[test]
+    fn take_header_counts() {
+        let p = policy(ProxyProtocol::Any, &["127.0.0.1/32"]);
+        assert_eq!(take_header(&p, b"PROXY TCP4 1.2"), Header::NeedMore);
+        assert_eq!(
+            take_header(&p, b"PROXY TCP4 192.0.2.1 127.0.0.1 4000 80\r\nGET"),
+            Header::Done {
+                consumed: 40,
+                client: Some("192.0.2.1:4000".parse().unwrap())
+            }
+        );
+        assert_eq!(
+            take_header(&p, b"PROXY UNKNOWN\r\n"),
+            Header::Done {
+                consumed: 15,
+                client: None
+            }
+        );
+        let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+        assert_eq!(
+            take_header(&p, local),
+            Header::Done {
+                consumed: 16,
+                client: None
+            }
+        );
+        assert_eq!(
+            take_header(&p, b"GET / HTTP/1.1\r\n"),
+            Header::Refused(ProxyError::Missing)
+        );
+        count_truncated(&p);
+        let c = &p.counters;
+        assert_eq!(c.proxied.load(Ordering::Relaxed), 2);
+        assert_eq!(c.local.load(Ordering::Relaxed), 1);
+        assert_eq!(c.refused.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn conn_info() {
+        let none = ConnInfo::default();
+        assert_eq!(none.peer_addr(), None);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let trusted: Vec<Cidr> = vec!["127.0.0.0/8".parse().unwrap()];
+        use std::os::fd::AsFd;
+        let info = ConnInfo::live(server.as_fd(), None, &trusted);
+        assert_eq!(info.peer_addr(), Some(client.local_addr().unwrap()));
+        assert!(info.is_trusted("127.0.0.9".parse().unwrap()));
+        assert!(!info.is_trusted("10.0.0.1".parse().unwrap()));
+        let copy = ConnInfo::resolved(Some(client.local_addr().unwrap()), None);
+        assert_eq!(copy.peer_addr(), Some(client.local_addr().unwrap()));
+    }
+}
