@@ -33,7 +33,7 @@ use crate::runtime::body_stream::StreamState;
 use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
-use crate::runtime::proxy::{ConnInfo, Header as ProxyHeader, ProxyPolicy};
+use crate::runtime::proxy::{ConnInfo, Expect, Header as ProxyHeader, ProxyPolicy};
 use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink, Service};
 use crate::runtime::websocket::{WsLimits, WsSession, WsState};
 use crate::sys::socket;
@@ -196,9 +196,10 @@ pub(crate) struct Connection {
     /// In its loop's queue of connections waiting for a buffer (at most
     /// once, however many events come meanwhile).
     pub waiting: bool,
-    /// Its first bytes must be a PROXY header, not read yet (decided at
-    /// accept, see `runtime/proxy.rs`; fits in padding: no bytes added).
-    expect_proxy: bool,
+    /// Whether its first bytes, not checked yet, must or must not be a
+    /// PROXY header (decided at accept, see `runtime/proxy.rs`; one byte
+    /// in what was padding: `Connection` does not grow).
+    proxy: Expect,
     /// The bytes of a head that trickles in, kept off the pool between
     /// reads (see `park_slow_head`), and a PROXY header's client address.
     /// Boxed to keep `Connection` small (one pointer): both are rare.
@@ -220,16 +221,15 @@ impl Connection {
             spill: None,
             link: None,
             waiting: false,
-            expect_proxy: false,
+            proxy: Expect::Http,
             parked: None,
             stream: None,
         }
     }
 
-    /// The connection must start with a PROXY header (its peer is a
-    /// trusted proxy and `proxy_protocol` is on).
-    pub fn expect_proxy_header(&mut self) {
-        self.expect_proxy = true;
+    /// What the connection's first bytes must be (`ProxyPolicy::at_accept`).
+    pub fn expect(&mut self, proxy: Expect) {
+        self.proxy = proxy;
     }
 
     /// Keeps `bytes` of a slow head off the pool.
@@ -253,13 +253,16 @@ impl Connection {
         let Some(input) = self.input.as_mut() else {
             return Ok(());
         };
-        match crate::runtime::proxy::take_header(&shared.proxy, &input.mem[input.parse..input.end])
-        {
+        if input.parse == input.end {
+            return Ok(());
+        }
+        let bytes = &input.mem[input.parse..input.end];
+        match crate::runtime::proxy::take_header(&shared.proxy, self.proxy, bytes) {
             ProxyHeader::NeedMore => Ok(()),
             ProxyHeader::Done { consumed, client } => {
                 input.parse += consumed;
                 input.start = input.parse;
-                self.expect_proxy = false;
+                self.proxy = Expect::Http;
                 if client.is_some() {
                     self.parked.get_or_insert_with(Box::default).client = client;
                 }
@@ -472,7 +475,7 @@ impl Connection {
     pub fn on_timer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
         let next = self.on_timer_inner(shared, ctx);
         ctx.out.clear();
-        if next == Next::Close && self.expect_proxy {
+        if next == Next::Close && self.proxy == Expect::Header {
             // The request timeout ran out before its PROXY header was whole.
             crate::runtime::proxy::count_truncated(&shared.proxy);
         }
@@ -678,9 +681,9 @@ impl Connection {
     fn read_and_answer(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
         let mut drained = false;
         loop {
-            if self.expect_proxy {
+            if self.proxy != Expect::Http {
                 // The PROXY header comes before any HTTP: the machine sees
-                // nothing until it is read.
+                // nothing until it is read (or known not to be there).
                 if let Err(next) = self.take_proxy_header(shared) {
                     return next;
                 }
@@ -688,7 +691,7 @@ impl Connection {
             // With nothing unparsed, the machine has nothing to say unless
             // the peer closed: skip the poll (the common case before a read).
             let unparsed = self.input.as_ref().is_some_and(|i| i.parse < i.end);
-            if !self.expect_proxy && (unparsed || self.proto.is_read_closed()) {
+            if self.proxy == Expect::Http && (unparsed || self.proto.is_read_closed()) {
                 self.answer(shared, ctx);
             }
             if self.is_streaming() && self.stream_backpressure(ctx).is_err() {
@@ -710,10 +713,18 @@ impl Connection {
             };
             let spare = input.mem.len() - input.end;
             match socket::read(self.fd.as_fd(), &mut input.mem[input.end..]) {
-                Ok(0) if self.expect_proxy => {
+                Ok(0) if self.proxy == Expect::Header => {
                     // Ended before its PROXY header was complete.
                     crate::runtime::proxy::count_truncated(&shared.proxy);
                     return Next::Close;
+                }
+                Ok(0) if self.proxy == Expect::NoHeader => {
+                    // Too short to tell: not a header; HTTP decides (an
+                    // incomplete request at end of stream closes).
+                    self.proxy = Expect::Http;
+                    if let Some(conn) = self.proto.http() {
+                        conn.on_read_closed();
+                    }
                 }
                 Ok(0) => match self.proto.http() {
                     Some(conn) => conn.on_read_closed(),

@@ -250,9 +250,7 @@ impl Loop {
                         continue;
                     }
                     let mut conn = Connection::new(fd, ctx.now);
-                    if self.shared.proxy.expects_header(&peer) {
-                        conn.expect_proxy_header();
-                    }
+                    conn.expect(self.shared.proxy.at_accept(&peer));
                     entry.insert(conn);
                     self.control.opened();
                 }

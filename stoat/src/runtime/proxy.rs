@@ -3,14 +3,16 @@
 //! a request knows of its connection's endpoints.
 //!
 //! Contract:
-//! - [`ProxyPolicy::expects_header`] is decided once, at accept, from the
+//! - [`ProxyPolicy::at_accept`] is decided once, at accept, from the
 //!   peer's address: with `proxy_protocol` on, a peer in `trusted_proxies`
-//!   must send a header; nobody else may (their first bytes are HTTP, and a
-//!   PROXY header from them fails as HTTP would: it is not a request line).
-//! - [`take_header`] runs on the first bytes of a connection that must
-//!   start with a header, before any HTTP parsing: a complete header is
-//!   consumed and its client address returned; anything else closes the
-//!   connection without an answer and is counted in [`ProxyCounters`].
+//!   must send a header ([`Expect::Header`]); nobody else may
+//!   ([`Expect::NoHeader`]: a spoofed header is refused, not mistaken for
+//!   a malformed request).
+//! - [`take_header`] runs on the first bytes of a connection, before any
+//!   HTTP parsing: a complete header (where one is expected) is consumed
+//!   and its client address returned; bytes that are not one go on to HTTP
+//!   (where none may come); anything else closes the connection without an
+//!   answer and is counted in [`ProxyCounters`].
 //! - [`ConnInfo`] is what [`RawRequest`](super::RawRequest) carries of the
 //!   connection: on the network thread the socket (the peer's address is
 //!   asked of the kernel only when a handler wants it, so connections pay
@@ -55,11 +57,26 @@ impl ProxyPolicy {
         }
     }
 
-    /// Whether a connection from `peer` must start with a PROXY header.
+    /// What a connection from `peer` must start with.
     #[inline]
-    pub fn expects_header(&self, peer: &SocketAddr) -> bool {
-        self.accept.is_some() && is_trusted(&self.trusted, peer.ip())
+    pub fn at_accept(&self, peer: &SocketAddr) -> Expect {
+        match self.accept {
+            None => Expect::Http,
+            Some(_) if is_trusted(&self.trusted, peer.ip()) => Expect::Header,
+            Some(_) => Expect::NoHeader,
+        }
     }
+}
+
+/// What the first bytes of a connection must be (decided at accept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// HTTP: nothing to check (PROXY protocol off, or the check is done).
+    Http,
+    /// A PROXY header (the peer is a trusted proxy).
+    Header,
+    /// HTTP, and not a PROXY header (the peer is not trusted).
+    NoHeader,
 }
 
 /// Whether `ip` is in one of `trusted`.
@@ -84,10 +101,32 @@ pub(crate) enum Header {
     Refused(ProxyError),
 }
 
-/// Reads the header at the front of `input`, counting the outcome.
-pub(crate) fn take_header(policy: &ProxyPolicy, input: &[u8]) -> Header {
-    let accept = policy.accept.unwrap_or(Accept::Any);
+/// Checks the front of `input` against what `expect` says, counting the
+/// outcome. For [`Expect::NoHeader`], `Done { consumed: 0, .. }` means the
+/// bytes are not a PROXY header: HTTP follows.
+pub(crate) fn take_header(policy: &ProxyPolicy, expect: Expect, input: &[u8]) -> Header {
     let counters = &policy.counters;
+    if expect == Expect::NoHeader {
+        return match proxy::parse(input, Accept::Any) {
+            Err(ProxyError::Missing) => Header::Done {
+                consumed: 0,
+                client: None,
+            },
+            // The first bytes might still turn out to be a header.
+            Ok(Status::NeedMore) => Header::NeedMore,
+            // A header (or the start of a malformed one) from a peer that
+            // is not trusted: a spoofing attempt.
+            Ok(_) => {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                Header::Refused(ProxyError::Missing)
+            }
+            Err(e) => {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                Header::Refused(e)
+            }
+        };
+    }
+    let accept = policy.accept.unwrap_or(Accept::Any);
     match proxy::parse(input, accept) {
         Ok(Status::NeedMore) if input.len() >= proxy::MAX_HEADER_LEN => {
             // Cannot happen (a header is at most that long); refuse rather
@@ -214,26 +253,65 @@ mod tests {
     #[test]
     fn header_expected_from_trusted_peers_only() {
         let p = policy(ProxyProtocol::V2, &["127.0.0.1/32"]);
-        assert!(p.expects_header(&"127.0.0.1:5000".parse().unwrap()));
-        assert!(!p.expects_header(&"127.0.0.2:5000".parse().unwrap()));
-        assert!(p.expects_header(&"[::ffff:127.0.0.1]:5000".parse().unwrap()));
+        let at = |a: &str| p.at_accept(&a.parse().unwrap());
+        assert_eq!(at("127.0.0.1:5000"), Expect::Header);
+        assert_eq!(at("127.0.0.2:5000"), Expect::NoHeader);
+        assert_eq!(at("[::ffff:127.0.0.1]:5000"), Expect::Header);
         let off = policy(ProxyProtocol::Off, &["127.0.0.1/32"]);
-        assert!(!off.expects_header(&"127.0.0.1:5000".parse().unwrap()));
+        assert_eq!(
+            off.at_accept(&"127.0.0.1:5000".parse().unwrap()),
+            Expect::Http
+        );
+    }
+
+    #[test]
+    fn no_header_from_untrusted_peers() {
+        let p = policy(ProxyProtocol::Any, &["127.0.0.1/32"]);
+        let t = |b: &[u8]| take_header(&p, Expect::NoHeader, b);
+        let http = Header::Done {
+            consumed: 0,
+            client: None,
+        };
+        assert_eq!(t(b"GET / HTTP/1.1\r\n"), http);
+        assert_eq!(t(b"POST / HTTP/1.1\r\n"), http);
+        assert_eq!(t(b"PR"), Header::NeedMore);
+        assert_eq!(t(b"\r\n\r"), Header::NeedMore);
+        assert!(matches!(
+            t(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"),
+            Header::Refused(_)
+        ));
+        assert!(matches!(t(b"PROXY garbage\r\n"), Header::Refused(_)));
+        assert!(matches!(
+            t(b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c"),
+            Header::NeedMore
+        ));
+        assert!(matches!(
+            t(b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00"),
+            Header::Refused(_)
+        ));
+        assert_eq!(p.counters.refused.load(Ordering::Relaxed), 3);
     }
 
     #[test]
     fn take_header_counts() {
         let p = policy(ProxyProtocol::Any, &["127.0.0.1/32"]);
-        assert_eq!(take_header(&p, b"PROXY TCP4 1.2"), Header::NeedMore);
         assert_eq!(
-            take_header(&p, b"PROXY TCP4 192.0.2.1 127.0.0.1 4000 80\r\nGET"),
+            take_header(&p, Expect::Header, b"PROXY TCP4 1.2"),
+            Header::NeedMore
+        );
+        assert_eq!(
+            take_header(
+                &p,
+                Expect::Header,
+                b"PROXY TCP4 192.0.2.1 127.0.0.1 4000 80\r\nGET"
+            ),
             Header::Done {
                 consumed: 40,
                 client: Some("192.0.2.1:4000".parse().unwrap())
             }
         );
         assert_eq!(
-            take_header(&p, b"PROXY UNKNOWN\r\n"),
+            take_header(&p, Expect::Header, b"PROXY UNKNOWN\r\n"),
             Header::Done {
                 consumed: 15,
                 client: None
@@ -241,14 +319,14 @@ mod tests {
         );
         let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
         assert_eq!(
-            take_header(&p, local),
+            take_header(&p, Expect::Header, local),
             Header::Done {
                 consumed: 16,
                 client: None
             }
         );
         assert_eq!(
-            take_header(&p, b"GET / HTTP/1.1\r\n"),
+            take_header(&p, Expect::Header, b"GET / HTTP/1.1\r\n"),
             Header::Refused(ProxyError::Missing)
         );
         count_truncated(&p);

@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -148,8 +148,9 @@ pub struct ServerHandle {
     /// them: `stop` tells them to finish, then they are joined.
     companions: Vec<Companion>,
     /// A copy of each listening socket, to hand over to a successor
-    /// process (see [`ServerHandle::listener_fds`]).
-    listener_fds: Vec<OwnedFd>,
+    /// process (see [`ServerHandle::listener_fds`]); closed when the stop
+    /// begins, so the port closes with the stop.
+    listener_fds: Mutex<Vec<OwnedFd>>,
 }
 
 impl ServerHandle {
@@ -186,13 +187,21 @@ impl ServerHandle {
     /// The listening sockets, in order, to hand over to a successor
     /// process (`sys::listenfd::Handover`): the same sockets, so a
     /// connection waiting in their queues is never lost.
-    pub fn listener_fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.listener_fds.iter().map(AsFd::as_fd).collect()
+    /// Copies of them (close-on-exec), empty once the stop began.
+    pub fn listener_fds(&self) -> io::Result<Vec<OwnedFd>> {
+        let fds = self.listener_fds.lock().unwrap_or_else(|e| e.into_inner());
+        fds.iter()
+            .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(io::Error::from))
+            .collect()
     }
 
     /// Begins a graceful stop; returns at once. See the module doc.
     pub fn shutdown(&self) {
         self.control.begin_stop();
+        self.listener_fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Waits until every thread has exited.
@@ -232,7 +241,7 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         if !self.threads.is_empty() || !self.companions.is_empty() {
-            self.control.begin_stop();
+            self.shutdown();
             let _ = self.join_threads();
         }
     }
@@ -337,7 +346,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
                 shared,
                 threads: handles,
                 companions: Vec::new(),
-                listener_fds,
+                listener_fds: Mutex::new(listener_fds),
             })
         }
         Model::Shared => {
@@ -395,7 +404,7 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
                 shared,
                 threads: handles,
                 companions: Vec::new(),
-                listener_fds,
+                listener_fds: Mutex::new(listener_fds),
             })
         }
     }

@@ -184,9 +184,7 @@ impl Core {
                 continue;
             }
             let mut conn = Connection::new(fd, Instant::now());
-            if self.shared.proxy.expects_header(&peer) {
-                conn.expect_proxy_header();
-            }
+            conn.expect(self.shared.proxy.at_accept(&peer));
             s.conn = Some(conn);
             self.control.opened();
         }
