@@ -42,6 +42,7 @@ pub const PIPELINE: &str = "commit_status";
 pub fn build(config: WeaselConfig) -> io::Result<(Server, Arc<Store>, Recovery)> {
     let (store, recovery) = Store::open(config.store, Codecs::default())?;
     let store = Arc::new(store);
-    let server = api::routes(Server::new(config.server), store.clone());
+    // `GET /healthz` (the `health_path`): ready, or draining once stopping.
+    let server = api::routes(Server::new(config.server).health(), store.clone());
     Ok((server, store, recovery))
 }

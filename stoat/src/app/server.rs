@@ -23,8 +23,43 @@ use crate::config::Config;
 use crate::proto::Method;
 use crate::runtime::ring::Ring;
 
+use crate::app::Health;
 use crate::runtime::{self, ServerHandle};
 use crate::sys::Signals;
+
+/// Why [`Server::run`] stops.
+enum Stop {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// A successor process took the listeners over.
+    HandedOver,
+}
+
+/// Waits for a stop signal, handing over on SIGUSR2 meanwhile.
+fn wait_for_stop(signals: &Signals, restart: &Signals, handle: &ServerHandle) -> io::Result<Stop> {
+    use rustix::event::{PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [
+            PollFd::from_borrowed_fd(signals.as_fd(), PollFlags::IN),
+            PollFd::from_borrowed_fd(restart.as_fd(), PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if signals.drain()? > 0 {
+            return Ok(Stop::Signal);
+        }
+        if restart.drain()? > 0 {
+            match crate::app::restart::hand_over(handle) {
+                Ok(true) => return Ok(Stop::HandedOver),
+                Ok(false) => {}
+                Err(e) => eprintln!("stoat: handover failed: {e}; still serving"),
+            }
+        }
+    }
+}
 
 /// A server being built: its configuration and its routes.
 ///
@@ -45,6 +80,8 @@ pub struct Server {
     batch: BTreeMap<String, Box<dyn BatchHandler>>,
     /// Called when [`Server::run`] gets its stop signal.
     on_stop: Vec<Box<dyn FnOnce() + Send>>,
+    /// Ready or draining, on the health path (see [`Server::health`]).
+    health: Health,
 }
 
 impl std::fmt::Debug for Server {
@@ -70,6 +107,7 @@ impl Server {
             router,
             batch: BTreeMap::new(),
             on_stop: Vec::new(),
+            health: Health::new(),
         }
     }
 
@@ -224,6 +262,22 @@ impl Server {
         self
     }
 
+    /// Routes `GET` (and `HEAD`) of `[http] health_path` (default
+    /// `/healthz`) to the server's [`Health`]: `200 ready`, then `503
+    /// draining` from the stop signal on (see [`Server::run`]).
+    #[track_caller]
+    pub fn health(self) -> Server {
+        let health = self.health.clone();
+        let path = self.config.http.health_path.clone();
+        self.route(Method::Get, &path, move |_: &Request<'_>| health.response())
+    }
+
+    /// The server's ready/draining flag (also the one [`Server::health`]
+    /// answers from), to report draining from elsewhere.
+    pub fn health_flag(&self) -> Health {
+        self.health.clone()
+    }
+
     /// Calls `f` when [`Server::run`] (or [`Server::run_with`]) receives
     /// its stop signal, before the graceful stop begins: to end streams
     /// that would otherwise hold the drain until its deadline, say.
@@ -291,6 +345,17 @@ impl Server {
 
     /// Starts, serves until SIGINT or SIGTERM, then stops gracefully and
     /// waits for every thread. A second signal exits at once.
+    ///
+    /// The stop, in order: the health path reports draining (503) while
+    /// the server still serves, for `drain_health_sec` (0 by default), so a
+    /// load balancer checking it stops sending new requests; then the
+    /// listener closes and open requests finish within `drain_timeout_sec`.
+    ///
+    /// SIGUSR2 restarts without downtime: the program is started again
+    /// with the listening sockets, and this process stops once the new one
+    /// serves (see [`restart`](crate::app::restart)). A process started so
+    /// takes the sockets instead of binding, and says it serves once it
+    /// does.
     pub fn run(self) -> io::Result<()> {
         self.run_with(|_| {})
     }
@@ -300,16 +365,25 @@ impl Server {
     pub fn run_with(mut self, started: impl FnOnce(&ServerHandle)) -> io::Result<()> {
         // Watch before starting: a signal during startup is not lost.
         let signals = Signals::stop()?;
+        let restart = Signals::new(&[signal_hook::consts::SIGUSR2])?;
         let on_stop = std::mem::take(&mut self.on_stop);
+        let health = self.health.clone();
+        let drain_health = self.config.http.drain_health();
         let handle = self.start()?;
+        // Serving: a predecessor that handed its sockets over may go.
+        if let Err(e) = crate::app::restart::notify_ready() {
+            eprintln!("stoat: cannot tell the previous process to stop: {e}");
+        }
         started(&handle);
-        let waited = loop {
-            match signals.wait(None) {
-                Ok(0) => continue,
-                Ok(_) => break Ok(()),
-                Err(e) => break Err(e),
+        let waited = wait_for_stop(&signals, &restart, &handle);
+        if let Ok(Stop::Signal) = waited {
+            // Report draining while still serving, then stop.
+            health.set_draining();
+            if !drain_health.is_zero() {
+                let _ = signals.wait(Some(drain_health));
             }
-        };
+        }
+        let waited = waited.map(|_| ());
         for f in on_stop {
             f();
         }

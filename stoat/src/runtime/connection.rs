@@ -42,6 +42,13 @@ use crate::sys::socket;
 #[path = "ws_connection.rs"]
 mod ws_connection;
 
+/// During a graceful stop, an idle connection is closed once it has been
+/// idle this long, not at once: a client that reuses it may have a request
+/// on the way already, and closing then would reset it (the keep-alive
+/// race). A client that sends within the grace is answered, with
+/// `Connection: close`; the drain deadline closes whatever is left.
+pub(crate) const STOP_IDLE_GRACE: Duration = Duration::from_secs(1);
+
 /// Stop reading new requests while this much output is pending: a client
 /// that pipelines without reading cannot grow our output without bound.
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
@@ -297,6 +304,27 @@ impl Connection {
             && self.stream.is_none()
     }
 
+    /// Whether a stop may close it now: idle for [`STOP_IDLE_GRACE`].
+    pub fn stop_may_close(&self, now: Instant, limits: &Limits) -> bool {
+        if !self.is_idle() {
+            return false;
+        }
+        let Some(deadline) = self.proto.deadline(limits) else {
+            return true;
+        };
+        // The deadline of an idle connection is its idle start plus the
+        // keep-alive timeout (or, before its first request, the request
+        // timeout).
+        let timeout = if self.proto.is_keepalive_idle() {
+            limits.keepalive_timeout
+        } else {
+            limits.request_timeout
+        };
+        deadline
+            .checked_sub(timeout)
+            .map_or(true, |since| now >= since + STOP_IDLE_GRACE)
+    }
+
     /// Whether it is an idle keep-alive connection that holds nothing: the
     /// one to close when the table is full and a new connection waits.
     pub fn is_evictable(&self) -> bool {
@@ -485,6 +513,9 @@ impl Connection {
     fn on_timer_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
         if self.is_ws() {
             return self.ws_timer(shared, ctx);
+        }
+        if ctx.stopping_now() && self.stop_may_close(ctx.now, &shared.limits) {
+            return Next::Close;
         }
         if let Some(link) = self.link.clone() {
             return self.on_link_timer(&link, shared, ctx);

@@ -363,10 +363,11 @@ impl Loop {
             let _ = self.epoll.delete(&l);
         }
         self.accept_paused = None;
+        let limits = &self.shared.limits;
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.is_idle())
+            .filter(|(_, c)| c.stop_may_close(ctx.now, limits))
             .map(|(k, _)| k)
             .collect();
         for key in idle {

@@ -307,7 +307,8 @@ impl Core {
                 .fetch_add(ctx.requests - before, Ordering::Relaxed);
             if self.control.is_stopping() && !ctx.stopping {
                 ctx.stopping = true;
-                self.close_where(index, &mut ctx, |c| c.is_idle());
+                let (now, limits) = (ctx.now, &self.shared.limits);
+                self.close_where(index, &mut ctx, |c| c.stop_may_close(now, limits));
             }
             if ctx.now >= next_sweep {
                 next_sweep = ctx.now + SWEEP;

@@ -26,8 +26,9 @@
 //! the same socket: one queue, never closed, nothing in it lost, and no
 //! second bind of anything.
 //!
-//! Contract: [`take_inherited`] hands the inherited sockets out once per
-//! process (later calls return none), each checked to be a listening TCP
+//! Contract: the environment is read once, on first use; [`take_inherited`]
+//! hands the inherited sockets out once per process (later calls return
+//! none), each checked to be a listening TCP
 //! socket (else an error naming the fd), close-on-exec, in blocking or
 //! non-blocking mode as it came (the mode is shared with the other
 //! process, so it is never changed here). The environment variables are
@@ -42,7 +43,6 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -94,31 +94,54 @@ pub struct Inherited {
     pub listeners: Vec<InheritedListener>,
 }
 
-/// Whether the inherited fds were already handed out.
-static TAKEN: AtomicBool = AtomicBool::new(false);
-/// The handover's ready pipe, until [`notify_ready`] uses it.
-static READY: Mutex<Option<OwnedFd>> = Mutex::new(None);
+/// What this process inherited, read from the environment once.
+#[derive(Default)]
+struct State {
+    /// The environment was read.
+    read: bool,
+    /// Where they came from, if anywhere.
+    source: Option<Source>,
+    /// The listeners, until [`take_inherited`] takes them.
+    listeners: Vec<InheritedListener>,
+    /// The handover's ready pipe, until [`notify_ready`] uses it.
+    ready: Option<OwnedFd>,
+    /// The process that handed over (our parent when we started).
+    predecessor: Option<i32>,
+}
 
-/// Takes the listening sockets passed by systemd or by a handover, once:
-/// `Ok(None)` when there are none (or they were taken already). An fd that
-/// is not a listening TCP socket is an error (the environment lies, or the
-/// socket unit is not a `ListenStream=` of TCP).
-pub fn take_inherited() -> io::Result<Option<Inherited>> {
+static STATE: Mutex<State> = Mutex::new(State {
+    read: false,
+    source: None,
+    listeners: Vec::new(),
+    ready: None,
+    predecessor: None,
+});
+
+/// The state, read from the environment on first use. An error (a bad
+/// variable, an fd that is not a listening socket) is returned by that
+/// first call; later calls find nothing inherited.
+fn state() -> io::Result<std::sync::MutexGuard<'static, State>> {
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if !state.read {
+        state.read = true;
+        read_env(&mut state)?;
+    }
+    Ok(state)
+}
+
+fn read_env(state: &mut State) -> io::Result<()> {
     let env = |name: &str| std::env::var_os(name);
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
     let Some((source, count)) = from_env(env, me, parent)? else {
-        return Ok(None);
+        return Ok(());
     };
-    if TAKEN.swap(true, Ordering::AcqRel) {
-        return Ok(None);
-    }
     let mut listeners = Vec::with_capacity(count);
     for i in 0..count {
-        let raw = FIRST_FD + i as RawFd;
-        listeners.push(adopt_listener(raw)?);
+        listeners.push(adopt_listener(FIRST_FD + i as RawFd)?);
     }
     if source == Source::Handover {
+        state.predecessor = Some(parent);
         if let Some(ready) = env(STOAT_READY_FD) {
             let raw = parse_fd(&ready, STOAT_READY_FD)?;
             if raw < FIRST_FD + count as RawFd {
@@ -126,22 +149,76 @@ pub fn take_inherited() -> io::Result<Option<Inherited>> {
                     "{STOAT_READY_FD}={raw} overlaps the inherited listeners"
                 )));
             }
-            let fd = adopt(raw)?;
-            *READY.lock().unwrap_or_else(|e| e.into_inner()) = Some(fd);
+            state.ready = Some(adopt(raw)?);
         }
     }
+    state.source = Some(source);
+    state.listeners = listeners;
+    Ok(())
+}
+
+/// Takes the listening sockets passed by systemd or by a handover, once:
+/// `Ok(None)` when there are none (or they were taken already). An fd that
+/// is not a listening TCP socket is an error (the environment lies, or the
+/// socket unit is not a `ListenStream=` of TCP).
+pub fn take_inherited() -> io::Result<Option<Inherited>> {
+    let mut state = state()?;
+    let Some(source) = state.source else {
+        return Ok(None);
+    };
+    if state.listeners.is_empty() {
+        return Ok(None);
+    }
+    let listeners = std::mem::take(&mut state.listeners);
     Ok(Some(Inherited { source, listeners }))
 }
 
-/// Tells the process that handed its listeners over that we serve now
-/// (one byte on its pipe, then the pipe closes). Does nothing when we were
-/// not started by a handover, or after the first call.
+/// Tells the process that handed its listeners over that we take over
+/// now (one byte on its pipe, then the pipe closes): it stops accepting,
+/// finishes what it has and exits. Does nothing when we were not started
+/// by a handover, or after the first call.
 pub fn notify_ready() -> io::Result<()> {
-    let fd = READY.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let fd = state()?.ready.take();
     if let Some(fd) = fd {
         rustix::io::write(&fd, b"R")?;
     }
     Ok(())
+}
+
+/// Waits until the process that handed over to us has exited (its drain
+/// done, everything it held released), at most `timeout`: `Ok(true)` once
+/// it is gone (or when there is none), `Ok(false)` if it still runs.
+/// Watches it through a pidfd (`pidfd_open(2)`), so its exit is seen at
+/// once, without polling.
+pub fn wait_predecessor_exit(timeout: Duration) -> io::Result<bool> {
+    let Some(pid) = state()?.predecessor else {
+        return Ok(true);
+    };
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return Ok(true);
+    };
+    let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        // Already gone.
+        Err(Errno::SRCH) => return Ok(true),
+        Err(e) => return Err(e.into()),
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let wait = Timespec::try_from(left.min(Duration::from_secs(1)))
+            .map_err(|_| invalid("timeout out of range".to_owned()))?;
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&wait)) {
+            // A pidfd is readable once its process has exited.
+            Ok(n) if n > 0 => return Ok(true),
+            Ok(_) | Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// A successor process started with our listeners, not yet known to serve.
