@@ -8,7 +8,7 @@
 //! | `GET /v1/kv/{key}` | inline | 200 value and version, 404 |
 //! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
 //! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
-//! | `GET /healthz` | inline | 200 `ok` |
+//! | `GET /healthz` | inline | 200 `ready`, 503 `draining` once stopping (`Server::health`, added by `build`) |
 //!
 //! Contract: every answer is JSON (`application/json`, one line ending in
 //! a newline, so curl output reads well); errors are
@@ -52,7 +52,6 @@ pub fn routes(server: Server, store: Arc<Store>) -> Server {
         store,
     );
     server
-        .get("/healthz", |_| "ok\n")
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
         .get("/v1/kv", move |req| list(&s3, req))
