@@ -310,6 +310,15 @@ pub struct Wrk {
 impl Wrk {
     /// `wrk -t2 -c{connections} -d{secs}s --timeout 10s URL`.
     pub fn start(url: &str, connections: u32, secs: u32) -> Wrk {
+        Wrk::start_script(url, connections, secs, None)
+    }
+
+    /// With a Lua `script` (`-s`).
+    pub fn start_script(url: &str, connections: u32, secs: u32, script: Option<&Path>) -> Wrk {
+        let mut command = Command::new("wrk");
+        if let Some(script) = script {
+            command.arg("-s").arg(script);
+        }
         let child = Command::new("wrk")
             .args([
                 "-t2",
@@ -325,6 +334,14 @@ impl Wrk {
             .spawn()
             .expect("wrk starts");
         Wrk { child }
+    }
+
+    /// Stops it now (SIGINT: wrk reports what it did so far) and parses
+    /// its report.
+    pub fn interrupt(self) -> WrkResult {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        self.finish(Duration::from_secs(30))
     }
 
     /// Waits for it (bounded by its duration plus a margin) and parses its report.
@@ -434,4 +451,266 @@ fn parse_wrk_report() {
         parse_wrk("  10 requests in 1.00s, 1KB read\n").failures(),
         0
     );
+}
+
+/// The `weasel` binary of this build (`target/<profile>/weasel`), built
+/// first if it is not there (bounded).
+pub fn weasel_bin() -> PathBuf {
+    // The test runs as target/<profile>/deps/frontends-HASH.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let bin = profile_dir.join("weasel");
+    if !bin.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut child = Command::new(cargo)
+            .args(["build", "-p", "weasel", "--bin", "weasel"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .spawn()
+            .expect("cargo build -p weasel starts");
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "cargo build -p weasel failed");
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cargo build -p weasel took more than 15 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(bin.exists(), "no weasel binary at {}", bin.display());
+    bin
+}
+
+/// A Weasel process (and, after handovers, its successors: the test
+/// process is their subreaper, so they are its children once their
+/// parent exits), killed and reaped on drop.
+pub struct WeaselProc {
+    /// The first process; its stderr pipe is shared by its successors.
+    pub first: Proc,
+    /// The process serving now.
+    pub pid: i32,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl WeaselProc {
+    /// Starts `weasel --config FILE` with `http` keys added to `[http]`
+    /// (port 0 is not allowed: the port must survive restarts).
+    pub fn start(bin: &Path, port: u16, http: &str, tag: &str) -> WeaselProc {
+        let dir = TempDir::new(tag);
+        let config = dir.path().join("weasel.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[http]\nport = {port}\nnetwork_threads = 2\n{http}\n\n[http.pipelines.commit_status]\n\n\
+                 [weasel]\ndata_dir = \"{}\"\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let first = Self::spawn(bin, &config, tag);
+        first.wait_line("weasel: listening on", START);
+        let pid = first.pid();
+        WeaselProc {
+            first,
+            pid,
+            port,
+            dir,
+        }
+    }
+
+    fn spawn(bin: &Path, config: &Path, tag: &str) -> Proc {
+        let mut command = Command::new(bin);
+        command.arg("--config").arg(config);
+        Proc::spawn(tag, command)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("weasel.toml")
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Waits for process `pid` (a child of ours) to exit; reaps it.
+    #[track_caller]
+    pub fn wait_exit_of(&mut self, pid: i32, limit: Duration) {
+        if pid == self.first.pid() {
+            let status = self.first.wait_exit(limit);
+            assert!(status.success(), "weasel {pid} exited with {status}");
+            return;
+        }
+        let p = rustix::process::Pid::from_raw(pid).unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            match rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG) {
+                Ok(Some((_, status))) => {
+                    assert!(
+                        status.exit_status() == Some(0),
+                        "weasel {pid} exited with {status:?}"
+                    );
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("waitpid({pid}): {e}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weasel {pid} did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGUSR2: hands over to a new process; waits until the new one
+    /// serves and the old one has exited. Returns the new pid.
+    #[track_caller]
+    pub fn hand_over(&mut self) -> i32 {
+        let old = self.pid;
+        self.signal(rustix::process::Signal::USR2);
+        let line = self.first.wait_line("took over; draining", START);
+        let pid: i32 = line
+            .split("pid ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        self.first.wait_line("weasel: listening on", START);
+        self.wait_exit_of(old, START);
+        self.pid = pid;
+        pid
+    }
+
+    /// SIGTERM, then waits for the exit.
+    #[track_caller]
+    pub fn stop(&mut self) {
+        self.signal(rustix::process::Signal::TERM);
+        let pid = self.pid;
+        self.wait_exit_of(pid, START);
+    }
+
+    /// Starts a fresh process on the same port and data (after `stop`).
+    pub fn restart(&mut self, bin: &Path, tag: &str) {
+        let config = self.config();
+        self.first = Self::spawn(bin, &config, tag);
+        self.first.wait_line("weasel: listening on", START);
+        self.pid = self.first.pid();
+    }
+}
+
+impl Drop for WeaselProc {
+    fn drop(&mut self) {
+        if self.pid != self.first.pid() {
+            if let Some(p) = rustix::process::Pid::from_raw(self.pid) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+            }
+        }
+    }
+}
+
+/// Makes this process the subreaper of its descendants, so a successor
+/// whose parent (a Weasel that handed over) exits becomes our child.
+pub fn become_subreaper() {
+    let me = rustix::process::getpid();
+    rustix::process::set_child_subreaper(Some(me)).unwrap();
+}
+
+/// A keep-alive HTTP/1.1 client that reconnects when the server closes
+/// (after a `Connection: close` response), and counts every request that
+/// failed (an error or end of stream instead of a whole response).
+pub struct KeepAlive {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> KeepAlive {
+        KeepAlive {
+            addr,
+            stream: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// One request; `Ok((status, body))` or the failure.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), String> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.set_nodelay(true).unwrap();
+            self.stream = Some(s);
+            self.buf.clear();
+        }
+        let result = self.exchange(method, path, body);
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), String> {
+        let s = self.stream.as_mut().unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        s.write_all(&req).map_err(|e| format!("write: {e}"))?;
+        let mut chunk = [0u8; 16384];
+        let head_end = loop {
+            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err("end of stream instead of a response".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad head {head:?}"))?;
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no content-length in {head:?}"))?;
+        let close = head
+            .lines()
+            .any(|l| l.starts_with("connection:") && l.contains("close"));
+        while self.buf.len() < head_end + len {
+            let n = s.read(&mut chunk).map_err(|e| format!("read body: {e}"))?;
+            if n == 0 {
+                return Err("end of stream inside a body".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = self.buf[head_end..head_end + len].to_vec();
+        self.buf.drain(..head_end + len);
+        if close {
+            self.stream = None;
+        }
+        Ok((status, body))
+    }
 }
