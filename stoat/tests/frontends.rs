@@ -385,7 +385,7 @@ fn handover_restart_under_load_drops_nothing() {
     std::fs::write(
         &script,
         format!(
-            "response = function(status, headers, body)\n  local f = io.open(\"{}\", \"w\")\n  if f then f:write(\"1\") f:close() end\n  response = nil\nend\n",
+            "local marked = false\nresponse = function(status, headers, body)\n  if not marked then\n    marked = true\n    local f = io.open(\"{}\", \"w\")\n    if f then f:write(\"1\") f:close() end\n  end\nend\n",
             mark.display()
         ),
     )

@@ -465,8 +465,12 @@ impl Connection {
         // ctx.out is the thread's scratch: whatever a closing connection
         // left there must never reach the next connection.
         ctx.out.clear();
-        if ctx.stopping_now() && next != Next::Close && self.is_idle() {
-            // Answered during a stop: nothing more will come.
+        if ctx.stopping_now() && next != Next::Close && self.stop_may_close(ctx.now, &shared.limits)
+        {
+            // Idle through the grace of a stop. (A response sent during the
+            // stop closes its connection by itself, `Connection: close`; an
+            // idle connection driven by some other event, EPOLLOUT say, may
+            // have a request on the way: it gets the grace.)
             return Next::Close;
         }
         next

@@ -319,7 +319,7 @@ impl Wrk {
         if let Some(script) = script {
             command.arg("-s").arg(script);
         }
-        let child = Command::new("wrk")
+        let child = command
             .args([
                 "-t2",
                 &format!("-c{connections}"),
@@ -453,14 +453,16 @@ fn parse_wrk_report() {
     );
 }
 
-/// The `weasel` binary of this build (`target/<profile>/weasel`), built
-/// first if it is not there (bounded).
+/// The `weasel` binary of this build (`target/<profile>/weasel`), brought
+/// up to date first (`cargo build -p weasel`, bounded).
 pub fn weasel_bin() -> PathBuf {
     // The test runs as target/<profile>/deps/frontends-HASH.
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let bin = profile_dir.join("weasel");
-    if !bin.exists() {
+    // Built (or found up to date) every time: a stale binary would test
+    // old code.
+    {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut child = Command::new(cargo)
             .args(["build", "-p", "weasel", "--bin", "weasel"])
