@@ -152,8 +152,13 @@ pub const MAX_HEADER_LEN: usize = V2_FIXED_LEN + V2_MAX_PAYLOAD;
 pub fn parse(input: &[u8], accept: Accept) -> Result<Status, ProxyError> {
     match input.first() {
         None => Ok(Status::NeedMore),
+        // A version is named only once its whole prefix is there: "P"
+        // may still be "POST".
         Some(b'P') => {
             starts_like(input, V1_PREFIX)?;
+            if input.len() < V1_PREFIX.len() {
+                return Ok(Status::NeedMore);
+            }
             if accept == Accept::V2 {
                 return Err(ProxyError::V1NotAccepted);
             }
@@ -161,6 +166,9 @@ pub fn parse(input: &[u8], accept: Accept) -> Result<Status, ProxyError> {
         }
         Some(b'\r') => {
             starts_like(input, &V2_SIGNATURE)?;
+            if input.len() < V2_SIGNATURE.len() {
+                return Ok(Status::NeedMore);
+            }
             if accept == Accept::V1 {
                 return Err(ProxyError::V2NotAccepted);
             }
@@ -607,9 +615,16 @@ mod tests {
         assert_eq!(check(v1, Accept::V2), Err(V1NotAccepted));
         let v2 = v2(0x21, 0x11, &v4_block());
         assert_eq!(check(&v2, Accept::V1), Err(V2NotAccepted));
-        // Decided from the first byte, before the rest arrives.
-        assert_eq!(parse(b"P", Accept::V2), Err(V1NotAccepted));
-        assert_eq!(parse(b"\r", Accept::V1), Err(V2NotAccepted));
+        // Decided once the prefix or signature is whole, before the rest
+        // arrives; a shorter beginning may still be something else.
+        assert_eq!(parse(b"PROXY ", Accept::V2), Err(V1NotAccepted));
+        assert_eq!(parse(&V2_SIGNATURE, Accept::V1), Err(V2NotAccepted));
+        assert_eq!(parse(b"PROXY", Accept::V2), Ok(Status::NeedMore));
+        assert_eq!(parse(b"P", Accept::V2), Ok(Status::NeedMore));
+        assert_eq!(parse(b"P\0\0", Accept::V2), Err(Missing));
+        assert_eq!(parse(b"POST", Accept::V2), Err(Missing));
+        assert_eq!(parse(&V2_SIGNATURE[..11], Accept::V1), Ok(Status::NeedMore));
+        assert_eq!(parse(b"\r\n\r\nX", Accept::V1), Err(Missing));
     }
 
     #[test]
