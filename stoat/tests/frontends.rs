@@ -32,7 +32,9 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use common::*;
 use frontends_util::*;
-use stoat::app::{Event, EventStream, Message, Request, Response, Session, WebSocket, WsContext};
+use stoat::app::{
+    EventStream, Message, Request, Response, Session, SseEvent, WebSocket, WsContext,
+};
 use stoat::config::{Model, ProxyProtocol};
 
 /// Echoes each WebSocket message.
@@ -40,10 +42,8 @@ struct Echo;
 
 impl Session for Echo {
     fn on_message(&mut self, ws: &mut WsContext<'_>, msg: Message<'_>) {
-        match msg {
-            Message::Text(t) => ws.send_text(t),
-            Message::Binary(b) => ws.send_binary(b),
-        };
+        // Err: the connection is closing; nothing to do.
+        let _ = ws.send(msg);
     }
 }
 
@@ -143,7 +143,7 @@ fn nginx_case(model: Model) {
     assert!(head.contains("content-type: text/event-stream"), "{head}");
     for id in 1..=5 {
         stream
-            .send(Event::data(format!("event-{id}")).id(id.to_string()))
+            .send(SseEvent::data(format!("event-{id}")).id(id.to_string()))
             .unwrap();
         read_until(&mut sse, &mut got, format!("data: event-{id}\n").as_bytes());
     }

@@ -13,9 +13,8 @@ use std::io::Write;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 
 use common::*;
-use stoat::app::{Request, Response, ServerHandle};
+use stoat::app::{per_job, Request, Response, ServerHandle};
 use stoat::config::{Config, Model, PipelineConfig, ProxyProtocol};
-use stoat::proto::Method;
 
 /// A server trusting 127.0.0.1 only, with `mode`; `/who` and the pipeline
 /// route `/job` answer `client=C peer=P`.
@@ -35,8 +34,11 @@ fn server(model: Model, mode: ProxyProtocol) -> ServerHandle {
         ))
     };
     start_with(cfg, move |s| {
-        s.get("/who", who)
-            .on_pipeline("work", Method::Get, "/job", who)
+        let mut s = s.get("/who", who);
+        s.pipeline("work", per_job(move |req, ()| who(req)))
+            .unwrap()
+            .get("/job", ());
+        s
     })
 }
 

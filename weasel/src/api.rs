@@ -8,7 +8,7 @@
 //! | `GET /v1/kv/{key}` | inline | 200 value and version, 404 |
 //! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
 //! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
-//! | `GET /healthz` | inline | 200 `ready`, 503 `draining` once stopping (`Server::health`, added by `build`) |
+//! | `GET /healthz` | inline | 200 `{"status":"ok"}`; 503 `draining` once stopping (`http.drain_health_sec`), 503 after a failed log write |
 //!
 //! Contract: every answer is JSON (`application/json`, one line ending in
 //! a newline, so curl output reads well); errors are
@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use percent_encoding::percent_decode_str;
-use stoat::app::{EventStream, Method, Request, Response, Server};
+use stoat::app::{Health, Request, Response, Server, StartError};
 
-use crate::commit;
+use crate::commit::{self, CommitRoute};
 use crate::status::Outcome;
 use crate::store::Store;
 use crate::PIPELINE;
@@ -39,11 +39,15 @@ pub const DEFAULT_LIST_LIMIT: usize = 100;
 /// Largest `limit` of `GET /v1/kv`.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
-/// Adds Weasel's routes and its batch handler to `server`.
-pub fn routes(server: Server, store: Arc<Store>) -> Server {
+/// Adds Weasel's routes and its batch handler to `server`. Errors if the
+/// configuration has no `commit_status` pipeline.
+pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     let hub = store.hub.clone();
-    let (s1, s2, s3, s4, s5, s6, s7) = (
-        store.clone(),
+    // Draining from the stop signal on (Stoat's `Health`, set by
+    // `Server::run`), at `http.health_path` (default `/healthz`).
+    let health = server.health_flag();
+    let health_path = server.config().http.health_path.clone();
+    let (s0, s1, s2, s3, s4, s5) = (
         store.clone(),
         store.clone(),
         store.clone(),
@@ -51,26 +55,37 @@ pub fn routes(server: Server, store: Arc<Store>) -> Server {
         store.clone(),
         store,
     );
-    server
+    let mut server = server
+        .get(&health_path, move |_| healthz(&s0, &health))
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
         .get("/v1/kv", move |req| list(&s3, req))
-        .on_pipeline(PIPELINE, Method::Post, COMMIT_PATH, move |req: &Request| {
-            commit::handle_one(&s4, req)
+        .sse("/v1/watch", move |req, stream| {
+            s4.hub.subscribe(req, stream)
         })
-        .on_pipeline(
-            PIPELINE,
-            Method::Get,
-            "/v1/status/{request_id}",
-            move |req: &Request| status(&s5, req),
-        )
-        .sse("/v1/watch", move |req: &Request, stream: EventStream| {
-            s6.hub.subscribe(req, stream)
-        })
-        .pipeline_batch(PIPELINE, move |jobs: &mut [stoat::app::Job]| {
-            commit::handle_batch(&s7, jobs)
-        })
-        .on_stop(move || hub.close_all())
+        .on_stop(move || hub.close_all());
+    server
+        .pipeline(PIPELINE, move |jobs| commit::handle_batch(&s5, jobs))?
+        .post(COMMIT_PATH, CommitRoute::Commit)
+        .get("/v1/status/{request_id}", CommitRoute::Status);
+    Ok(server)
+}
+
+/// 200 `{"status":"ok"}`; 503 `{"status":"draining"}` once a stop began
+/// (a load balancer stops sending new work while this process finishes);
+/// or 503 `{"status":"unhealthy","error":"storage","message":WHY}` after a
+/// failed log write or fsync (see `store/log.rs`).
+fn healthz(store: &Store, health: &Health) -> Response {
+    if health.is_draining() {
+        return json_bytes(503, b"{\"status\":\"draining\"}\n".to_vec());
+    }
+    match store.health() {
+        None => json_bytes(200, b"{\"status\":\"ok\"}\n".to_vec()),
+        Some(why) => json(
+            503,
+            &serde_json::json!({"status": "unhealthy", "error": "storage", "message": why}),
+        ),
+    }
 }
 
 fn version(store: &Store) -> Response {
@@ -175,13 +190,21 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
         .map
         .range::<str, _>((from, Bound::Unbounded))
         .take_while(|(k, _)| k.starts_with(&*prefix));
+    // At most `limit` items and about `max_list_bytes` (at least one
+    // item): a page never materializes more than that, whatever the values.
+    let max_bytes = store.config.max_list_bytes;
+    let mut full = false;
     for (i, (k, item)) in matching.by_ref().take(limit).enumerate() {
         if i > 0 {
+            if body.len() + k.len() + item.value.len() > max_bytes {
+                full = true;
+                break;
+            }
             body.push(b',');
         }
         write_item(&mut body, k, &item.value, item.version);
     }
-    let truncated = matching.next().is_some();
+    let truncated = full || matching.next().is_some();
     drop(state);
     body.extend_from_slice(if truncated {
         b"],\"truncated\":true}\n"
@@ -191,14 +214,15 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
     json_bytes(200, body)
 }
 
-fn status(store: &Store, req: &Request<'_>) -> Response {
+/// `GET /v1/status/{request_id}`: the outcome of a commit by request id.
+pub fn status(store: &Store, req: &Request<'_>) -> Response {
     let id = match decoded(req.param("request_id").unwrap_or("")) {
         Ok(id) => id,
         Err(m) => return error(400, "bad_request", &format!("request_id: {m}")),
     };
     match store.status(&id) {
         Some(o @ Outcome::Committed { .. }) | Some(o @ Outcome::Conflict { .. }) => {
-            commit::outcome_response(&o).status(200)
+            commit::outcome_response(&o).with_status(200)
         }
         None => json(
             404,
@@ -225,7 +249,7 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response {
 }
 
 fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-    Response::json_bytes(body).status(status)
+    Response::json_bytes(body).with_status(status)
 }
 
 /// A JSON error answer: `{"error": code, "message": message}`.

@@ -46,7 +46,7 @@ impl Health {
     pub fn response(&self) -> Response {
         if self.is_draining() {
             Response::text("draining\n")
-                .status(503)
+                .with_status(503)
                 .header("Cache-Control", "no-store")
         } else {
             Response::text("ready\n").header("Cache-Control", "no-store")
@@ -63,11 +63,11 @@ mod tests {
         let health = Health::new();
         let copy = health.clone();
         let r = copy.response();
-        assert_eq!((r.status_code(), r.body_bytes()), (200, &b"ready\n"[..]));
+        assert_eq!((r.status(), r.body_bytes()), (200, &b"ready\n"[..]));
         assert_eq!(r.header_value("cache-control"), Some(&b"no-store"[..]));
         health.set_draining();
         assert!(copy.is_draining());
         let r = copy.response();
-        assert_eq!((r.status_code(), r.body_bytes()), (503, &b"draining\n"[..]));
+        assert_eq!((r.status(), r.body_bytes()), (503, &b"draining\n"[..]));
     }
 }

@@ -11,13 +11,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crate::config::{Config, Model};
 use crate::runtime::connection::Shared;
+use crate::runtime::control::Control;
 use crate::runtime::link::AsyncCounters;
 use crate::runtime::pool::Pool;
 use crate::runtime::proxy::ProxyPolicy;
@@ -51,13 +51,6 @@ pub struct Stats {
     pub expired: u64,
     /// Of those, whose responder was dropped unanswered (answered 500).
     pub abandoned: u64,
-    /// Connections whose PROXY header named a client (or `UNKNOWN`).
-    pub proxy_proxied: u64,
-    /// PROXY v2 `LOCAL` headers (the load balancer's own health checks).
-    pub proxy_local: u64,
-    /// Connections closed unanswered for their PROXY header: missing where
-    /// required, malformed, of a version not accepted, or cut short.
-    pub proxy_refused: u64,
     /// Request arenas lent to a request now (see `Request::arena`).
     pub arenas_in_use: usize,
     /// Reset arenas kept for reuse (at most two per network thread).
@@ -66,73 +59,19 @@ pub struct Stats {
     pub arena_bytes_cached: usize,
     /// Arenas freed at their reset for having grown too large.
     pub arenas_dropped: usize,
-}
-
-/// State every thread of one server shares for control and counting.
-pub(crate) struct Control {
-    stopping: Arc<AtomicBool>,
-    drain_deadline: Mutex<Option<Instant>>,
-    drain_timeout: Duration,
-    pub connections: AtomicUsize,
-    pub accepted: AtomicU64,
-    pub requests: AtomicU64,
-    /// Connections waiting for a read buffer now.
-    pub waiting: AtomicUsize,
-    /// Wakes the network threads (one per thread in `per_core`, one shared).
-    pub wakers: Vec<Arc<EventFd>>,
-    /// Wakes the accept threads (`shared` model) from their `poll` for
-    /// good: notified at the stop and never drained. (Not `shutdown(2)` of
-    /// the listener: an inherited one is shared with another process.)
-    pub accept_waker: Option<Arc<EventFd>>,
-}
-
-impl Control {
-    /// The stop flag itself, for threads to read mid-batch.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stopping.clone()
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// The instant after which remaining connections are closed.
-    pub fn drain_deadline(&self) -> Option<Instant> {
-        *self
-            .drain_deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn begin_stop(&self) {
-        {
-            let mut d = self
-                .drain_deadline
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if d.is_none() {
-                *d = Some(Instant::now() + self.drain_timeout);
-            }
-        }
-        self.stopping.store(true, Ordering::Release);
-        if let Some(waker) = &self.accept_waker {
-            let _ = waker.notify();
-        }
-        for w in &self.wakers {
-            let _ = w.notify();
-        }
-    }
-
-    /// A connection closed.
-    pub fn closed(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// A connection was accepted.
-    pub fn opened(&self) {
-        self.connections.fetch_add(1, Ordering::AcqRel);
-        self.accepted.fetch_add(1, Ordering::Relaxed);
-    }
+    /// Connections whose PROXY header named a client (or `UNKNOWN`).
+    pub proxy_proxied: u64,
+    /// PROXY v2 `LOCAL` headers (the load balancer's own health checks).
+    pub proxy_local: u64,
+    /// Connections closed unanswered for their PROXY header: missing where
+    /// required, malformed, of a version not accepted, cut short, or sent
+    /// by a peer that is not a trusted proxy.
+    pub proxy_refused: u64,
+    /// The most response bytes ever queued for one client at once (encoded,
+    /// not yet taken by its socket), counted when above
+    /// `http.max_pending_output` (0: never above): at most that limit plus
+    /// one response, however many requests a client pipelines unread.
+    pub output_peak: usize,
 }
 
 /// Threads beside the network threads, and how to tell them to finish.
@@ -174,20 +113,21 @@ impl ServerHandle {
             resumed: c.resumed.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
             abandoned: c.abandoned.load(Ordering::Relaxed),
-            proxy_proxied: self.shared.proxy.counters.proxied.load(Ordering::Relaxed),
-            proxy_local: self.shared.proxy.counters.local.load(Ordering::Relaxed),
-            proxy_refused: self.shared.proxy.counters.refused.load(Ordering::Relaxed),
             arenas_in_use: self.shared.arenas.in_use.load(Ordering::Relaxed),
             arenas_cached: self.shared.arenas.cached.load(Ordering::Relaxed),
             arena_bytes_cached: self.shared.arenas.cached_bytes.load(Ordering::Relaxed),
             arenas_dropped: self.shared.arenas.dropped.load(Ordering::Relaxed),
+            output_peak: self.shared.output_peak.load(Ordering::Relaxed),
+            proxy_proxied: self.shared.proxy.counters.proxied.load(Ordering::Relaxed),
+            proxy_local: self.shared.proxy.counters.local.load(Ordering::Relaxed),
+            proxy_refused: self.shared.proxy.counters.refused.load(Ordering::Relaxed),
         }
     }
 
     /// The listening sockets, in order, to hand over to a successor
     /// process (`sys::listenfd::Handover`): the same sockets, so a
-    /// connection waiting in their queues is never lost.
-    /// Copies of them (close-on-exec), empty once the stop began.
+    /// connection waiting in their queues is never lost. Copies of them
+    /// (close-on-exec), empty once the stop began.
     pub fn listener_fds(&self) -> io::Result<Vec<OwnedFd>> {
         let fds = self.listener_fds.lock().unwrap_or_else(|e| e.into_inner());
         fds.iter()
@@ -247,11 +187,9 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Binds and starts serving `service` as `config` says.
-pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
-    config
-        .validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+/// Binds and starts serving `service` as `config` says; `config` passed
+/// `Config::validate` (see `runtime::start`).
+pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
     let http = &config.http;
     // A server holding many connections needs many fds: take all we may.
     let _ = crate::sys::raise_nofile_limit();
@@ -272,6 +210,8 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         },
         counters: Arc::new(AsyncCounters::default()),
         arenas: Arc::default(),
+        max_output: http.max_pending_output,
+        output_peak: AtomicUsize::new(0),
         proxy: ProxyPolicy::new(http),
     });
     let addr = http.socket_addr();
@@ -425,24 +365,4 @@ fn spawn_network(
             }
             run();
         })
-}
-
-impl Control {
-    fn new(
-        config: &Config,
-        wakers: Vec<Arc<EventFd>>,
-        accept_waker: Option<Arc<EventFd>>,
-    ) -> Control {
-        Control {
-            stopping: Arc::new(AtomicBool::new(false)),
-            drain_deadline: Mutex::new(None),
-            drain_timeout: config.http.drain_timeout(),
-            connections: AtomicUsize::new(0),
-            accepted: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
-            wakers,
-            accept_waker,
-        }
-    }
 }
