@@ -23,7 +23,6 @@
 //! [`Server::pipeline`]: super::Server::pipeline
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -36,7 +35,7 @@ use crate::app::{IntoResponse, Request, Response, SendError, Server};
 use crate::proto::{Method, RequestHead};
 use crate::runtime::pipeline::{self as threads, PipelineStart};
 use crate::runtime::ring::Ring;
-use crate::runtime::{ArenaSlot, ConnInfo, RawRequest};
+use crate::runtime::{ArenaSlot, ConnInfo, RawRequest, Resolved};
 
 /// A request that left its network thread for a pipeline: its own copy of
 /// the head bytes and the body, and the route it came by (`R`, the value
@@ -56,8 +55,7 @@ pub struct Job<R = ()> {
     arena: ArenaSlot,
     /// The connection's peer and client addresses, resolved on the
     /// network thread (the socket cannot be asked from here).
-    peer: Option<SocketAddr>,
-    client: Option<SocketAddr>,
+    addrs: Resolved,
 }
 
 impl<R: Copy> Job<R> {
@@ -75,7 +73,7 @@ impl<R> Job<R> {
             buf: &self.bytes[..self.body.start],
             body: &self.bytes[self.body.clone()],
             arena: &self.arena,
-            conn: ConnInfo::resolved(self.peer, self.client),
+            conn: ConnInfo::from_resolved(&self.addrs),
         };
         Request::routed(
             raw,
@@ -324,8 +322,10 @@ impl<R: Copy + Send + Sync + 'static> Enqueue for Entry<R> {
             route: self.route,
             responder: Some(responder),
             arena: ArenaSlot::new(),
-            peer: raw.conn.peer_addr(),
-            client: client_addr_of(raw),
+            addrs: Resolved {
+                peer: raw.conn.peer_addr(),
+                client: client_addr_of(raw),
+            },
         };
         self.ring.try_push(job).map_err(|mut job| {
             // `job` was built with a responder just above.

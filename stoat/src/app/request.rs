@@ -247,8 +247,8 @@ impl<'a> Request<'a> {
 /// [`Request::client_addr`] of `raw`: the one place forwarding fields are
 /// read.
 pub(crate) fn client_addr_of(raw: &RawRequest<'_>) -> Option<SocketAddr> {
-    if let Some(client) = raw.conn.resolved_client() {
-        return Some(client);
+    if let Some(resolved) = raw.conn.resolved() {
+        return resolved.client;
     }
     let nearest = match raw.conn.proxied() {
         Some(client) => client,

@@ -36,7 +36,7 @@ pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};
 pub use link::{AsyncCounters, SendError};
 pub use outbox::Body;
-pub use proxy::{ConnInfo, ProxyCounters};
+pub use proxy::{ConnInfo, ProxyCounters, Resolved};
 pub use server::{ServerHandle, Stats};
 pub use service::{RawRequest, ResponseSink, Service};
 

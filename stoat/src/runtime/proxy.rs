@@ -166,18 +166,28 @@ pub(crate) fn count_truncated(policy: &ProxyPolicy) {
 }
 
 /// What a request knows of its connection's endpoints. See the module doc.
+/// Small (40 bytes: references, no addresses by value), since every
+/// request carries one.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConnInfo<'a> {
     /// The socket, asked for the peer's address on demand.
     fd: Option<BorrowedFd<'a>>,
-    /// The peer's address when already known.
-    peer: Option<SocketAddr>,
     /// The client address of the connection's PROXY header.
-    proxied: Option<SocketAddr>,
+    proxied: Option<&'a SocketAddr>,
     /// Peers whose forwarding fields are believed.
     trusted: &'a [Cidr],
-    /// The client address when resolved already (a copied request).
-    client: Option<SocketAddr>,
+    /// Both addresses, resolved already (a copied request).
+    resolved: Option<&'a Resolved>,
+}
+
+/// A request's addresses resolved on its network thread, for a copy of it
+/// that is handled elsewhere (a pipeline job).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// The connection's peer.
+    pub peer: Option<SocketAddr>,
+    /// The client (see `Request::client_addr`).
+    pub client: Option<SocketAddr>,
 }
 
 impl<'a> ConnInfo<'a> {
@@ -185,26 +195,24 @@ impl<'a> ConnInfo<'a> {
     /// header's client if any, the trusted proxies.
     pub(crate) fn live(
         fd: BorrowedFd<'a>,
-        proxied: Option<SocketAddr>,
+        proxied: Option<&'a SocketAddr>,
         trusted: &'a [Cidr],
     ) -> ConnInfo<'a> {
         ConnInfo {
             fd: Some(fd),
-            peer: None,
             proxied,
             trusted,
-            client: None,
+            resolved: None,
         }
     }
 
     /// A request whose addresses were resolved when it was copied.
-    pub fn resolved(peer: Option<SocketAddr>, client: Option<SocketAddr>) -> ConnInfo<'static> {
+    pub fn from_resolved(resolved: &'a Resolved) -> ConnInfo<'a> {
         ConnInfo {
             fd: None,
-            peer,
             proxied: None,
             trusted: &[],
-            client,
+            resolved: Some(resolved),
         }
     }
 
@@ -213,8 +221,8 @@ impl<'a> ConnInfo<'a> {
     /// thread. `None` if the connection is already gone, or for a request
     /// built without a connection.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        if self.peer.is_some() {
-            return self.peer;
+        if let Some(resolved) = self.resolved {
+            return resolved.peer;
         }
         let fd = self.fd?;
         let addr = rustix::net::getpeername(fd).ok()??;
@@ -224,12 +232,12 @@ impl<'a> ConnInfo<'a> {
     /// The PROXY header's client address, if the connection had one that
     /// named a TCP client.
     pub fn proxied(&self) -> Option<SocketAddr> {
-        self.proxied
+        self.proxied.copied()
     }
 
-    /// The client address resolved when the request was copied, if it was.
-    pub fn resolved_client(&self) -> Option<SocketAddr> {
-        self.client
+    /// The addresses resolved when the request was copied, if it was.
+    pub fn resolved(&self) -> Option<&'a Resolved> {
+        self.resolved
     }
 
     /// Whether `ip` is one of the trusted proxies.
@@ -349,7 +357,12 @@ mod tests {
         assert_eq!(info.peer_addr(), Some(client.local_addr().unwrap()));
         assert!(info.is_trusted("127.0.0.9".parse().unwrap()));
         assert!(!info.is_trusted("10.0.0.1".parse().unwrap()));
-        let copy = ConnInfo::resolved(Some(client.local_addr().unwrap()), None);
+        let resolved = Resolved {
+            peer: Some(client.local_addr().unwrap()),
+            client: None,
+        };
+        let copy = ConnInfo::from_resolved(&resolved);
         assert_eq!(copy.peer_addr(), Some(client.local_addr().unwrap()));
+        assert!(std::mem::size_of::<ConnInfo<'_>>() <= 40);
     }
 }

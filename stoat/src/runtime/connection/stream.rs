@@ -45,7 +45,7 @@ impl Connection {
             arena: &ctx.arena,
             conn: ConnInfo::live(
                 self.fd.as_fd(),
-                self.parked.as_ref().and_then(|p| p.client),
+                self.parked.as_ref().and_then(|p| p.client.as_ref()),
                 &shared.proxy.trusted,
             ),
         };
