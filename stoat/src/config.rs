@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_path_to_error::Segment;
 
@@ -89,6 +90,14 @@ body_memory_limit = 16777216
 max_pending_output = 65536
 # Value of the Server response header; "" sends none.
 server_name = "stoat"
+# PROXY protocol header expected from trusted_proxies before HTTP: "off", "v1", "v2" or "any".
+proxy_protocol = "off"
+# Load balancers whose PROXY header and X-Forwarded-For/Forwarded are believed (CIDRs, like "10.0.0.0/8").
+trusted_proxies = []
+# Path answering 200 "ready", or 503 "draining" once a stop began.
+health_path = "/healthz"
+# Seconds after SIGTERM that the health path answers 503 while still serving, before the listener closes; 0: none.
+drain_health_sec = 0
 
 # A named service pipeline (names use A-Z, a-z, 0-9, '_' and '-').
 [http.pipelines.commit_status]
@@ -197,6 +206,21 @@ pub struct HttpConfig {
     /// `Server` header value; empty sends none. Default `stoat`. No control
     /// characters, no leading or trailing whitespace.
     pub server_name: String,
+    /// The PROXY protocol header connections from `trusted_proxies` must
+    /// start with. Default [`ProxyProtocol::Off`]; any other value needs at
+    /// least one trusted proxy.
+    pub proxy_protocol: ProxyProtocol,
+    /// Peers whose PROXY header and `X-Forwarded-For`/`Forwarded` fields
+    /// are believed. Default none. Each an address block (`10.0.0.0/8`) or
+    /// an address (a block of one); no host bits set below the prefix.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The health path: `200 ready`, or `503 draining` once a stop began.
+    /// Default `/healthz`; starts with `/`, visible ASCII only.
+    pub health_path: String,
+    /// Seconds the health path reports draining, while the server still
+    /// serves, between SIGTERM and closing the listener (so a load balancer
+    /// stops sending first). Default 0 (none); at most a week.
+    pub drain_health_sec: u64,
     /// Named service pipelines (`[http.pipelines.NAME]`). Default none.
     pub pipelines: BTreeMap<String, PipelineConfig>,
 }
@@ -212,6 +236,95 @@ pub enum Model {
     /// leaves its thread except to visit a service pipeline.
     #[default]
     PerCore,
+}
+
+/// `[http] proxy_protocol`: which PROXY header connections from trusted
+/// proxies start with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    /// No PROXY header is read: the first bytes are HTTP.
+    #[default]
+    Off,
+    /// Version 1 (text) only.
+    V1,
+    /// Version 2 (binary) only.
+    V2,
+    /// Either version.
+    Any,
+}
+
+impl ProxyProtocol {
+    /// The versions the parser accepts, or `None` when off.
+    pub fn accept(self) -> Option<crate::proto::proxy::Accept> {
+        use crate::proto::proxy::Accept;
+        match self {
+            ProxyProtocol::Off => None,
+            ProxyProtocol::V1 => Some(Accept::V1),
+            ProxyProtocol::V2 => Some(Accept::V2),
+            ProxyProtocol::Any => Some(Accept::Any),
+        }
+    }
+}
+
+/// An address block of `trusted_proxies`: `10.0.0.0/8`, `::1/128`, or a
+/// single address. Parsing and containment are `ipnet`'s (widely used, no
+/// dependencies); what this adds is the config's rules and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr(IpNet);
+
+impl Cidr {
+    /// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address; refuses a
+    /// block with host bits set below its prefix (`10.0.0.1/8`), which is
+    /// almost always a typo.
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let net = match text.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(addr) => IpNet::from(addr),
+                Err(_) => {
+                    return Err(format!(
+                        "invalid address block {text:?}: expected ADDRESS/PREFIX (like \"10.0.0.0/8\") or an address"
+                    ))
+                }
+            },
+        };
+        if net.trunc() != net {
+            return Err(format!(
+                "address block {text:?} has host bits set below its prefix; did you mean \"{}\"?",
+                net.trunc()
+            ));
+        }
+        Ok(Cidr(net))
+    }
+
+    /// Whether `addr` is in the block. An IPv4-mapped IPv6 address
+    /// (`::ffff:10.0.0.1`, how a dual-stack listener sees IPv4 peers)
+    /// counts as its IPv4 address.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.0.contains(&addr.to_canonical())
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Cidr, String> {
+        Cidr::parse(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Cidr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Cidr::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One `[http.pipelines.NAME]` table: a service pipeline.
@@ -391,6 +504,10 @@ impl Default for HttpConfig {
             body_memory_limit: 16 * 1024 * 1024,
             max_pending_output: 64 * 1024,
             server_name: "stoat".to_owned(),
+            proxy_protocol: ProxyProtocol::Off,
+            trusted_proxies: Vec::new(),
+            health_path: "/healthz".to_owned(),
+            drain_health_sec: 0,
             pipelines: BTreeMap::new(),
         }
     }
@@ -435,6 +552,16 @@ impl HttpConfig {
     /// `sse_heartbeat_sec` as a duration.
     pub fn sse_heartbeat(&self) -> Duration {
         Duration::from_secs(self.sse_heartbeat_sec)
+    }
+
+    /// `drain_health_sec` as a duration.
+    pub fn drain_health(&self) -> Duration {
+        Duration::from_secs(self.drain_health_sec)
+    }
+
+    /// Whether `peer` is one of `trusted_proxies`.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(peer))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -497,6 +624,7 @@ impl HttpConfig {
             MAX_PENDING_OUTPUT,
         )?;
         self.validate_server_name()?;
+        self.validate_proxies()?;
         for (name, pipeline) in &self.pipelines {
             let mut key = "http.pipelines".to_owned();
             push_key(&mut key, name);
@@ -549,6 +677,30 @@ impl HttpConfig {
             ));
         }
         Ok(())
+    }
+
+    fn validate_proxies(&self) -> Result<(), ConfigError> {
+        if self.proxy_protocol != ProxyProtocol::Off && self.trusted_proxies.is_empty() {
+            return Err(invalid(
+                "http.trusted_proxies",
+                format!(
+                    "must list at least one address block when proxy_protocol is {:?} (else every connection is refused)",
+                    format!("{:?}", self.proxy_protocol).to_ascii_lowercase()
+                ),
+            ));
+        }
+        let path = &self.health_path;
+        if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                "http.health_path",
+                "must start with '/' and hold only visible ASCII characters",
+            ));
+        }
+        at_most(
+            "http.drain_health_sec",
+            self.drain_health_sec,
+            MAX_TIMEOUT_SEC,
+        )
     }
 
     fn validate_server_name(&self) -> Result<(), ConfigError> {
@@ -1230,6 +1382,106 @@ mod tests {
         }
         parse("[http.pipelines.work]\nring_buffer_size = 2").unwrap();
         parse("[http.pipelines.work]\nring_buffer_size = 1048576").unwrap();
+    }
+
+    #[test]
+    fn proxy_keys() {
+        let c = parse(
+            "[http]\nproxy_protocol = \"v2\"\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\", \"::1\", \"2001:db8::/32\"]\n\
+             health_path = \"/ready\"\ndrain_health_sec = 4",
+        )
+        .unwrap();
+        let http = &c.http;
+        assert_eq!(http.proxy_protocol, ProxyProtocol::V2);
+        assert_eq!(
+            http.proxy_protocol.accept(),
+            Some(crate::proto::proxy::Accept::V2)
+        );
+        assert_eq!(ProxyProtocol::Off.accept(), None);
+        assert_eq!(http.health_path, "/ready");
+        assert_eq!(http.drain_health(), Duration::from_secs(4));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(http.is_trusted_proxy(ip("127.0.0.1")));
+        assert!(!http.is_trusted_proxy(ip("127.0.0.2")));
+        assert!(http.is_trusted_proxy(ip("10.255.0.1")));
+        assert!(!http.is_trusted_proxy(ip("11.0.0.1")));
+        assert!(http.is_trusted_proxy(ip("::1")));
+        assert!(http.is_trusted_proxy(ip("2001:db8:1::5")));
+        // A dual-stack listener's view of an IPv4 peer.
+        assert!(http.is_trusted_proxy(ip("::ffff:10.1.2.3")));
+        assert!(!http.is_trusted_proxy(ip("::ffff:11.1.2.3")));
+        assert_eq!(http.trusted_proxies[2].to_string(), "::1/128");
+        for (text, mode) in [
+            ("off", ProxyProtocol::Off),
+            ("v1", ProxyProtocol::V1),
+            ("any", ProxyProtocol::Any),
+        ] {
+            let c = parse(&format!(
+                "[http]\nproxy_protocol = \"{text}\"\ntrusted_proxies = [\"127.0.0.1\"]"
+            ))
+            .unwrap();
+            assert_eq!(c.http.proxy_protocol, mode);
+        }
+        let d = HttpConfig::default();
+        assert_eq!(
+            (
+                d.proxy_protocol,
+                d.trusted_proxies.len(),
+                d.health_path.as_str(),
+                d.drain_health_sec
+            ),
+            (ProxyProtocol::Off, 0, "/healthz", 0)
+        );
+    }
+
+    #[test]
+    fn proxy_key_errors() {
+        http_err("proxy_protocol = \"v3\"", "http.proxy_protocol");
+        http_err("proxy_protocol = true", "http.proxy_protocol");
+        rule(
+            "proxy_protocol = \"any\"",
+            "http.trusted_proxies",
+            "must list at least one address block when proxy_protocol is \"any\" (else every connection is refused)",
+        );
+        let err = http_err(
+            "trusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/33\"]",
+            "http.trusted_proxies[1]",
+        );
+        assert_eq!(
+            err.to_string(),
+            "config error in weasel.toml: key `http.trusted_proxies[1]`: invalid address block \"10.0.0.0/33\": expected ADDRESS/PREFIX (like \"10.0.0.0/8\") or an address"
+        );
+        http_err(
+            "trusted_proxies = [\"localhost\"]",
+            "http.trusted_proxies[0]",
+        );
+        http_err("trusted_proxies = [\"\"]", "http.trusted_proxies[0]");
+        http_err("trusted_proxies = [\"::1/129\"]", "http.trusted_proxies[0]");
+        http_err("trusted_proxies = [7]", "http.trusted_proxies[0]");
+        http_err("trusted_proxies = \"127.0.0.1\"", "http.trusted_proxies");
+        let err = http_err(
+            "trusted_proxies = [\"10.0.0.1/8\"]",
+            "http.trusted_proxies[0]",
+        );
+        assert!(
+            err.to_string().ends_with("did you mean \"10.0.0.0/8\"?"),
+            "{err}"
+        );
+        rule(
+            "health_path = \"healthz\"",
+            "http.health_path",
+            "must start with '/' and hold only visible ASCII characters",
+        );
+        rule(
+            "health_path = \"/a b\"",
+            "http.health_path",
+            "must start with '/' and hold only visible ASCII characters",
+        );
+        rule(
+            "drain_health_sec = 604801",
+            "http.drain_health_sec",
+            "must be at most 604800",
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
 //! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
 //! | `POST /v1/admin/snapshot` | `commit_status` pipeline | 202 started, 409, 401, 404 (admin off) |
-//! | `GET /healthz` | inline | 200 `{"status":"ok"}`, 503 after a failed log write |
+//! | `GET /healthz` | inline | 200 `{"status":"ok"}`; 503 `draining` once stopping (`http.drain_health_sec`), 503 after a failed log write |
 //!
 //! Contract: every answer is JSON (`application/json`, one line ending in
 //! a newline, so curl output reads well); errors are
@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use percent_encoding::percent_decode_str;
-use stoat::app::{Request, Response, Server, StartError};
+use stoat::app::{Health, Request, Response, Server, StartError};
 
 use crate::commit::{self, CommitRoute};
 use crate::status::Outcome;
@@ -45,6 +45,10 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     let hub = store.hub.clone();
     let s6 = store.clone();
+    // Draining from the stop signal on (Stoat's `Health`, set by
+    // `Server::run`), at `http.health_path` (default `/healthz`).
+    let health = server.health_flag();
+    let health_path = server.config().http.health_path.clone();
     let (s0, s1, s2, s3, s4, s5) = (
         store.clone(),
         store.clone(),
@@ -54,7 +58,7 @@ pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
         store,
     );
     let mut server = server
-        .get("/healthz", move |_| healthz(&s0))
+        .get(&health_path, move |_| healthz(&s0, &health))
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
         .get("/v1/kv", move |req| list(&s3, req))
@@ -72,9 +76,14 @@ pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     Ok(server)
 }
 
-/// 200 `{"status":"ok"}`, or 503 `{"status":"unhealthy","error":"storage","message":WHY}`
-/// after a failed log write or fsync (see `store/log.rs`).
-fn healthz(store: &Store) -> Response {
+/// 200 `{"status":"ok"}`; 503 `{"status":"draining"}` once a stop began
+/// (a load balancer stops sending new work while this process finishes);
+/// or 503 `{"status":"unhealthy","error":"storage","message":WHY}` after a
+/// failed log write or fsync (see `store/log.rs`).
+fn healthz(store: &Store, health: &Health) -> Response {
+    if health.is_draining() {
+        return json_bytes(503, b"{\"status\":\"draining\"}\n".to_vec());
+    }
     match store.health() {
         None => json_bytes(200, b"{\"status\":\"ok\"}\n".to_vec()),
         Some(why) => json(

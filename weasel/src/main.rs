@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use weasel::config::{default_config_text, WeaselConfig};
@@ -144,6 +145,17 @@ fn run(mut args: Args) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let data_dir = config.store.data_dir.clone();
+    // Started by a handover (SIGUSR2 to the running weasel): the
+    // configuration is good, so the old process may stop; the store is
+    // one writer's, so it is opened only once the old process has exited.
+    // Meanwhile new connections wait in the listening socket's queue.
+    stoat::app::restart::notify_ready()?;
+    let wait = config.server.http.drain_timeout() + Duration::from_secs(30);
+    if !stoat::app::restart::wait_predecessor_exit(wait)? {
+        return Err(
+            anyhow::anyhow!("the previous weasel process did not exit within {wait:?}").into(),
+        );
+    }
     let (server, store, recovery) = weasel::build(config).map_err(|e| {
         let error = anyhow::Error::from(e)
             .context(format!("cannot open the store in {}", data_dir.display()));

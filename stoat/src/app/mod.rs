@@ -55,14 +55,19 @@
 //!   ([`StreamingHandler`], [`BodyWriter`]).
 //! - `websocket.rs`: [`WebSocket`] endpoints, [`Session`] callbacks,
 //!   [`WsSender`] (send from any thread).
+//! - `health.rs`: [`Health`], the health path's ready/draining answer.
+//! - `restart.rs`: handing the listeners over to a successor process
+//!   (SIGUSR2), zero-downtime restarts.
 
 mod deferred;
 mod handler;
 mod header;
+mod health;
 mod path_tree;
 mod pipeline;
 mod request;
 mod response;
+pub mod restart;
 mod router;
 mod server;
 mod streaming;
@@ -71,6 +76,7 @@ mod websocket;
 pub use deferred::{EventStream, Responder, SseEvent};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};
+pub use health::Health;
 pub use path_tree::{PatternError, MAX_PARAMS};
 pub use pipeline::{per_job, Job, Pipeline};
 pub use request::Request;

@@ -29,12 +29,13 @@ use std::sync::Arc;
 
 use crate::app::deferred::Responder;
 use crate::app::path_tree::Captures;
+use crate::app::request::client_addr_of;
 use crate::app::router::Kind;
 use crate::app::{IntoResponse, Request, Response, SendError, Server};
 use crate::proto::{Method, RequestHead};
 use crate::runtime::pipeline::{self as threads, PipelineStart};
 use crate::runtime::ring::Ring;
-use crate::runtime::{ArenaSlot, RawRequest};
+use crate::runtime::{ArenaSlot, ConnInfo, RawRequest, Resolved};
 
 /// A request that left its network thread for a pipeline: its own copy of
 /// the head bytes and the body, and the route it came by (`R`, the value
@@ -52,6 +53,9 @@ pub struct Job<R = ()> {
     responder: Option<Responder>,
     /// The job's request arena (empty until its handler asks).
     arena: ArenaSlot,
+    /// The connection's peer and client addresses, resolved on the
+    /// network thread (the socket cannot be asked from here).
+    addrs: Resolved,
 }
 
 impl<R: Copy> Job<R> {
@@ -69,6 +73,7 @@ impl<R> Job<R> {
             buf: &self.bytes[..self.body.start],
             body: &self.bytes[self.body.clone()],
             arena: &self.arena,
+            conn: ConnInfo::from_resolved(&self.addrs),
         };
         Request::routed(
             raw,
@@ -317,6 +322,10 @@ impl<R: Copy + Send + Sync + 'static> Enqueue for Entry<R> {
             route: self.route,
             responder: Some(responder),
             arena: ArenaSlot::new(),
+            addrs: Resolved {
+                peer: raw.conn.peer_addr(),
+                client: client_addr_of(raw),
+            },
         };
         self.ring.try_push(job).map_err(|mut job| {
             // `job` was built with a responder just above.

@@ -9,8 +9,10 @@
 //! UTF-8 give `None` (or `""` for [`Request::path`], see there).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str;
 
+use crate::proto::forwarded::{self, Field};
 use crate::proto::Span;
 use crate::proto::{Method, Version};
 use crate::runtime::RawRequest;
@@ -216,6 +218,61 @@ impl<'a> Request<'a> {
     pub fn body(&self) -> &'a [u8] {
         self.raw.body
     }
+
+    /// The address of the connection's other end: the client's when it
+    /// connects directly, the load balancer's when there is one (see
+    /// [`Request::client_addr`]). Asked of the kernel when called, so
+    /// requests that do not ask cost nothing. `None` if the connection is
+    /// already gone, or for a request built without one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.raw.conn.peer_addr()
+    }
+
+    /// The client's address, as far as it can be trusted:
+    /// - the address of the connection's PROXY header (read only from
+    ///   `trusted_proxies`, see `[http] proxy_protocol`), else the peer;
+    /// - if that is itself one of `trusted_proxies`, the forwarding fields
+    ///   it wrote are read (`Forwarded`, else `X-Forwarded-For`), from the
+    ///   nearest hop outwards, and the first address that is not a trusted
+    ///   proxy is the client (see [`crate::proto::forwarded`]); fields that
+    ///   cannot be read are ignored.
+    ///
+    /// Forwarding fields from anyone else are never believed: a client
+    /// cannot choose its own address. A port the fields do not give is 0.
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        client_addr_of(&self.raw)
+    }
+}
+
+/// [`Request::client_addr`] of `raw`: the one place forwarding fields are
+/// read.
+pub(crate) fn client_addr_of(raw: &RawRequest<'_>) -> Option<SocketAddr> {
+    if let Some(resolved) = raw.conn.resolved() {
+        return resolved.client;
+    }
+    let nearest = match raw.conn.proxied() {
+        Some(client) => client,
+        None => raw.conn.peer_addr()?,
+    };
+    if !raw.conn.is_trusted(nearest.ip()) {
+        return Some(nearest);
+    }
+    let values = |name: &'static str| {
+        raw.head
+            .headers
+            .iter()
+            .filter(move |h| h.name.of(raw.buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| h.value.of(raw.buf))
+    };
+    let trusted = |ip| raw.conn.is_trusted(ip);
+    let forwarded = if values("forwarded").next().is_some() {
+        forwarded::client_addr(Field::Forwarded, values("forwarded"), trusted)
+    } else if values("x-forwarded-for").next().is_some() {
+        forwarded::client_addr(Field::XForwardedFor, values("x-forwarded-for"), trusted)
+    } else {
+        None
+    };
+    Some(forwarded.unwrap_or(nearest))
 }
 
 /// The path part of a request's target: for the usual origin form
@@ -289,6 +346,7 @@ pub(crate) mod tests {
             buf: &buf,
             body: b"payload",
             arena: &ArenaSlot::new(),
+            conn: Default::default(),
         };
         let mut tree = PathTree::default();
         let pattern = Pattern::parse("/users/{id}/posts/{post}").unwrap();
@@ -344,6 +402,7 @@ pub(crate) mod tests {
             buf,
             body: b"",
             arena: &arena,
+            conn: Default::default(),
         });
         assert_eq!(req.method(), Method::Post);
         assert_eq!(req.version(), Version::Http10);
@@ -362,6 +421,7 @@ pub(crate) mod tests {
             buf,
             body: b"",
             arena: &arena,
+            conn: Default::default(),
         });
         assert_eq!(req.method(), Method::Other);
         assert_eq!(req.method_str(), "PROPFIND");
@@ -386,6 +446,7 @@ pub(crate) mod tests {
             buf: &buf,
             body: b"",
             arena: &ArenaSlot::new(),
+            conn: Default::default(),
         };
         let req = Request::new(raw);
         assert_eq!(req.path(), "");

@@ -536,6 +536,7 @@ mod tests {
             buf: &buf,
             body: b"",
             arena: &ArenaSlot::new(),
+            conn: Default::default(),
         };
         let path = path_of(&raw);
         let mut caps = Captures::default();
@@ -745,6 +746,7 @@ mod tests {
             buf: request,
             body: &body,
             arena: &ArenaSlot::new(),
+            conn: Default::default(),
         };
         router.call(&raw, &mut sink);
         assert!(sink.is_sent());
@@ -946,6 +948,7 @@ mod tests {
                     buf: &buf,
                     body: b"",
                     arena: &ArenaSlot::new(),
+                    conn: Default::default(),
                 };
                 let res = r.handle(&raw);
                 let got = match res.status() {
@@ -981,6 +984,7 @@ mod tests {
             buf,
             body: b"",
             arena: &ArenaSlot::new(),
+            conn: Default::default(),
         });
         assert_eq!((res.status(), res.body_bytes()), (200, &b"user 9"[..]));
         assert!(matches!(res.into_body(), Body::Bytes(_)));

@@ -29,6 +29,7 @@ use crate::app::pipeline::{self, Job, Pipeline};
 use crate::app::router::{Kind, RouteError};
 use crate::app::streaming::StreamingHandler;
 use crate::app::websocket::WebSocket;
+use crate::app::Health;
 use crate::app::{IntoResponse, Request, Router};
 use crate::config::{Config, ConfigError};
 use crate::proto::Method;
@@ -36,6 +37,40 @@ use crate::runtime::pipeline::{PipelineStart, ServeError};
 use crate::runtime::ring::Ring;
 use crate::runtime::ServerHandle;
 use crate::sys::Signals;
+
+/// Why [`Server::run`] stops.
+enum Stop {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// A successor process took the listeners over.
+    HandedOver,
+}
+
+/// Waits for a stop signal, handing over on SIGUSR2 meanwhile.
+fn wait_for_stop(signals: &Signals, restart: &Signals, handle: &ServerHandle) -> io::Result<Stop> {
+    use rustix::event::{PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    loop {
+        let mut fds = [
+            PollFd::from_borrowed_fd(signals.as_fd(), PollFlags::IN),
+            PollFd::from_borrowed_fd(restart.as_fd(), PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if signals.drain()? > 0 {
+            return Ok(Stop::Signal);
+        }
+        if restart.drain()? > 0 {
+            match crate::app::restart::hand_over(handle) {
+                Ok(true) => return Ok(Stop::HandedOver),
+                Ok(false) => {}
+                Err(e) => eprintln!("stoat: handover failed: {e}; still serving"),
+            }
+        }
+    }
+}
 
 /// A server being built: its configuration and its routes.
 ///
@@ -56,6 +91,8 @@ pub struct Server {
     pipelines: Vec<PipelineStart>,
     /// Called when [`Server::run`] gets its stop signal.
     on_stop: Vec<Box<dyn FnOnce() + Send>>,
+    /// Ready or draining, on the health path (see [`Server::health`]).
+    health: Health,
 }
 
 impl fmt::Debug for Server {
@@ -343,6 +380,22 @@ impl Server {
         Ok(Pipeline::new(self, ring))
     }
 
+    /// Routes `GET` (and `HEAD`) of `[http] health_path` (default
+    /// `/healthz`) to the server's [`Health`]: `200 ready`, then `503
+    /// draining` from the stop signal on (see [`Server::run`]).
+    #[track_caller]
+    pub fn health(self) -> Server {
+        let health = self.health.clone();
+        let path = self.config.http.health_path.clone();
+        self.get(&path, move |_: &Request<'_>| health.response())
+    }
+
+    /// The server's ready/draining flag (also the one [`Server::health`]
+    /// answers from), to report draining from elsewhere.
+    pub fn health_flag(&self) -> Health {
+        self.health.clone()
+    }
+
     /// Calls `f` when [`Server::run`] (or [`Server::run_with`]) receives
     /// its stop signal, before the graceful stop begins: to end streams
     /// that would otherwise hold the drain until its deadline, say.
@@ -392,6 +445,17 @@ impl Server {
 
     /// Starts, serves until SIGINT or SIGTERM, then stops gracefully and
     /// waits for every thread. A second signal exits at once.
+    ///
+    /// The stop, in order: the health path reports draining (503) while
+    /// the server still serves, for `drain_health_sec` (0 by default), so a
+    /// load balancer checking it stops sending new requests; then the
+    /// listener closes and open requests finish within `drain_timeout_sec`.
+    ///
+    /// SIGUSR2 restarts without downtime: the program is started again
+    /// with the listening sockets, and this process stops once the new one
+    /// has taken over (see [`restart`](crate::app::restart)). A process
+    /// started so takes the sockets instead of binding, and says it has
+    /// taken over as soon as it serves.
     pub fn run(self) -> Result<(), StartError> {
         self.run_with(|_| {})
     }
@@ -401,16 +465,25 @@ impl Server {
     pub fn run_with(mut self, started: impl FnOnce(&ServerHandle)) -> Result<(), StartError> {
         // Watch before starting: a signal during startup is not lost.
         let signals = Signals::stop()?;
+        let restart = Signals::new(&[signal_hook::consts::SIGUSR2])?;
         let on_stop = std::mem::take(&mut self.on_stop);
+        let health = self.health.clone();
+        let drain_health = self.config.http.drain_health();
         let handle = self.start()?;
+        // Serving: a predecessor that handed its sockets over may go.
+        if let Err(e) = crate::app::restart::notify_ready() {
+            eprintln!("stoat: cannot tell the previous process to stop: {e}");
+        }
         started(&handle);
-        let waited = loop {
-            match signals.wait(None) {
-                Ok(0) => continue,
-                Ok(_) => break Ok(()),
-                Err(e) => break Err(e),
+        let waited = wait_for_stop(&signals, &restart, &handle);
+        if let Ok(Stop::Signal) = waited {
+            // Report draining while still serving, then stop.
+            health.set_draining();
+            if !drain_health.is_zero() {
+                let _ = signals.wait(Some(drain_health));
             }
-        };
+        }
+        let waited = waited.map(|_| ());
         for f in on_stop {
             f();
         }

@@ -16,6 +16,10 @@
 //!   `Expect: 100-continue`, half-close, errors and deadlines.
 //! - [`error`]: every protocol error, one status code each.
 //! - [`limits`]: the configurable limits and timeouts, with defaults.
+//! - [`forwarded`]: the client address per `X-Forwarded-For`/`Forwarded`,
+//!   believing trusted proxies only.
+//! - [`proxy`]: the PROXY protocol header (v1 and v2) a load balancer
+//!   sends before the client's bytes.
 //! - [`ws_handshake`]: the WebSocket opening handshake (RFC 6455 §4).
 //! - [`ws_frame`]: WebSocket frames: a streaming decoder for client frames
 //!   (masking, fragmentation, control frames, close codes, UTF-8, size
@@ -27,8 +31,10 @@ pub mod conn;
 pub mod date;
 pub mod encode;
 pub mod error;
+pub mod forwarded;
 pub mod head;
 pub mod limits;
+pub mod proxy;
 pub mod ws_frame;
 pub mod ws_handshake;
 

@@ -29,6 +29,7 @@ use crate::runtime::body_stream::StreamState;
 use crate::runtime::link::{AsyncCounters, Link, Owner};
 use crate::runtime::outbox::Outbox;
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
+use crate::runtime::proxy::{Expect, Header as ProxyHeader, ProxyPolicy};
 use crate::runtime::service::Service;
 use crate::runtime::websocket::WsLimits;
 
@@ -67,7 +68,16 @@ pub(crate) struct Shared {
     pub max_output: usize,
     /// The most bytes ever queued for one client (read by `Stats`).
     pub output_peak: std::sync::atomic::AtomicUsize,
+    /// PROXY protocol settings and counters, trusted proxies.
+    pub proxy: ProxyPolicy,
 }
+
+/// During a graceful stop, an idle connection is closed once it has been
+/// idle this long, not at once: a client that reuses it may have a request
+/// on the way already, and closing then would reset it (the keep-alive
+/// race). A client that sends within the grace is answered, with
+/// `Connection: close`; the drain deadline closes whatever is left.
+pub(crate) const STOP_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// A network thread's working state, reused for every connection it drives.
 pub(crate) struct ThreadCtx {
@@ -170,8 +180,14 @@ struct Spill {
     _grant: SpillGrant,
 }
 
-/// The bytes of a slow head, kept off the pool (see `park_slow_head`).
-struct Parked(Box<[u8]>);
+/// Rare per-connection state, behind one pointer: the bytes of a slow
+/// head, kept off the pool (see `park_slow_head`), and the client address
+/// of the connection's PROXY header (see `runtime/proxy.rs`).
+#[derive(Default)]
+struct Parked {
+    bytes: Option<Box<[u8]>>,
+    client: Option<std::net::SocketAddr>,
+}
 
 /// One connection, owned by exactly one thread at a time.
 pub(crate) struct Connection {
@@ -186,9 +202,13 @@ pub(crate) struct Connection {
     /// In its loop's queue of connections waiting for a buffer (at most
     /// once, however many events come meanwhile).
     pub waiting: bool,
+    /// Whether its first bytes, not checked yet, must or must not be a
+    /// PROXY header (decided at accept, see `runtime/proxy.rs`; one byte
+    /// in what was padding: `Connection` does not grow).
+    proxy: Expect,
     /// The bytes of a head that trickles in, kept off the pool between
-    /// reads (see `park_slow_head`). Boxed twice to keep `Connection`
-    /// small (one pointer): slow heads are rare.
+    /// reads (see `park_slow_head`), and a PROXY header's client address.
+    /// Boxed to keep `Connection` small (one pointer): both are rare.
     parked: Option<Box<Parked>>,
     /// A body streamed to its route as it arrives (see
     /// `connection/stream.rs`): one pointer for other connections. (A
@@ -207,9 +227,76 @@ impl Connection {
             spill: None,
             link: None,
             waiting: false,
+            proxy: Expect::Http,
             parked: None,
             stream: None,
         }
+    }
+
+    /// What the connection's first bytes must be (`ProxyPolicy::at_accept`).
+    pub fn expect(&mut self, proxy: Expect) {
+        self.proxy = proxy;
+    }
+
+    /// Keeps `bytes` of a slow head off the pool.
+    fn park_bytes(&mut self, bytes: Box<[u8]>) {
+        self.parked.get_or_insert_with(Box::default).bytes = Some(bytes);
+    }
+
+    /// Takes the parked head bytes back, if any.
+    fn take_parked_bytes(&mut self) -> Option<Box<[u8]>> {
+        let parked = self.parked.as_mut()?;
+        let bytes = parked.bytes.take();
+        if parked.client.is_none() {
+            self.parked = None;
+        }
+        bytes
+    }
+
+    /// Reads the PROXY header off the front of the input, if it is all
+    /// there. `Err(Next::Close)`: refused (counted): close, no answer.
+    fn take_proxy_header(&mut self, shared: &Shared) -> Result<(), Next> {
+        let Some(input) = self.input.as_mut() else {
+            return Ok(());
+        };
+        if input.parse == input.end {
+            return Ok(());
+        }
+        let bytes = &input.mem[input.parse..input.end];
+        match crate::runtime::proxy::take_header(&shared.proxy, self.proxy, bytes) {
+            ProxyHeader::NeedMore => Ok(()),
+            ProxyHeader::Done { consumed, client } => {
+                input.parse += consumed;
+                input.start = input.parse;
+                self.proxy = Expect::Http;
+                if client.is_some() {
+                    self.parked.get_or_insert_with(Box::default).client = client;
+                }
+                Ok(())
+            }
+            ProxyHeader::Refused(_) => Err(Next::Close),
+        }
+    }
+
+    /// Whether a stop may close it now: idle for [`STOP_IDLE_GRACE`].
+    pub fn stop_may_close(&self, now: Instant, limits: &Limits) -> bool {
+        if !self.is_idle() {
+            return false;
+        }
+        let Some(deadline) = self.proto.deadline(limits) else {
+            return true;
+        };
+        // The deadline of an idle connection is its idle start plus the
+        // keep-alive timeout (or, before its first request, the request
+        // timeout).
+        let timeout = if self.proto.is_keepalive_idle() {
+            limits.keepalive_timeout
+        } else {
+            limits.request_timeout
+        };
+        deadline
+            .checked_sub(timeout)
+            .map_or(true, |since| now >= since + STOP_IDLE_GRACE)
     }
 
     /// Whether a request body is streaming in to its route (see
@@ -270,8 +357,12 @@ impl Connection {
         // ctx.out is the thread's scratch: whatever a closing connection
         // left there must never reach the next connection.
         ctx.out.clear();
-        if ctx.stopping_now() && next != Next::Close && self.is_idle() {
-            // Answered during a stop: nothing more will come.
+        if ctx.stopping_now() && next != Next::Close && self.stop_may_close(ctx.now, &shared.limits)
+        {
+            // Idle through the grace of a stop. (A response sent during the
+            // stop closes its connection by itself, `Connection: close`; an
+            // idle connection driven by some other event, EPOLLOUT say, may
+            // have a request on the way: it gets the grace.)
             return Next::Close;
         }
         next

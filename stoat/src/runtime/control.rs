@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::runtime::connection::{Shared, ThreadCtx};
-use crate::sys::{EventFd, Listener};
+use crate::sys::EventFd;
 
 /// How often deadlines are checked: a coarse sweep over the table costs
 /// nothing per request (see docs/ARCHITECTURE.md, "Time").
@@ -46,8 +46,10 @@ pub(crate) struct Control {
     pub waiting: AtomicUsize,
     /// Wakes the network threads (one per thread in `per_core`, one shared).
     pub wakers: Vec<Arc<EventFd>>,
-    /// Listeners that accept threads block on (`shared` model).
-    pub blocking_listeners: Vec<Arc<Listener>>,
+    /// Wakes the accept threads (`shared` model) from their `poll` for
+    /// good: notified at the stop and never drained. (Not `shutdown(2)` of
+    /// the listener: an inherited one is shared with another process.)
+    pub accept_waker: Option<Arc<EventFd>>,
 }
 
 impl Control {
@@ -79,9 +81,8 @@ impl Control {
             }
         }
         self.stopping.store(true, Ordering::Release);
-        for l in &self.blocking_listeners {
-            // Wakes accept threads blocked in accept(2).
-            let _ = l.shutdown();
+        if let Some(waker) = &self.accept_waker {
+            let _ = waker.notify();
         }
         for w in &self.wakers {
             let _ = w.notify();
@@ -104,7 +105,7 @@ impl Control {
     pub fn new(
         config: &Config,
         wakers: Vec<Arc<EventFd>>,
-        listeners: Vec<Arc<Listener>>,
+        accept_waker: Option<Arc<EventFd>>,
     ) -> Control {
         Control {
             stopping: Arc::new(AtomicBool::new(false)),
@@ -115,7 +116,7 @@ impl Control {
             requests: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             wakers,
-            blocking_listeners: listeners,
+            accept_waker,
         }
     }
 }

@@ -21,6 +21,7 @@ pub(crate) mod outbox;
 mod per_core;
 pub(crate) mod pipeline;
 pub(crate) mod pool;
+pub(crate) mod proxy;
 pub(crate) mod ring;
 mod server;
 pub mod service;
@@ -35,6 +36,7 @@ pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};
 pub use link::{AsyncCounters, SendError};
 pub use outbox::Body;
+pub use proxy::{ConnInfo, ProxyCounters, Resolved};
 pub use server::{ServerHandle, Stats};
 pub use service::{RawRequest, ResponseSink, Service};
 

@@ -261,7 +261,7 @@ impl Loop {
                 return;
             };
             match listener.accept() {
-                Ok((fd, _peer)) => {
+                Ok((fd, peer)) => {
                     if let Some(key) = victim {
                         self.close(key, ctx);
                     }
@@ -272,7 +272,9 @@ impl Loop {
                     if self.epoll.add(&fd, key as u64, interest).is_err() {
                         continue;
                     }
-                    entry.insert(Connection::new(fd, ctx.now));
+                    let mut conn = Connection::new(fd, ctx.now);
+                    conn.expect(self.shared.proxy.at_accept(&peer));
+                    entry.insert(conn);
                     self.control.opened();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -386,10 +388,11 @@ impl Loop {
             let _ = self.epoll.delete(&l);
         }
         self.accept_paused = None;
+        let limits = &self.shared.limits;
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.is_idle())
+            .filter(|(_, c)| c.stop_may_close(ctx.now, limits))
             .map(|(k, _)| k)
             .collect();
         for key in idle {

@@ -10,8 +10,9 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::config::{Config, Model};
@@ -19,8 +20,10 @@ use crate::runtime::connection::Shared;
 use crate::runtime::control::Control;
 use crate::runtime::link::AsyncCounters;
 use crate::runtime::pool::Pool;
+use crate::runtime::proxy::ProxyPolicy;
 use crate::runtime::service::Service;
 use crate::runtime::{per_core, shared};
+use crate::sys::listenfd::take_inherited;
 use crate::sys::{EventFd, ListenOptions, Listener};
 
 /// Counters of a running server.
@@ -56,6 +59,14 @@ pub struct Stats {
     pub arena_bytes_cached: usize,
     /// Arenas freed at their reset for having grown too large.
     pub arenas_dropped: usize,
+    /// Connections whose PROXY header named a client (or `UNKNOWN`).
+    pub proxy_proxied: u64,
+    /// PROXY v2 `LOCAL` headers (the load balancer's own health checks).
+    pub proxy_local: u64,
+    /// Connections closed unanswered for their PROXY header: missing where
+    /// required, malformed, of a version not accepted, cut short, or sent
+    /// by a peer that is not a trusted proxy.
+    pub proxy_refused: u64,
     /// The most response bytes ever queued for one client at once (encoded,
     /// not yet taken by its socket), counted when above
     /// `http.max_pending_output` (0: never above): at most that limit plus
@@ -75,6 +86,10 @@ pub struct ServerHandle {
     /// Threads that serve the network threads (pipelines), stopped after
     /// them: `stop` tells them to finish, then they are joined.
     companions: Vec<Companion>,
+    /// A copy of each listening socket, to hand over to a successor
+    /// process (see [`ServerHandle::listener_fds`]); closed when the stop
+    /// begins, so the port closes with the stop.
+    listener_fds: Mutex<Vec<OwnedFd>>,
 }
 
 impl ServerHandle {
@@ -103,12 +118,30 @@ impl ServerHandle {
             arena_bytes_cached: self.shared.arenas.cached_bytes.load(Ordering::Relaxed),
             arenas_dropped: self.shared.arenas.dropped.load(Ordering::Relaxed),
             output_peak: self.shared.output_peak.load(Ordering::Relaxed),
+            proxy_proxied: self.shared.proxy.counters.proxied.load(Ordering::Relaxed),
+            proxy_local: self.shared.proxy.counters.local.load(Ordering::Relaxed),
+            proxy_refused: self.shared.proxy.counters.refused.load(Ordering::Relaxed),
         }
+    }
+
+    /// The listening sockets, in order, to hand over to a successor
+    /// process (`sys::listenfd::Handover`): the same sockets, so a
+    /// connection waiting in their queues is never lost. Copies of them
+    /// (close-on-exec), empty once the stop began.
+    pub fn listener_fds(&self) -> io::Result<Vec<OwnedFd>> {
+        let fds = self.listener_fds.lock().unwrap_or_else(|e| e.into_inner());
+        fds.iter()
+            .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(io::Error::from))
+            .collect()
     }
 
     /// Begins a graceful stop; returns at once. See the module doc.
     pub fn shutdown(&self) {
         self.control.begin_stop();
+        self.listener_fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Waits until every thread has exited.
@@ -148,7 +181,7 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         if !self.threads.is_empty() || !self.companions.is_empty() {
-            self.control.begin_stop();
+            self.shutdown();
             let _ = self.join_threads();
         }
     }
@@ -179,33 +212,62 @@ pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<Se
         arenas: Arc::default(),
         max_output: http.max_pending_output,
         output_peak: AtomicUsize::new(0),
+        proxy: ProxyPolicy::new(http),
     });
     let addr = http.socket_addr();
     let threads = http.network_threads;
     let cpus = crate::sys::available_cpus();
     let pin = |i: usize| http.pin_threads.then(|| cpus[i % cpus.len().max(1)]);
     let backlog = i32::try_from(http.backlog).unwrap_or(i32::MAX);
+    // Listening sockets passed by systemd or a predecessor replace binding.
+    let inherited = take_inherited()?;
+    let listener_fds;
     match http.model {
         Model::PerCore => {
-            // One SO_REUSEPORT listener per thread; the first fixes the port.
             let mut listeners = Vec::with_capacity(threads);
             let mut bound = addr;
-            for _ in 0..threads {
-                let l = Listener::bind(
-                    bound,
-                    ListenOptions {
-                        reuse_port: true,
-                        backlog,
-                        nonblocking: true,
-                    },
-                )?;
-                bound = l.local_addr()?;
-                listeners.push(l);
+            if let Some(inherited) = inherited {
+                // Thread i serves inherited socket i mod n (a copy of it):
+                // every socket is served, none is ever closed unserved.
+                let n = inherited.listeners.len();
+                if n > threads {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{n} listening sockets were inherited, more than http.network_threads ({threads}) in the per_core model"
+                        ),
+                    ));
+                }
+                bound = inherited.listeners[0].local_addr;
+                let fds: Vec<OwnedFd> = inherited.listeners.into_iter().map(|l| l.fd).collect();
+                for i in 0..threads {
+                    let copy = rustix::io::fcntl_dupfd_cloexec(&fds[i % n], 0)?;
+                    listeners.push(Listener::from_inherited(copy)?);
+                }
+                listener_fds = fds;
+            } else {
+                // One SO_REUSEPORT listener per thread; the first fixes the port.
+                for _ in 0..threads {
+                    let l = Listener::bind(
+                        bound,
+                        ListenOptions {
+                            reuse_port: true,
+                            backlog,
+                            nonblocking: true,
+                        },
+                    )?;
+                    bound = l.local_addr()?;
+                    listeners.push(l);
+                }
+                listener_fds = listeners
+                    .iter()
+                    .map(|l| rustix::io::fcntl_dupfd_cloexec(l, 0).map_err(io::Error::from))
+                    .collect::<io::Result<_>>()?;
             }
             let wakers = (0..threads)
                 .map(|_| EventFd::new().map(Arc::new))
                 .collect::<io::Result<Vec<_>>>()?;
-            let control = Arc::new(Control::new(config, wakers.clone(), Vec::new()));
+            let control = Arc::new(Control::new(config, wakers.clone(), None));
             let max_per_thread = http.max_connections.div_ceil(threads);
             let mut handles = Vec::with_capacity(threads);
             for (i, (listener, waker)) in listeners.into_iter().zip(wakers).enumerate() {
@@ -224,23 +286,37 @@ pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<Se
                 shared,
                 threads: handles,
                 companions: Vec::new(),
+                listener_fds: Mutex::new(listener_fds),
             })
         }
         Model::Shared => {
-            let listener = Arc::new(Listener::bind(
-                addr,
-                ListenOptions {
-                    reuse_port: false,
-                    backlog,
-                    nonblocking: false,
-                },
-            )?);
-            let bound = listener.local_addr()?;
+            // Non-blocking: accept threads wait in poll(2), so a stop wakes
+            // them without shutting a listener down (see `Control`).
+            let listeners: Vec<Arc<Listener>> = match inherited {
+                Some(inherited) => inherited
+                    .listeners
+                    .into_iter()
+                    .map(|l| Listener::from_inherited(l.fd).map(Arc::new))
+                    .collect::<io::Result<_>>()?,
+                None => vec![Arc::new(Listener::bind(
+                    addr,
+                    ListenOptions {
+                        reuse_port: false,
+                        backlog,
+                        nonblocking: true,
+                    },
+                )?)],
+            };
+            let bound = listeners[0].local_addr()?;
+            listener_fds = listeners
+                .iter()
+                .map(|l| rustix::io::fcntl_dupfd_cloexec(l.as_ref(), 0).map_err(io::Error::from))
+                .collect::<io::Result<_>>()?;
             let waker = Arc::new(EventFd::new()?);
             let control = Arc::new(Control::new(
                 config,
                 vec![waker.clone()],
-                vec![listener.clone()],
+                Some(Arc::new(EventFd::new()?)),
             ));
             let core = Arc::new(shared::Core::new(
                 shared.clone(),
@@ -251,11 +327,11 @@ pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<Se
             )?);
             let mut handles = Vec::new();
             for i in 0..http.accept_threads {
-                let (core, listener) = (core.clone(), listener.clone());
+                let (core, listeners) = (core.clone(), listeners.clone());
                 handles.push(
                     std::thread::Builder::new()
                         .name(format!("stoat-accept-{i}"))
-                        .spawn(move || core.accept_loop(&listener))?,
+                        .spawn(move || core.accept_loop(&listeners))?,
                 );
             }
             for i in 0..threads {
@@ -268,6 +344,7 @@ pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<Se
                 shared,
                 threads: handles,
                 companions: Vec::new(),
+                listener_fds: Mutex::new(listener_fds),
             })
         }
     }

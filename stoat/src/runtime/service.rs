@@ -24,6 +24,7 @@ use crate::runtime::arena::ArenaSlot;
 use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
 use crate::runtime::link::{AsyncCounters, Link, Owner};
 use crate::runtime::outbox::{Body, Outbox};
+use crate::runtime::proxy::ConnInfo;
 use crate::runtime::websocket::WsSession;
 
 /// What the runtime serves: the app layer's router implements it.
@@ -57,6 +58,9 @@ pub struct RawRequest<'a> {
     pub body: &'a [u8],
     /// The thread's request arena, lent on first use (see `arena.rs`).
     pub arena: &'a ArenaSlot,
+    /// The connection's endpoints: peer, PROXY header client, trusted
+    /// proxies (see `runtime/proxy.rs`). `ConnInfo::default()` knows none.
+    pub conn: ConnInfo<'a>,
 }
 
 /// Where a service writes its response: encodes it into the connection's

@@ -68,6 +68,20 @@ fn untoken(t: u64) -> (u32, u32) {
     (t as u32, (t >> 32) as u32)
 }
 
+/// One connection from whichever listener has one; `None` if none has.
+fn accept_any(
+    listeners: &[Arc<Listener>],
+) -> io::Result<Option<(std::os::fd::OwnedFd, std::net::SocketAddr)>> {
+    for l in listeners {
+        match l.accept() {
+            Ok(accepted) => return Ok(Some(accepted)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -104,8 +118,9 @@ impl Core {
         })
     }
 
-    /// An accept thread: blocks in accept, registers what it gets.
-    pub fn accept_loop(&self, listener: &Listener) {
+    /// An accept thread: accepts from `listeners` (non-blocking; it waits
+    /// in `poll` for any of them or the stop), registers what it gets.
+    pub fn accept_loop(&self, listeners: &[Arc<Listener>]) {
         let mut logged = false;
         loop {
             if self.control.is_stopping() {
@@ -120,9 +135,20 @@ impl Core {
                     self.give_slot(slot);
                 }
             };
-            let fd = loop {
-                match listener.accept() {
-                    Ok((fd, _peer)) => break fd,
+            let (fd, peer) = loop {
+                if self.control.is_stopping() {
+                    give_back(slot);
+                    return;
+                }
+                match accept_any(listeners) {
+                    Ok(Some(accepted)) => break accepted,
+                    Ok(None) => {
+                        // Every queue is empty: wait for one, or the stop.
+                        // (Never blocked in accept: a stop cannot shut an
+                        // inherited listener down, another process may be
+                        // accepting on it; see sys/listenfd.rs.)
+                        self.wait_acceptable(listeners);
+                    }
                     Err(_) if self.control.is_stopping() => {
                         give_back(slot);
                         return;
@@ -158,9 +184,28 @@ impl Core {
                 self.give_slot(slot);
                 continue;
             }
-            s.conn = Some(Connection::new(fd, Instant::now()));
+            let mut conn = Connection::new(fd, Instant::now());
+            conn.expect(self.shared.proxy.at_accept(&peer));
+            s.conn = Some(conn);
             self.control.opened();
         }
+    }
+
+    /// Waits until a listener has a connection or the stop began (the
+    /// control's accept waker, never drained once notified).
+    fn wait_acceptable(&self, listeners: &[Arc<Listener>]) {
+        use rustix::event::{PollFd, PollFlags};
+        use std::os::fd::AsFd;
+        let mut fds: Vec<PollFd<'_>> = listeners
+            .iter()
+            .map(|l| PollFd::new(l.as_ref(), PollFlags::IN))
+            .collect();
+        if let Some(waker) = &self.control.accept_waker {
+            fds.push(PollFd::from_borrowed_fd(waker.as_fd(), PollFlags::IN));
+        }
+        // Bounded, so a missed stop is still seen; errors (EINTR) retry.
+        let timeout = rustix::event::Timespec::try_from(SWEEP).ok();
+        let _ = rustix::event::poll(&mut fds, timeout.as_ref());
     }
 
     /// A free slot, if there is one now.
@@ -278,7 +323,8 @@ impl Core {
                 .fetch_add(ctx.requests - before, Ordering::Relaxed);
             if self.control.is_stopping() && !ctx.stopping {
                 ctx.stopping = true;
-                self.close_where(index, &mut ctx, |c| c.is_idle());
+                let (now, limits) = (ctx.now, &self.shared.limits);
+                self.close_where(index, &mut ctx, |c| c.stop_may_close(now, limits));
             }
             if ctx.now >= next_sweep {
                 next_sweep = ctx.now + SWEEP;

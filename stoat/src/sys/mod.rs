@@ -5,8 +5,9 @@
 //! every call returns `io::Result` with the errno preserved (`EAGAIN` is
 //! `io::ErrorKind::WouldBlock`), and the calls go through rustix's and
 //! signal-hook's safe wrappers. The `unsafe` code is marking the epoll
-//! [`Events`] buffer `Send + Sync` (it holds only integers) and one call
-//! of glibc's `malloc_trim` ([`heap`]). Nothing
+//! [`Events`] buffer `Send + Sync` (it holds only integers), one call
+//! of glibc's `malloc_trim` ([`heap`]), and in [`listenfd`] taking
+//! ownership of inherited fds and placing fds in a child before exec. Nothing
 //! here owns a thread; the runtime decides who calls what (see `DESIGN.md`:
 //! only a connection's owner reads, writes, re-arms or closes it).
 //!
@@ -17,11 +18,14 @@
 //! - [`affinity`]: [`pin_current_thread`], [`available_cpus`].
 //! - [`rlimit`]: [`raise_nofile_limit`], [`nofile_limit`].
 //! - [`heap`]: [`release_free_heap`], freed memory back to the kernel.
+//! - [`listenfd`]: listening sockets inherited from systemd or handed over
+//!   to a successor process (zero-downtime restart).
 
 pub mod affinity;
 pub mod epoll;
 pub mod eventfd;
 pub mod heap;
+pub mod listenfd;
 pub mod rlimit;
 pub mod signal;
 pub mod socket;

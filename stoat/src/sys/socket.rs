@@ -149,6 +149,15 @@ impl Listener {
         })
     }
 
+    /// A listening socket made elsewhere (inherited: see
+    /// `sys::listenfd`), switched to non-blocking accepts. The mode belongs
+    /// to the socket, shared with any other process holding it, which
+    /// must therefore cope with `WouldBlock` too (ours do).
+    pub fn from_inherited(fd: OwnedFd) -> io::Result<Listener> {
+        rustix::io::ioctl_fionbio(&fd, true)?;
+        Ok(Listener { fd, group: None })
+    }
+
     /// Accepts one connection (`accept4` with `SOCK_NONBLOCK |
     /// SOCK_CLOEXEC`, the only syscall): a non-blocking socket with
     /// `TCP_NODELAY` (from the listener), and the peer's address. Blocks unless the listener is non-blocking, in which

@@ -3,6 +3,7 @@
 //! answers that come back later through the connection's link (a
 //! suspended or pipelined request's response, stream events).
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use crate::proto::encode::encode_chunk;
 use crate::proto::{Conn, DateCache, HeadParser, ProtoError};
 use crate::runtime::link::{Link, Mail};
 use crate::runtime::outbox::{Body, Outbox};
+use crate::runtime::proxy::ConnInfo;
 use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink};
 use crate::runtime::websocket::{WsSession, WsState};
 
@@ -150,6 +152,11 @@ impl Connection {
                 buf,
                 body,
                 arena: &ctx.arena,
+                conn: ConnInfo::live(
+                    self.fd.as_fd(),
+                    self.parked.as_ref().and_then(|p| p.client.as_ref()),
+                    &shared.proxy.trusted,
+                ),
             },
             &mut sink,
         );

@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use super::write::outbox;
 use super::{Connection, Input, Next, Shared, Spill, ThreadCtx};
 use crate::proto::{Event, ProtoError};
+use crate::runtime::proxy::Expect;
 use crate::sys::socket;
 
 impl Connection {
@@ -22,11 +23,18 @@ impl Connection {
     ) -> (Next, bool) {
         let mut drained = false;
         loop {
+            if self.proxy != Expect::Http {
+                // The PROXY header comes before any HTTP: the machine sees
+                // nothing until it is read (or known not to be there).
+                if let Err(next) = self.take_proxy_header(shared) {
+                    return (next, false);
+                }
+            }
             // With nothing unparsed, the machine has nothing to say unless
             // the peer closed: skip the poll (the common case before a read).
             let unparsed = self.input.as_ref().is_some_and(|i| i.parse < i.end);
             let mut full = false;
-            if unparsed || self.proto.is_read_closed() {
+            if self.proxy == Expect::Http && (unparsed || self.proto.is_read_closed()) {
                 full = self.answer(shared, ctx);
             }
             if self.streams_request_body() && self.stream_backpressure(ctx).is_err() {
@@ -47,6 +55,19 @@ impl Connection {
             };
             let spare = input.mem.len() - input.end;
             match socket::read(self.fd.as_fd(), &mut input.mem[input.end..]) {
+                Ok(0) if self.proxy == Expect::Header => {
+                    // Ended before its PROXY header was complete.
+                    crate::runtime::proxy::count_truncated(&shared.proxy);
+                    return (Next::Close, false);
+                }
+                Ok(0) if self.proxy == Expect::NoHeader => {
+                    // Too short to tell: not a header; HTTP decides (an
+                    // incomplete request at end of stream closes).
+                    self.proxy = Expect::Http;
+                    if let Some(conn) = self.proto.http() {
+                        conn.on_read_closed();
+                    }
+                }
                 Ok(0) => match self.proto.http() {
                     Some(conn) => conn.on_read_closed(),
                     None => return (Next::Close, false),
@@ -78,9 +99,8 @@ impl Connection {
                 parse: 0,
                 end: 0,
             };
-            if let Some(parked) = self.parked.take() {
-                let bytes = &parked.0;
-                input.mem[..bytes.len()].copy_from_slice(bytes);
+            if let Some(bytes) = self.take_parked_bytes() {
+                input.mem[..bytes.len()].copy_from_slice(&bytes);
                 input.end = bytes.len();
             }
             self.input = Some(input);
@@ -269,7 +289,7 @@ impl Connection {
             input.body_start = 0;
         }
         self.spill = None;
-        self.parked = None;
+        self.take_parked_bytes();
     }
 }
 

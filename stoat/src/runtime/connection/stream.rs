@@ -5,10 +5,12 @@
 
 use std::io;
 use std::ops::Range;
+use std::os::fd::AsFd;
 
 use super::write::outbox;
 use super::{Connection, Shared, ThreadCtx};
 use crate::runtime::body_stream::{BodySink, Progress, StreamState};
+use crate::runtime::proxy::ConnInfo;
 use crate::runtime::service::RawRequest;
 
 /// A connection streaming a body stops reading while more than this much
@@ -41,6 +43,11 @@ impl Connection {
             buf: &input.mem[input.start..],
             body: &[],
             arena: &ctx.arena,
+            conn: ConnInfo::live(
+                self.fd.as_fd(),
+                self.parked.as_ref().and_then(|p| p.client.as_ref()),
+                &shared.proxy.trusted,
+            ),
         };
         let consumer = shared.service.open_stream(&raw, &mut sink);
         ctx.arena.recycle();

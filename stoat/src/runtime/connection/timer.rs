@@ -5,11 +5,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Connection, Next, Parked, Shared, ThreadCtx};
+use super::{Connection, Next, Shared, ThreadCtx};
 use crate::proto::conn::Timeout;
 use crate::proto::encode::{encode_chunk, Header};
 use crate::runtime::link::Link;
 use crate::runtime::outbox::Body;
+use crate::runtime::proxy::Expect;
 
 /// The SSE heartbeat: a comment line (WHATWG HTML, "Server-sent events":
 /// lines starting with a colon are ignored by clients).
@@ -20,12 +21,19 @@ impl Connection {
     pub fn on_timer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
         let next = self.on_timer_inner(shared, ctx);
         ctx.out.clear();
+        if next == Next::Close && self.proxy == Expect::Header {
+            // The request timeout ran out before its PROXY header was whole.
+            crate::runtime::proxy::count_truncated(&shared.proxy);
+        }
         next
     }
 
     pub(super) fn on_timer_inner(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
         if self.is_ws() {
             return self.ws_timer(shared, ctx);
+        }
+        if ctx.stopping_now() && self.stop_may_close(ctx.now, &shared.limits) {
+            return Next::Close;
         }
         if let Some(link) = self.link.clone() {
             return self.on_link_timer(&link, shared, ctx);
@@ -73,7 +81,8 @@ impl Connection {
         if input.body_start != 0 || input.start != input.parse {
             return;
         }
-        self.parked = Some(Box::new(Parked(input.mem[input.start..input.end].into())));
+        let bytes = input.mem[input.start..input.end].into();
+        self.park_bytes(bytes);
         if let Some(input) = self.input.take() {
             shared.pool.give(&mut ctx.local, input.mem);
         }

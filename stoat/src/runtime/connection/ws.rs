@@ -18,7 +18,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::write::outbox;
-use super::{ws_of, Connection, Next, Parked, Shared, ThreadCtx};
+use super::{ws_of, Connection, Next, Shared, ThreadCtx};
 use crate::proto::ws_frame::{encode_frame, CloseCode, Item, Opcode};
 use crate::runtime::link::{Link, Mail};
 use crate::runtime::websocket::{Phase, Tick, WsIo, WsMessage, CLOSE_TIMEOUT};
@@ -348,7 +348,8 @@ impl Connection {
         }
         if let Some(input) = &self.input {
             if input.parse < input.end {
-                self.parked = Some(Box::new(Parked(input.mem[input.parse..input.end].into())));
+                let bytes = input.mem[input.parse..input.end].into();
+                self.park_bytes(bytes);
             }
             if let Some(input) = self.input.take() {
                 shared.pool.give(&mut ctx.local, input.mem);
