@@ -37,9 +37,12 @@
 //! - `router.rs`: [`Router`], method and path to handler; 404, 405, 501.
 //! - `path_tree.rs`: route patterns (`/users/{id}`) and path matching.
 //! - `request.rs`: [`Request`], the handler's view of a request.
+//! - `query.rs`: query strings and percent-decoding ([`QueryPairs`]).
 //! - `response.rs`: [`Response`] and [`IntoResponse`].
 //! - `header.rs`: [`HeaderValue`] and the checks on response header fields.
 //! - `handler.rs`: the [`Handler`] trait.
+//! - `compress.rs`: gzip and brotli negotiated per request ([`Compression`]).
+//! - `files.rs`: static files ([`Files`]): ETag, Range, precompressed siblings.
 //! - `deferred.rs`: [`Responder`] (answer later, from any thread) and
 //!   [`EventStream`] (server-sent events).
 //! - `pipeline.rs`: pipeline routes' [`Job`]s and the pipeline threads.
@@ -48,11 +51,14 @@
 //! - `websocket.rs`: [`WebSocket`] endpoints, [`Session`] callbacks,
 //!   [`WsSender`] (send from any thread).
 
+mod compress;
 mod deferred;
+mod files;
 mod handler;
 mod header;
 mod path_tree;
 mod pipeline;
+mod query;
 mod request;
 mod response;
 mod router;
@@ -60,11 +66,16 @@ mod server;
 mod streaming;
 mod websocket;
 
+pub use compress::{
+    compressible, negotiate, Choice, Coding, Compressed, Compression, Encoder, Workers,
+};
 pub use deferred::{Event, EventStream, Responder, SendError};
+pub use files::{Files, FilesError};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};
 pub use path_tree::{PatternError, MAX_PARAMS};
 pub use pipeline::{BatchHandler, Job};
+pub use query::{decode_form, decode_path, QueryPairs};
 pub use request::Request;
 pub use response::{IntoResponse, Response};
 pub use router::{RouteError, Router, StreamHandler, SuspendHandler};
