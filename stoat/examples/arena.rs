@@ -68,7 +68,11 @@ struct JsonOut<'a> {
 
 /// `a + b` from the query (a missing or non-numeric one counts 0).
 fn query_sum(req: &Request<'_>) -> i64 {
-    let int = |name| req.query(name).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0);
+    let int = |name| {
+        req.query(name)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
     int("a") + int("b")
 }
 
@@ -155,7 +159,8 @@ fn main() {
             process::exit(1);
         }
     };
-    let started = |h: &stoat::app::ServerHandle| eprintln!("arena: listening on {}", h.local_addr());
+    let started =
+        |h: &stoat::app::ServerHandle| eprintln!("arena: listening on {}", h.local_addr());
     if let Err(e) = server.run_with(started) {
         eprintln!("arena: {e}");
         process::exit(1);
@@ -197,9 +202,8 @@ pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Config, Str
     // such bodies without holding them. Bodies of the other routes are
     // held whole, all of them together within body_memory_limit.
     config.http.max_body_size = MAX_UPLOAD;
-    config.http.body_memory_limit = MAX_UPLOAD as usize
-        + config.http.max_request_line
-        + config.http.max_header_bytes;
+    config.http.body_memory_limit =
+        MAX_UPLOAD as usize + config.http.max_request_line + config.http.max_header_bytes;
     let mut data = String::from("/data");
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
@@ -208,7 +212,9 @@ pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Config, Str
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--port" => config.http.port = value.parse().map_err(|_| format!("bad port {value:?}"))?,
+            "--port" => {
+                config.http.port = value.parse().map_err(|_| format!("bad port {value:?}"))?
+            }
             "--threads" => {
                 config.http.network_threads = value
                     .parse::<usize>()
