@@ -164,9 +164,7 @@ fn parse_element(element: &[u8]) -> Option<(&[u8], u16)> {
     let mut q = 1000;
     for param in parts {
         let param = trim(param);
-        let Some(eq) = param.iter().position(|&b| b == b'=') else {
-            return None;
-        };
+        let eq = param.iter().position(|&b| b == b'=')?;
         let (name, value) = (trim(&param[..eq]), trim(&param[eq + 1..]));
         if name.eq_ignore_ascii_case(b"q") {
             q = parse_qvalue(value)?;
@@ -269,9 +267,12 @@ pub struct Compression {
     brotli_level: u32,
     min_size: usize,
     inline_limit: usize,
-    types: Arc<dyn Fn(&[u8]) -> bool + Send + Sync>,
+    types: Arc<TypeTest>,
     workers: Option<Workers>,
 }
+
+/// The test of which content types are compressed.
+type TypeTest = dyn Fn(&[u8]) -> bool + Send + Sync;
 
 /// Default gzip level: 1, the cheapest; about 10% larger than level 6 on
 /// text, at several times the speed (figures in docs/ARCHITECTURE.md).

@@ -174,7 +174,8 @@ mod tests {
 
     #[test]
     fn pairs_table() {
-        let table: &[(&[u8], &[(&str, &str)])] = &[
+        type Case = (&'static [u8], &'static [(&'static str, &'static str)]);
+        let table: &[Case] = &[
             (b"", &[]),
             (b"&&", &[]),
             (b"a=13&b=42", &[("a", "13"), ("b", "42")]),
