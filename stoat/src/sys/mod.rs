@@ -17,12 +17,14 @@
 //! - [`affinity`]: [`pin_current_thread`], [`available_cpus`].
 //! - [`rlimit`]: [`raise_nofile_limit`], [`nofile_limit`].
 //! - [`heap`]: [`release_free_heap`], freed memory back to the kernel.
+//! - [`sendfile`]: file bytes to a socket (static files sent as they are).
 
 pub mod affinity;
 pub mod epoll;
 pub mod eventfd;
 pub mod heap;
 pub mod rlimit;
+pub mod sendfile;
 pub mod signal;
 pub mod socket;
 
