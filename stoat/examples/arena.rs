@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use stoat::app::{
-    BodyChunk, BodyWriter, Compression, Files, Message, Method, Request, Response, Server, Session,
-    WebSocket, WsContext,
+    BodyChunk, BodyWriter, Compression, Files, Handler, Message, Request, Response, Server,
+    Session, WebSocket, WsContext,
 };
 use stoat::config::Config;
 
@@ -179,18 +179,14 @@ pub fn server(config: Config, data: &str) -> Result<Server, String> {
         .map_err(|e| e.to_string())?
         // RFC 9239 names text/javascript; the contract expects this one.
         .content_type("js", "application/javascript");
-    let compression = Compression::new();
+    let json_route = Compression::new().layer(move |req: &Request<'_>| json(&items, req));
     Ok(Server::new(config)
         .get("/pipeline", |_| Response::text("ok"))
         .get("/baseline11", baseline_get)
         .post("/baseline11", baseline_post)
-        .route(
-            Method::Get,
-            "/json/{count}",
-            compression.layer(move |req: &Request<'_>| json(&items, req)),
-        )
+        .get("/json/{count}", move |req| json_route.call(req))
         .post_streaming("/upload", upload)
-        .route(Method::Get, "/static/{file}", files)
+        .get("/static/{file}", move |req| files.serve(req))
         .websocket("/ws", WebSocket::new(|_| Echo)))
 }
 

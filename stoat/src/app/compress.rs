@@ -31,11 +31,11 @@
 //! (default 256 KiB: well under a millisecond at the default levels, see
 //! the figures in docs/ARCHITECTURE.md); a larger body goes out as it is.
 //! To compress large bodies too, register the layered handler where it may
-//! take its time: on a pipeline (`on_pipeline`, the pipeline's threads run
-//! handler and compression), or as a suspended route
-//! ([`Compressed`] is also a [`SuspendHandler`]): it answers small bodies
-//! at once and hands large ones to a [`Workers`] pool, whose bounded queue
-//! sends the body uncompressed when full instead of waiting.
+//! take its time: on a pipeline (the pipeline's threads run handler and
+//! compression), or as a suspended route ([`Compressed::respond`]): it
+//! answers small bodies at once and hands large ones to a [`Workers`] pool,
+//! whose bounded queue sends the body uncompressed when full instead of
+//! waiting.
 //!
 //! Library choice: `flate2` with the `zlib-rs` backend (a Rust port of
 //! zlib-ng's deflate: no C toolchain, and at level 1 faster than miniz_oxide,
@@ -54,7 +54,7 @@ use std::thread;
 
 use flate2::{Compress, Crc, FlushCompress, Status};
 
-use crate::app::{Handler, Request, Responder, Response, SuspendHandler};
+use crate::app::{Handler, Request, Responder, Response};
 
 /// A content coding this module produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -491,8 +491,23 @@ impl<H: Handler> Handler for Compressed<H> {
     }
 }
 
-impl<H: Handler> SuspendHandler for Compressed<H> {
-    fn call(&self, req: &Request<'_>, responder: Responder) {
+impl<H: Handler> Compressed<H> {
+    /// Answers `req` through `responder` (a suspended route): bodies up to
+    /// [`Compression::inline_limit`] are compressed and sent at once,
+    /// larger ones are handed to the [`Workers`] (see the module doc).
+    ///
+    /// ```no_run
+    /// use stoat::app::{Compression, Method, Request, Response, Server, Workers};
+    /// # fn main() -> std::io::Result<()> {
+    /// let big = Compression::new()
+    ///     .workers(Workers::start(1, 64)?)
+    ///     .layer(|_: &Request<'_>| Response::text("a large report ...".repeat(100_000)));
+    /// let server = Server::default().suspend(Method::Get, "/report", move |req, responder| {
+    ///     big.respond(req, responder)
+    /// });
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn respond(&self, req: &Request<'_>, responder: Responder) {
         let res = self.handler.call(req);
         let large = res.body_bytes().len() > self.compression.inline_limit;
         match (self.compression.plan(req, &res), &self.compression.workers) {
