@@ -8,12 +8,19 @@ mod common;
 
 use std::io::Read;
 
-use stoat::app::{Compression, Handler, Method, Request, Responder, Response, Server, Workers};
+use stoat::app::{
+    BodyChunk, BodyWriter, CompressedBody, Compression, Handler, Method, Request, Responder,
+    Response, Server, Workers,
+};
 use stoat::config::Model;
 
 use common::{config, start_with, stop, Client, Resp};
 
-both_models!(inline_layer, large_bodies_on_workers);
+both_models!(
+    inline_layer,
+    large_bodies_on_workers,
+    streamed_response_compressed
+);
 
 fn body(len: usize) -> String {
     let mut s = String::new();
@@ -126,6 +133,57 @@ fn large_bodies_on_workers(model: Model) {
                 "{len} {accept:?}"
             );
         }
+    }
+    stop(server);
+}
+
+/// Echoes the upload back, chunked and compressed piece by piece.
+fn echo(
+    req: &Request<'_>,
+    res: &mut BodyWriter<'_, '_>,
+) -> impl FnMut(BodyChunk<'_>, &mut BodyWriter<'_, '_>) {
+    let c = Compression::new();
+    let mut body = Some(CompressedBody::start(&c, req, res, Response::text("")));
+    move |chunk, res| match chunk {
+        BodyChunk::Data(bytes) => {
+            if let Some(b) = &mut body {
+                b.write(res, bytes);
+            }
+        }
+        BodyChunk::End => {
+            if let Some(b) = body.take() {
+                b.finish(res);
+            }
+        }
+    }
+}
+
+fn streamed_response_compressed(model: Model) {
+    let server = start_with(config(model), |s: Server| s.post_streaming("/echo", echo));
+    let mut c = Client::connect(server.local_addr());
+    let upload = body(300_000);
+    for (accept, coding) in [
+        (Some("gzip"), Some("gzip")),
+        (Some("br"), Some("br")),
+        (None, None),
+    ] {
+        let field = accept.map_or(String::new(), |a| format!("Accept-Encoding: {a}\r\n"));
+        c.send(
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\n{field}Content-Length: {}\r\n\r\n",
+                upload.len()
+            )
+            .as_bytes(),
+        );
+        for piece in upload.as_bytes().chunks(7_000) {
+            c.send(piece);
+        }
+        let r = c.response();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(r.header("content-encoding"), coding, "{accept:?}");
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(decode(coding, &r.body), upload.as_bytes(), "{accept:?}");
     }
     stop(server);
 }

@@ -54,7 +54,7 @@ use std::thread;
 
 use flate2::{Compress, Crc, FlushCompress, Status};
 
-use crate::app::{Handler, Request, Responder, Response};
+use crate::app::{BodyWriter, Handler, Request, Responder, Response};
 
 /// A content coding this module produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -530,6 +530,90 @@ impl<H: Handler> Compressed<H> {
                 let _ = responder.send(self.compression.apply(req, res));
             }
         }
+    }
+}
+
+/// A chunked response of a streamed-body route ([`BodyWriter`]),
+/// compressed as it is written: each [`CompressedBody::write`] compresses
+/// and flushes, so the client can decode every piece when it arrives.
+///
+/// ```
+/// use stoat::app::{BodyChunk, BodyWriter, CompressedBody, Compression, Request, Response};
+///
+/// // Echo the upload back, compressed as the client accepts.
+/// fn echo(req: &Request, res: &mut BodyWriter) -> impl FnMut(BodyChunk, &mut BodyWriter) {
+///     let mut body = CompressedBody::start(&Compression::new(), req, res, Response::text(""));
+///     move |chunk: BodyChunk, res: &mut BodyWriter| match chunk {
+///         BodyChunk::Data(bytes) => {
+///             body.write(res, bytes);
+///         }
+///         BodyChunk::End => {
+///             body.finish(res);
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct CompressedBody {
+    /// `None`: identity (negotiated, or not a compressible type).
+    encoder: Option<Encoder>,
+    out: Vec<u8>,
+}
+
+impl CompressedBody {
+    /// Starts the chunked response `head` (its status and fields; a body in
+    /// it is written first), with `Content-Encoding` and `Vary` when
+    /// `compression` and `req`'s `Accept-Encoding` choose a coding.
+    pub fn start(
+        compression: &Compression,
+        req: &Request<'_>,
+        res: &mut BodyWriter<'_, '_>,
+        head: Response,
+    ) -> CompressedBody {
+        let content_type = head.header_value("content-type").unwrap_or(b"").to_vec();
+        let encoder = compression.encoder_for(req, &content_type);
+        let first = head.body_bytes().to_vec();
+        let mut head = head.body(crate::runtime::Body::Empty);
+        if compression.offered.is_empty() || !(compression.types)(&content_type) {
+            // Not compressible: the answer does not vary.
+        } else {
+            head = head.header("Vary", "Accept-Encoding");
+        }
+        if let Some(e) = &encoder {
+            head = head.header("Content-Encoding", e.coding().token());
+        }
+        res.start(head, None);
+        let mut body = CompressedBody {
+            encoder,
+            out: Vec::new(),
+        };
+        if !first.is_empty() {
+            body.write(res, &first);
+        }
+        body
+    }
+
+    /// Writes `bytes` (compressed and flushed). `false` as
+    /// [`BodyWriter::write`].
+    pub fn write(&mut self, res: &mut BodyWriter<'_, '_>, bytes: &[u8]) -> bool {
+        match &mut self.encoder {
+            None => res.write(bytes),
+            Some(e) => {
+                self.out.clear();
+                e.write_flush(bytes, &mut self.out);
+                self.out.is_empty() || res.write(&self.out)
+            }
+        }
+    }
+
+    /// Ends the compressed stream and the response.
+    pub fn finish(mut self, res: &mut BodyWriter<'_, '_>) -> bool {
+        if let Some(e) = self.encoder.take() {
+            self.out.clear();
+            e.finish(&mut self.out);
+            res.write(&self.out);
+        }
+        res.finish()
     }
 }
 

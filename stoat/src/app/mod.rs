@@ -67,7 +67,8 @@ mod streaming;
 mod websocket;
 
 pub use compress::{
-    compressible, negotiate, Choice, Coding, Compressed, Compression, Encoder, Workers,
+    compressible, negotiate, Choice, Coding, Compressed, CompressedBody, Compression, Encoder,
+    Workers,
 };
 pub use deferred::{Event, EventStream, Responder, SendError};
 pub use files::{Files, FilesError};
