@@ -22,6 +22,7 @@ both_models!(
     one_range_206_or_416,
     precompressed_sibling_by_accept_encoding,
     nothing_outside_the_root,
+    changes_on_disk_are_seen,
 );
 
 const SECRET: &str = "the secret outside the root";
@@ -136,8 +137,6 @@ fn serves_files_with_type_and_validators(model: Model) {
     ] {
         assert_eq!(get(&mut c, missing, "").status, 404, "{missing}");
     }
-    // Changed on disk: served anew once revalidated (the default interval
-    // is a second; a new Files has an empty cache).
     stop(server);
 }
 
@@ -320,5 +319,32 @@ fn nothing_outside_the_root(model: Model) {
         assert!(!r.text().contains("secret"), "{target} leaked");
         assert!(!r.text().contains("root:"), "{target} leaked /etc/passwd");
     }
+    stop(server);
+}
+
+/// With no revalidation interval, every request checks the disk: a file
+/// changed is served anew (new ETag), a file removed is 404.
+fn changes_on_disk_are_seen(model: Model) {
+    let tree = Tree::new();
+    let files = Files::new("/static", tree.root())
+        .unwrap()
+        .revalidate(std::time::Duration::ZERO);
+    let server = start_with(config(model), move |s: Server| {
+        s.get("/static/{a}", move |req| files.serve(req))
+    });
+    let mut c = Client::connect(server.local_addr());
+    let path = tree.root().join("note.txt");
+    fs::write(&path, "first").unwrap();
+    let r = get(&mut c, "/static/note.txt", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "first"));
+    let first_tag = r.header("etag").unwrap().to_owned();
+    // A new file (new inode) of another size in its place.
+    fs::remove_file(&path).unwrap();
+    fs::write(&path, "second version").unwrap();
+    let r = get(&mut c, "/static/note.txt", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "second version"));
+    assert_ne!(r.header("etag").unwrap(), first_tag);
+    fs::remove_file(&path).unwrap();
+    assert_eq!(get(&mut c, "/static/note.txt", "").status, 404);
     stop(server);
 }

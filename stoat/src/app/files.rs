@@ -255,7 +255,13 @@ impl Files {
     /// Opens `rel` and its siblings, caching them when small enough
     /// (reusing what is cached when the disk has not changed).
     fn load(&self, rel: &str, now: Duration) -> Result<Loaded, u16> {
-        let (file, meta) = self.open(rel)?;
+        let (file, meta) = match self.open(rel) {
+            Ok(opened) => opened,
+            Err(status) => {
+                self.forget(rel);
+                return Err(status);
+            }
+        };
         let content_type = self.content_type_of(rel);
         let old = {
             let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
@@ -324,6 +330,20 @@ impl Files {
             cache.map.insert(rel.into(), entry.clone());
         }
         Ok(Loaded::Cached(entry))
+    }
+
+    /// Drops the cache entry of `rel` (its file is gone).
+    fn forget(&self, rel: &str) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = cache.map.remove(rel) {
+            let size: u64 = old
+                .variants
+                .iter()
+                .flatten()
+                .map(|v| v.data.len() as u64)
+                .sum();
+            cache.bytes -= size;
+        }
     }
 
     /// Opens the regular file `rel` beneath the root.
