@@ -8,7 +8,7 @@
 //! | `GET /v1/kv/{key}` | inline | 200 value and version, 404 |
 //! | `GET /v1/kv?prefix=P&limit=N&start_after=K` | inline | 200 keys in order |
 //! | `GET /v1/watch?from=V` | SSE, the watch thread | `commit` events |
-//! | `GET /healthz` | inline | 200 `ok` |
+//! | `GET /healthz` | inline | 200 `{"status":"ok"}`, 503 after a failed log write |
 //!
 //! Contract: every answer is JSON (`application/json`, one line ending in
 //! a newline, so curl output reads well); errors are
@@ -42,7 +42,8 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// Adds Weasel's routes and its batch handler to `server`.
 pub fn routes(server: Server, store: Arc<Store>) -> Server {
     let hub = store.hub.clone();
-    let (s1, s2, s3, s4, s5, s6, s7) = (
+    let (s0, s1, s2, s3, s4, s5, s6, s7) = (
+        store.clone(),
         store.clone(),
         store.clone(),
         store.clone(),
@@ -52,7 +53,7 @@ pub fn routes(server: Server, store: Arc<Store>) -> Server {
         store,
     );
     server
-        .get("/healthz", |_| "ok\n")
+        .get("/healthz", move |_| healthz(&s0))
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
         .get("/v1/kv", move |req| list(&s3, req))
@@ -72,6 +73,18 @@ pub fn routes(server: Server, store: Arc<Store>) -> Server {
             commit::handle_batch(&s7, jobs)
         })
         .on_stop(move || hub.close_all())
+}
+
+/// 200 `{"status":"ok"}`, or 503 `{"status":"unhealthy","error":"storage","message":WHY}`
+/// after a failed log write or fsync (see `store/log.rs`).
+fn healthz(store: &Store) -> Response {
+    match store.health() {
+        None => json_bytes(200, b"{\"status\":\"ok\"}\n".to_vec()),
+        Some(why) => json(
+            503,
+            &serde_json::json!({"status": "unhealthy", "error": "storage", "message": why}),
+        ),
+    }
 }
 
 fn version(store: &Store) -> Response {
@@ -176,13 +189,21 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
         .map
         .range::<str, _>((from, Bound::Unbounded))
         .take_while(|(k, _)| k.starts_with(&*prefix));
+    // At most `limit` items and about `max_list_bytes` (at least one
+    // item): a page never materializes more than that, whatever the values.
+    let max_bytes = store.config.max_list_bytes;
+    let mut full = false;
     for (i, (k, item)) in matching.by_ref().take(limit).enumerate() {
         if i > 0 {
+            if body.len() + k.len() + item.value.len() > max_bytes {
+                full = true;
+                break;
+            }
             body.push(b',');
         }
         write_item(&mut body, k, &item.value, item.version);
     }
-    let truncated = matching.next().is_some();
+    let truncated = full || matching.next().is_some();
     drop(state);
     body.extend_from_slice(if truncated {
         b"],\"truncated\":true}\n"

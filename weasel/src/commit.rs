@@ -16,8 +16,9 @@
 //!
 //! `GET /v1/status/{id}` jobs are left to their route handler, which the
 //! pipeline runs right after this batch's commits are answered. If the log
-//! fails, the chunk is answered 503 and so is every later commit (see
-//! `store/log.rs`).
+//! write fails, the chunk is answered 503 and `/healthz` says why until a
+//! later write succeeds; after a failed fsync every later commit is 503
+//! and the server stops (see `store/log.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -226,8 +227,9 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
     }
     if !entries.is_empty() {
         let record = BatchRecord { entries };
-        if let Err(e) = writer.log.append(&record.encode()) {
-            eprintln!("weasel: commit log write failed, refusing commits: {e}");
+        let written = writer.log.append(&record.encode());
+        store.note_append(&written, &writer.log);
+        if let Err(e) = written {
             let m = format!("the commit log failed ({e}); the commit was not made");
             return decided
                 .into_iter()

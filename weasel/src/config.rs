@@ -32,8 +32,13 @@ max_batch = 256
 status_window = 100000
 # Committed versions kept in memory for GET /v1/watch resumption.
 watch_history = 4096
-# ... and at most this many bytes of their values (the oldest go first).
+# ... and at most this many bytes of their keys, values and encodings (the oldest go first).
 watch_history_bytes = 67108864
+# Bytes of events queued to all watchers at once (split evenly between them); a watcher
+# over its share waits, and one that falls out of the history gets `too_slow`.
+watch_buffer_bytes = 67108864
+# Largest GET /v1/kv answer in bytes, about (at least one item; page on with start_after).
+max_list_bytes = 4194304
 # Longest key in bytes.
 max_key_bytes = 1024
 # Largest value in bytes (the whole body is also bounded by http.max_body_size).
@@ -64,6 +69,10 @@ pub struct StoreConfig {
     /// Bytes of values the watch history may hold. Default 64 MiB; at
     /// least 1.
     pub watch_history_bytes: usize,
+    /// Bytes queued to all watchers at once. Default 64 MiB; at least 1.
+    pub watch_buffer_bytes: usize,
+    /// Largest `GET /v1/kv` answer, about. Default 4 MiB; at least 1.
+    pub max_list_bytes: usize,
     /// Longest key in bytes. Default 1024; 1 to 65536.
     pub max_key_bytes: usize,
     /// Largest value in bytes. Default 262144; at least 1.
@@ -81,6 +90,8 @@ impl Default for StoreConfig {
             status_window: 100_000,
             watch_history: 4096,
             watch_history_bytes: 64 << 20,
+            watch_buffer_bytes: 64 << 20,
+            max_list_bytes: 4 << 20,
             max_key_bytes: 1024,
             max_value_bytes: 262_144,
             max_operations: 1024,
@@ -242,6 +253,8 @@ impl StoreConfig {
         range("status_window", self.status_window, 1, 100_000_000)?;
         range("watch_history", self.watch_history, 1, 10_000_000)?;
         range("watch_history_bytes", self.watch_history_bytes, 1, 1 << 40)?;
+        range("watch_buffer_bytes", self.watch_buffer_bytes, 1, 1 << 40)?;
+        range("max_list_bytes", self.max_list_bytes, 1, 1 << 40)?;
         range("max_key_bytes", self.max_key_bytes, 1, 65_536)?;
         range("max_value_bytes", self.max_value_bytes, 1, 1 << 30)?;
         range("max_operations", self.max_operations, 1, 1_000_000)?;

@@ -35,6 +35,27 @@ use crate::codec::Codecs;
 use crate::config::WeaselConfig;
 use crate::store::{Recovery, Store};
 
+/// Writes one log line to stderr, ignoring failures: a closed or full
+/// stderr must not stop a commit (`eprintln!` would panic).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Exit code: another process holds the data directory's lock.
+pub const EXIT_LOCKED: u8 = 3;
+/// Exit code: the listening address is in use.
+pub const EXIT_ADDR_IN_USE: u8 = 4;
+/// Exit code: the commit log is damaged (start-up refused; see `weasel
+/// repair`).
+pub const EXIT_DAMAGED: u8 = 5;
+/// Exit code: a write or fsync of the log failed fatally while serving
+/// (restart to recover from disk).
+pub const EXIT_STORAGE: i32 = 6;
+
 /// The pipeline commit and status run on.
 pub const PIPELINE: &str = "commit_status";
 

@@ -6,14 +6,24 @@
 //! `--check-config` validates and exits; `--print-default-config` prints
 //! the embedded config. Once listening it prints one line to stderr,
 //! `weasel: listening on http://ADDR` (tests read the port from it).
+//! `weasel repair` sets a damaged log's tail aside (see `store/log.rs`).
+//!
+//! Exit codes: 0 done; 1 other errors (configuration included); 2 bad
+//! command line; 3 the data directory is locked by another process
+//! ([`weasel::EXIT_LOCKED`]); 4 the address is in use
+//! ([`weasel::EXIT_ADDR_IN_USE`]); 5 the commit log is damaged, start-up
+//! refused ([`weasel::EXIT_DAMAGED`]); 6 a log fsync failed while serving
+//! and the server stopped to recover on restart ([`weasel::EXIT_STORAGE`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use weasel::config::{default_config_text, WeaselConfig};
+use weasel::store::log::{Damage, Repaired};
+use weasel::store::Locked;
 
 /// Weasel: a small durable versioned key-value store, served by Stoat.
 #[derive(Debug, Parser)]
@@ -37,23 +47,77 @@ struct Args {
     /// Port to listen on (overrides http.port; 0 picks a free one).
     #[arg(long)]
     port: Option<u16>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sets a damaged commit log right: copies everything from the first
+    /// damaged record on into `commits.log.damaged-at-OFFSET` beside it
+    /// (synced), then cuts the log there. No byte is deleted. Takes the
+    /// data directory's lock (stop the server first).
+    Repair {
+        /// Data directory (overrides weasel.data_dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Configuration file (TOML), for `weasel.data_dir`.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Why the program stops: an error with its exit code.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        let error = e.into();
+        let code = exit_code(&error);
+        Failure { code, error }
+    }
+}
+
+/// The exit code for `e` (see the module doc).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        let Some(io) = cause.downcast_ref::<std::io::Error>() else {
+            continue;
+        };
+        if Locked::of(io).is_some() {
+            return weasel::EXIT_LOCKED;
+        }
+        if Damage::of(io).is_some() {
+            return weasel::EXIT_DAMAGED;
+        }
+        if io.kind() == std::io::ErrorKind::AddrInUse {
+            return weasel::EXIT_ADDR_IN_USE;
+        }
+    }
+    1
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("weasel: {e:#}");
-            ExitCode::FAILURE
+        Ok(code) => code,
+        Err(Failure { code, error }) => {
+            weasel::say!("weasel: {error:#}");
+            ExitCode::from(code)
         }
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(mut args: Args) -> Result<ExitCode, Failure> {
+    if let Some(Command::Repair { data_dir, config }) = args.command.take() {
+        return repair(data_dir.or(args.data_dir), config.or(args.config));
+    }
     if args.print_default_config {
         print!("{}", default_config_text());
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let mut config = match &args.config {
         Some(path) => WeaselConfig::load(path)?,
@@ -71,12 +135,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.validate()?;
     if args.check_config {
         println!("configuration ok");
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let data_dir = config.store.data_dir.clone();
-    let (server, store, recovery) = weasel::build(config)
-        .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
-    eprintln!(
+    let (server, store, recovery) = weasel::build(config).map_err(|e| {
+        let error = anyhow::Error::from(e)
+            .context(format!("cannot open the store in {}", data_dir.display()));
+        Failure {
+            code: exit_code(&error),
+            error,
+        }
+    })?;
+    weasel::say!(
         "weasel: recovered version {} from {} records in {}{}",
         recovery.version,
         recovery.records,
@@ -87,12 +157,55 @@ fn run(args: Args) -> anyhow::Result<()> {
             String::new()
         }
     );
-    server.run_with(|h| eprintln!("weasel: listening on http://{}", h.local_addr()))?;
+    server.run_with(|h| weasel::say!("weasel: listening on http://{}", h.local_addr()))?;
     let decided = store.stats.decided.load(Ordering::Relaxed);
     let records = store.stats.records.load(Ordering::Relaxed);
-    eprintln!(
+    weasel::say!(
         "weasel: stopped; {decided} commits decided in {records} durable writes ({:.1} per write)",
         decided as f64 / records.max(1) as f64
     );
-    Ok(())
+    if store.is_fatal() {
+        weasel::say!(
+            "weasel: stopped after a failed fsync of the commit log: {}; restart to recover \
+             from what is on disk",
+            store.health().unwrap_or_default()
+        );
+        return Ok(ExitCode::from(weasel::EXIT_STORAGE as u8));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weasel repair`.
+fn repair(data_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    let mut config = match &config {
+        Some(path) => WeaselConfig::load(path)?,
+        None => WeaselConfig::embedded()?,
+    };
+    if let Some(dir) = data_dir {
+        config.store.data_dir = dir;
+    }
+    let dir = config.store.data_dir.clone();
+    match weasel::store::repair(&config.store)? {
+        Repaired::Clean => {
+            println!(
+                "weasel repair: the commit log in {} is not damaged; nothing to do",
+                dir.display()
+            );
+        }
+        Repaired::SetAside {
+            offset,
+            bytes,
+            valid_records,
+            aside,
+        } => {
+            println!(
+                "weasel repair: cut {} at offset {offset}; the {bytes} bytes from there on \
+                 ({valid_records} valid records among them, not replayed: they follow the \
+                 damage) are kept in {}",
+                dir.join(weasel::store::log::FILE_NAME).display(),
+                aside.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,13 +13,26 @@
 //!   older than that, or ahead of the store, gets one `event: error` with a
 //!   JSON reason, and the stream ends.
 //! - One watch thread sends to every watcher (the commit thread only
-//!   appends to the history). A send that finds the stream's backlog full
-//!   leaves the watcher where it is, to be retried; memory stays bounded
-//!   because the history is shared and bounded and a watcher holds only its
-//!   position. A watcher whose next version has left the history is too
-//!   slow: it gets a final `event: error` (`too_slow`) and is closed. If
-//!   even that cannot be queued within [`FINAL_EVENT_GRACE`], the stream is
-//!   closed without it.
+//!   appends to the history). Each event is encoded once, whole (`id`,
+//!   `event`, `data`), into one shared buffer (`Arc<[u8]>`) that is queued
+//!   to every watcher: N watchers of one event hold its bytes once.
+//! - Memory is bounded per server in bytes: the history by
+//!   `weasel.watch_history_bytes` (keys, values and encodings), and what
+//!   is queued to watchers but not yet taken by their connections by
+//!   `weasel.watch_buffer_bytes`, split evenly between the watchers (a
+//!   watcher's share). A watcher whose queue would go over its share is
+//!   left where it is, to be retried; a watcher whose next version has
+//!   left the history is too slow: it gets a final `event: error`
+//!   (`too_slow`) and is closed. If even that cannot be queued within
+//!   [`FINAL_EVENT_GRACE`], the stream is closed without it. Besides, a
+//!   connection holds at most one copy of what it took from its queue in
+//!   its output buffer (Stoat takes a stream's queued events only once its
+//!   output is written). So watch memory stays within about
+//!   `watch_history_bytes + 2 * watch_buffer_bytes` plus one event per
+//!   watcher, whatever the clients do.
+//! - After freeing [`TRIM_AFTER`] bytes (evicted events, closed
+//!   watchers), the watch thread gives free heap pages back to the system
+//!   (`malloc_trim`).
 //!
 //! Why not close at the first `Full`: the per-stream backlog (Stoat's
 //! `sse_backlog`) is small, and a resume replays up to the whole history,
@@ -32,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use stoat::app::{Event, EventStream, Request, SendError};
 
+use crate::config::StoreConfig;
 use crate::store::Change;
 
 /// How often a watcher whose backlog was full is retried.
@@ -39,6 +53,9 @@ pub const RETRY_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How often closed watchers are looked for when nothing happens.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Bytes freed by the watch thread after which it trims the heap.
+pub const TRIM_AFTER: usize = 8 << 20;
 
 /// How long a too-slow watcher's final event may wait for room.
 pub const FINAL_EVENT_GRACE: Duration = Duration::from_secs(5);
@@ -52,7 +69,7 @@ pub struct CommitEvent {
     changes: Vec<Change>,
     /// Bytes of keys and values (for the history's byte bound).
     bytes: usize,
-    data: OnceLock<String>,
+    encoded: OnceLock<Arc<[u8]>>,
 }
 
 impl CommitEvent {
@@ -66,16 +83,31 @@ impl CommitEvent {
             version,
             changes,
             bytes,
-            data: OnceLock::new(),
+            encoded: OnceLock::new(),
         }
     }
 
-    /// The event's data: `{"version":V,"operations":[{"op":"set","key":K,"value":V},...]}`.
-    pub fn data(&self) -> &str {
-        self.data.get_or_init(|| {
+    /// Bytes counted against the history's bound: keys and values, and
+    /// the encoding once built.
+    fn size(&self) -> usize {
+        self.bytes + self.encoded.get().map_or(0, |e| e.len())
+    }
+
+    /// The whole encoded SSE event, built once and shared by every
+    /// watcher it is queued to (`id: V`, `event: commit`, one `data:` line
+    /// holding `{"version":V,"operations":[{"op":"set","key":K,"value":V},...]}`:
+    /// JSON strings escape line ends, so the data is one line); and
+    /// whether this call built it.
+    fn encoded(&self) -> (&Arc<[u8]>, bool) {
+        let mut fresh = false;
+        let enc = self.encoded.get_or_init(|| {
+            fresh = true;
+            let v = itoa::Buffer::new().format(self.version).to_owned();
             let mut out = Vec::with_capacity(self.bytes + 64);
-            out.extend_from_slice(b"{\"version\":");
-            out.extend_from_slice(itoa::Buffer::new().format(self.version).as_bytes());
+            out.extend_from_slice(b"id: ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\nevent: commit\ndata: {\"version\":");
+            out.extend_from_slice(v.as_bytes());
             out.extend_from_slice(b",\"operations\":[");
             for (i, c) in self.changes.iter().enumerate() {
                 if i > 0 {
@@ -95,10 +127,10 @@ impl CommitEvent {
                 }
                 out.push(b'}');
             }
-            out.extend_from_slice(b"]}");
-            // Built from &str pieces and ASCII only.
-            String::from_utf8(out).unwrap_or_default()
-        })
+            out.extend_from_slice(b"]}\n\n");
+            Arc::from(out)
+        });
+        (enc, fresh)
     }
 }
 
@@ -109,6 +141,8 @@ pub struct Hub {
     changed: Condvar,
     capacity: usize,
     max_bytes: usize,
+    /// `weasel.watch_buffer_bytes`: bytes queued to all watchers at once.
+    buffer_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -124,6 +158,9 @@ struct Inner {
     dirty: bool,
     /// The server is stopping: no new watchers.
     stopped: bool,
+    /// Bytes freed (evicted events, closed watchers' queues) since the
+    /// heap was last trimmed.
+    freed: usize,
 }
 
 #[derive(Debug)]
@@ -136,10 +173,12 @@ struct Watcher {
 }
 
 impl Hub {
-    /// A hub at version `head`, keeping at most `capacity` versions and
-    /// `max_bytes` of their keys and values (at least the latest version);
-    /// its watch thread runs for the life of the process.
-    pub fn new(capacity: usize, max_bytes: usize, head: u64) -> Arc<Hub> {
+    /// A hub at version `head`, keeping at most `config.watch_history`
+    /// versions and `config.watch_history_bytes` of their keys, values and
+    /// encodings (at least the latest version), and queueing at most about
+    /// `config.watch_buffer_bytes` to its watchers; its watch thread runs
+    /// for the life of the process.
+    pub fn new(config: &StoreConfig, head: u64) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             inner: Mutex::new(Inner {
                 history: VecDeque::new(),
@@ -148,10 +187,12 @@ impl Hub {
                 watchers: Vec::new(),
                 dirty: false,
                 stopped: false,
+                freed: 0,
             }),
             changed: Condvar::new(),
-            capacity: capacity.max(1),
-            max_bytes,
+            capacity: config.watch_history.max(1),
+            max_bytes: config.watch_history_bytes,
+            buffer_bytes: config.watch_buffer_bytes.max(1),
         });
         let h = hub.clone();
         // A spawn failure leaves watchers unserved, not commits: report it.
@@ -159,7 +200,7 @@ impl Hub {
             .name("weasel-watch".into())
             .spawn(move || h.run())
         {
-            eprintln!("weasel: cannot start the watch thread: {e}");
+            crate::say!("weasel: cannot start the watch thread: {e}");
         }
         hub
     }
@@ -177,7 +218,9 @@ impl Hub {
         }
         while g.history.len() > self.capacity || (g.bytes > self.max_bytes && g.history.len() > 1) {
             if let Some(old) = g.history.pop_front() {
-                g.bytes -= old.bytes;
+                let size = old.size();
+                g.bytes -= size;
+                g.freed += size;
             }
         }
         g.dirty = true;
@@ -191,6 +234,16 @@ impl Hub {
         let mut g = self.lock();
         g.stopped = true;
         g.watchers.clear();
+    }
+
+    /// Bytes of events queued to watchers and not yet taken by their
+    /// connections (what `weasel.watch_buffer_bytes` bounds).
+    pub fn queued_bytes(&self) -> usize {
+        self.lock()
+            .watchers
+            .iter()
+            .map(|w| w.stream.queued_bytes())
+            .sum()
     }
 
     /// Watchers connected.
@@ -252,7 +305,14 @@ impl Hub {
         let mut g = self.lock();
         loop {
             g.dirty = false;
-            let stalled = g.send_all();
+            let stalled = g.send_all(self.buffer_bytes);
+            if g.freed >= TRIM_AFTER {
+                // Large events and queues went back to the allocator; give
+                // the pages back to the system (issue: memory after a
+                // burst). Rare: once per TRIM_AFTER bytes freed.
+                g.freed = 0;
+                stoat::sys::release_free_heap();
+            }
             let wait = if stalled {
                 RETRY_INTERVAL
             } else {
@@ -270,14 +330,27 @@ impl Hub {
 
 impl Inner {
     /// Sends what each watcher can take; whether any is waiting for room.
-    fn send_all(&mut self) -> bool {
+    ///
+    /// A watcher's share is `buffer / watchers`: the next event is queued
+    /// only while the bytes its connection has not yet taken stay within
+    /// the share (an event larger than the share goes alone, to an empty
+    /// queue). The event's bytes are shared (one `Arc` for every watcher),
+    /// so a share costs memory only for events no longer in the history.
+    fn send_all(&mut self, buffer: usize) -> bool {
         let Inner {
-            history, watchers, ..
+            history,
+            watchers,
+            bytes,
+            freed,
+            ..
         } = self;
         let oldest = history.front().map(|e| e.version);
+        let share = buffer / watchers.len().max(1);
         let mut stalled = false;
         watchers.retain_mut(|w| {
             if w.stream.is_closed() {
+                // Its connection freed what it held (up to about a share).
+                *freed += share;
                 return false;
             }
             if w.closing.is_none() {
@@ -293,10 +366,16 @@ impl Inner {
                     Some(oldest) => {
                         let start = (w.next - oldest) as usize;
                         for e in history.iter().skip(start) {
-                            let event = Event::data(e.data())
-                                .event("commit")
-                                .id(e.version.to_string());
-                            match w.stream.send(event) {
+                            let (encoded, fresh) = e.encoded();
+                            if fresh {
+                                *bytes += encoded.len();
+                            }
+                            let queued = w.stream.queued_bytes();
+                            if queued > 0 && queued + encoded.len() > share {
+                                stalled = true; // Over its share: wait.
+                                return true;
+                            }
+                            match w.stream.send_shared(encoded.clone()) {
                                 Ok(()) => w.next = e.version + 1,
                                 Err(SendError::Full) => {
                                     stalled = true;

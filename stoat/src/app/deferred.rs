@@ -209,6 +209,21 @@ impl EventStream {
         self.link.push_event(event.encode())
     }
 
+    /// Queues an event already encoded ([`Event::encode`]) and shared: the
+    /// same bytes may be queued to many streams and are held once (a
+    /// publisher encodes each event once for all its subscribers). Same
+    /// rules as [`EventStream::send`].
+    pub fn send_shared(&self, encoded: Arc<[u8]>) -> Result<(), SendError> {
+        self.link.push_event(encoded)
+    }
+
+    /// Bytes of events queued for this stream that the connection has not
+    /// yet taken for writing: how far the client is behind, for a sender
+    /// that bounds memory in bytes rather than in events.
+    pub fn queued_bytes(&self) -> usize {
+        self.link.queued_bytes()
+    }
+
     /// Whether the client is gone.
     pub fn is_closed(&self) -> bool {
         self.link.is_closed()

@@ -18,7 +18,7 @@
 //! - Bounded: a link holds one answer, or at most `backlog` stream events.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -56,13 +56,46 @@ pub enum SendError {
     Closed,
 }
 
+/// One encoded stream event or frame: owned by this stream, or shared
+/// (the same bytes queued to many streams, as one watch event to every
+/// watcher, held once).
+#[derive(Debug, Clone)]
+pub(crate) enum Chunk {
+    /// Bytes of this stream only.
+    Owned(Vec<u8>),
+    /// Bytes shared with other streams.
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(a) => a,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Chunk {
+    fn from(v: Vec<u8>) -> Chunk {
+        Chunk::Owned(v)
+    }
+}
+
+impl From<Arc<[u8]>> for Chunk {
+    fn from(a: Arc<[u8]>) -> Chunk {
+        Chunk::Shared(a)
+    }
+}
+
 /// What the answering side left for the owner.
 #[derive(Default)]
 pub(crate) struct Mail {
     /// The response to a suspended request.
     pub answer: Option<Answer>,
     /// Encoded stream events (each becomes one chunk), oldest first.
-    pub events: VecDeque<Vec<u8>>,
+    pub events: VecDeque<Chunk>,
     /// The stream's sender is gone: end the response.
     pub ended: bool,
 }
@@ -81,6 +114,8 @@ pub struct Link {
     mail: Mutex<Mail>,
     /// Most stream events queued at once.
     backlog: usize,
+    /// Bytes of the stream events queued (not yet taken by the owner).
+    queued_bytes: AtomicUsize,
     /// When the request expires unanswered (not for streams).
     pub(crate) deadline: Option<Instant>,
     /// Owner: when the stream last sent something (for heartbeats).
@@ -104,6 +139,7 @@ impl Link {
             answered: AtomicBool::new(false),
             mail: Mutex::new(Mail::default()),
             backlog,
+            queued_bytes: AtomicUsize::new(0),
             deadline,
             last_beat: Mutex::new(Instant::now()),
             counters,
@@ -141,8 +177,15 @@ impl Link {
         self.answered.load(Ordering::Acquire)
     }
 
+    /// Bytes of stream events queued and not yet taken by the owner (the
+    /// sender's measure of how far its client is behind).
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
+    }
+
     /// Queues one encoded stream event.
-    pub(crate) fn push_event(self: &Arc<Self>, event: Vec<u8>) -> Result<(), SendError> {
+    pub(crate) fn push_event(self: &Arc<Self>, event: impl Into<Chunk>) -> Result<(), SendError> {
+        let event = event.into();
         if self.is_closed() {
             return Err(SendError::Closed);
         }
@@ -154,6 +197,7 @@ impl Link {
             if mail.events.len() >= self.backlog {
                 return Err(SendError::Full);
             }
+            self.queued_bytes.fetch_add(event.len(), Ordering::AcqRel);
             mail.events.push_back(event);
         }
         self.notify();
@@ -185,6 +229,8 @@ impl Link {
             into.answer = Some(a);
         }
         let n = mail.events.len().min(max_events);
+        let taken: usize = mail.events.iter().take(n).map(|e| e.len()).sum();
+        self.queued_bytes.fetch_sub(taken, Ordering::AcqRel);
         into.events.extend(mail.events.drain(..n));
         into.ended = mail.ended && mail.events.is_empty();
     }
@@ -210,6 +256,7 @@ impl Link {
         let mut mail = self.mail();
         mail.answer = None;
         mail.events.clear();
+        self.queued_bytes.store(0, Ordering::Release);
     }
 }
 

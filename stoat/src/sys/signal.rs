@@ -17,6 +17,12 @@
 //!   (none created yet, or all dropped), a stop signal also exits at once, so
 //!   it is never swallowed; creating the first live one again re-arms the
 //!   graceful first signal.
+//! - SIGHUP is ignored once a stop-`Signals` was created (the policy is
+//!   installed with it): its default action would kill the process without
+//!   a graceful stop, and Stoat has nothing to reopen (it writes its log
+//!   lines to stderr, which belongs to whoever started it). A handler that
+//!   only counts is installed rather than `SIG_IGN`, so programs the server
+//!   starts get the default action back.
 //! - Dropping a `Signals` unregisters its handlers. signal-hook cannot put
 //!   back the default disposition of a signal, so a signal watched only by
 //!   dropped plain [`Signals::new`] instances is ignored from then on (the
@@ -34,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
-use signal_hook::consts::{FORBIDDEN, SIGINT, SIGTERM};
+use signal_hook::consts::{FORBIDDEN, SIGHUP, SIGINT, SIGTERM};
 use signal_hook::SigId;
 
 /// The signals that ask for a stop.
@@ -178,6 +184,9 @@ struct StopState {
 
 impl StopState {
     fn install() -> io::Result<StopState> {
+        // Replaces SIGHUP's default action (death) with a handler that
+        // only sets a flag nobody reads: SIGHUP is ignored (module doc).
+        signal_hook::flag::register(SIGHUP, Arc::new(AtomicBool::new(false)))?;
         let armed = Arc::new(AtomicBool::new(false));
         for signal in STOP_SIGNALS {
             // Actions run in registration order: the exit check must see the
@@ -294,6 +303,29 @@ mod tests {
         let (code, stdout) = run_child("sys::signal::tests::child_graceful_then_exit");
         assert!(stdout.contains("graceful-ok"), "first signal not seen");
         assert_eq!(code, Some(128 + SIGTERM));
+    }
+
+    #[test]
+    fn sighup_is_ignored_once_the_stop_policy_is_installed() {
+        let (code, stdout) = run_child("sys::signal::tests::child_hangup_survives");
+        assert!(
+            stdout.contains("hangup-survived"),
+            "SIGHUP killed the child"
+        );
+        assert_eq!(code, Some(0));
+    }
+
+    #[test]
+    fn child_hangup_survives() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        let signals = Signals::stop().unwrap();
+        raise(SIGHUP).unwrap();
+        raise(SIGHUP).unwrap();
+        // Not a stop signal: nothing to drain, no stop begun.
+        assert_eq!(signals.drain().unwrap(), 0);
+        say("hangup-survived");
     }
 
     #[test]

@@ -17,10 +17,24 @@
 //!   (`EINVAL`), as does every later accept.
 //! - Only the owner of a connection calls these functions on its fd (see
 //!   `DESIGN.md`, ownership invariant); they do not close anything.
+//! - `SO_REUSEPORT` joins only listeners of this process: the first
+//!   reuse-port listener of an address first binds a probe socket WITHOUT
+//!   `SO_REUSEPORT`, which fails with `EADDRINUSE` when anyone (another
+//!   process's reuse-port group included) holds the address; only then is
+//!   the group bound. Later listeners of the same address in this process
+//!   (the other network threads) skip the probe: a process-wide count of
+//!   the reuse-port addresses it holds tells them apart. Without the probe
+//!   a second server on the same port would silently join the group and
+//!   take a share of the connections. The window between the probe and
+//!   the bind is a few system calls: two processes started within it could
+//!   still both bind; a deliberate restart handover would pass listeners
+//!   down instead of binding.
 
+use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{self, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard};
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -55,6 +69,34 @@ impl Default for ListenOptions {
 #[derive(Debug)]
 pub struct Listener {
     fd: OwnedFd,
+    /// The address counted in [`OUR_REUSE_PORT`] (reuse-port listeners).
+    group: Option<SocketAddr>,
+}
+
+/// Reuse-port addresses this process listens on, with how many listeners
+/// each (see the module doc).
+static OUR_REUSE_PORT: Mutex<Option<HashMap<SocketAddr, usize>>> = Mutex::new(None);
+
+fn our_reuse_port() -> MutexGuard<'static, Option<HashMap<SocketAddr, usize>>> {
+    // A map of counts stays consistent even if a holder panicked.
+    OUR_REUSE_PORT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails with `AddrInUse` ("address in use") if anyone holds `addr`: binds
+/// a socket without `SO_REUSEPORT` there (and closes it at once).
+fn probe_free(addr: SocketAddr, family: AddressFamily) -> io::Result<()> {
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    // As the real listener has it: a port whose old connections linger in
+    // TIME_WAIT is free; one with a listener is not.
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    match rustix::net::bind(&fd, &addr) {
+        Ok(()) => Ok(()),
+        Err(Errno::ADDRINUSE) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("address in use: {addr} is already bound by another socket or process"),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Listener {
@@ -73,12 +115,33 @@ impl Listener {
         // Rebinding a port whose old connections linger in TIME_WAIT must
         // work after a restart.
         sockopt::set_socket_reuseaddr(&fd, true)?;
-        if options.reuse_port {
-            sockopt::set_socket_reuseport(&fd, true)?;
+        if !options.reuse_port {
+            rustix::net::bind(&fd, &addr).map_err(|e| in_use(e, addr))?;
+            rustix::net::listen(&fd, options.backlog)?;
+            return Ok(Listener { fd, group: None });
         }
-        rustix::net::bind(&fd, &addr)?;
+        sockopt::set_socket_reuseport(&fd, true)?;
+        // Held across probe and bind: this process's own listeners of one
+        // address are counted before another of them looks.
+        let mut ours = our_reuse_port();
+        let known = ours.as_ref().is_some_and(|m| m.contains_key(&addr));
+        if !known && addr.port() != 0 {
+            probe_free(addr, family)?;
+        }
+        rustix::net::bind(&fd, &addr).map_err(|e| in_use(e, addr))?;
         rustix::net::listen(&fd, options.backlog)?;
-        Ok(Listener { fd })
+        let bound = rustix::net::getsockname(&fd)
+            .ok()
+            .and_then(|a| SocketAddr::try_from(a).ok())
+            .unwrap_or(addr);
+        *ours
+            .get_or_insert_with(HashMap::new)
+            .entry(bound)
+            .or_insert(0) += 1;
+        Ok(Listener {
+            fd,
+            group: Some(bound),
+        })
     }
 
     /// Accepts one connection (`accept4` with `SOCK_NONBLOCK |
@@ -124,6 +187,33 @@ impl Listener {
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let Some(addr) = self.group else { return };
+        let mut ours = our_reuse_port();
+        if let Some(map) = ours.as_mut() {
+            if let Some(n) = map.get_mut(&addr) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&addr);
+                }
+            }
+        }
+    }
+}
+
+/// `EADDRINUSE` as an error that says so, naming the address.
+fn in_use(e: Errno, addr: SocketAddr) -> io::Error {
+    if e == Errno::ADDRINUSE {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("address in use: {addr} is already bound by another socket or process"),
+        )
+    } else {
+        e.into()
     }
 }
 
@@ -415,6 +505,39 @@ mod tests {
         // Without SO_REUSEPORT the port is taken.
         let err = Listener::bind(addr, ListenOptions::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("address in use"), "{err}");
+    }
+
+    #[test]
+    fn reuse_port_group_of_another_owner_is_not_joined() {
+        // A foreign reuse-port listener (as another process would bind:
+        // not through `Listener`, so not counted as ours).
+        let foreign = rustix::net::socket_with(
+            AddressFamily::INET,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        sockopt::set_socket_reuseaddr(&foreign, true).unwrap();
+        sockopt::set_socket_reuseport(&foreign, true).unwrap();
+        rustix::net::bind(&foreign, &localhost()).unwrap();
+        rustix::net::listen(&foreign, 16).unwrap();
+        let addr = SocketAddr::try_from(rustix::net::getsockname(&foreign).unwrap()).unwrap();
+        let options = ListenOptions {
+            reuse_port: true,
+            ..ListenOptions::default()
+        };
+        let err = Listener::bind(addr, options).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("address in use"), "{err}");
+        // Once it is gone, the address is ours, for several listeners.
+        drop(foreign);
+        let first = Listener::bind(addr, options).unwrap();
+        let second = Listener::bind(addr, options).unwrap();
+        drop((first, second));
+        // And free again after they close.
+        drop(Listener::bind(addr, ListenOptions::default()).unwrap());
     }
 
     #[test]

@@ -103,6 +103,10 @@ mod tests {
         };
         let bytes = r.encode();
         assert!(!bytes.is_empty());
+        // The log relies on it to find record starts (log.rs).
+        assert_eq!(bytes[0], crate::store::log::PAYLOAD_MARK);
+        let empty = BatchRecord { entries: vec![] }.encode();
+        assert_eq!(empty[0], crate::store::log::PAYLOAD_MARK);
         assert_eq!(BatchRecord::decode(&bytes).unwrap(), r);
     }
 }

@@ -40,6 +40,11 @@ impl Weasel {
 
     /// [`Weasel::start`] with `[http]` lines too.
     pub fn start_with(dir: &Path, http: &str, extra: &str) -> Weasel {
+        Weasel::start_args(dir, http, extra, &[])
+    }
+
+    /// [`Weasel::start_with`] with more command-line arguments.
+    pub fn start_args(dir: &Path, http: &str, extra: &str, args: &[&str]) -> Weasel {
         let config = dir.with_extension("toml");
         std::fs::write(&config, config_text(http, extra)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_weasel"))
@@ -47,6 +52,7 @@ impl Weasel {
             .arg(&config)
             .arg("--data-dir")
             .arg(dir)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -57,9 +63,9 @@ impl Weasel {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
+                // Keep draining after the start-up lines: a closed pipe
+                // would fail the server's later log lines.
+                let _ = tx.send(line);
             }
         });
         let deadline = Instant::now() + TIMEOUT;
@@ -88,6 +94,54 @@ impl Weasel {
             dir: dir.to_path_buf(),
             recovered,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `signal` (a `kill` name like "HUP") to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    /// Waits (bounded) for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+            child
+        });
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("weasel did not exit within {TIMEOUT:?}");
+            }
+        }
+    }
+
+    /// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
+    pub fn mem_kib(&self, field: &str) -> u64 {
+        proc_kib(self.pid(), field)
+    }
+
+    /// Resets the peak RSS (`VmHWM`) to the current RSS.
+    pub fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").unwrap();
     }
 
     /// SIGKILLs the process and waits for it.
@@ -123,6 +177,65 @@ impl Weasel {
     pub fn conn(&self) -> Conn {
         Conn::connect(self.addr)
     }
+}
+
+/// A `/proc/PID/status` field in KiB.
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Runs `weasel` with `args` to its end (bounded): exit code, stdout,
+/// stderr.
+pub fn run_weasel(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weasel"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weasel");
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut o = String::new();
+        let mut e = String::new();
+        let _ = out.read_to_string(&mut o);
+        let _ = err.read_to_string(&mut e);
+        let status = child.wait();
+        let _ = tx.send((status, o, e));
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok((status, o, e)) => (status.unwrap().code(), o, e),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("weasel {args:?} did not exit within {TIMEOUT:?}");
+        }
+    }
+}
+
+/// Runs the server on `dir` (config as [`Weasel::start_with`], plus
+/// `args`) expecting it to stop by itself before listening: exit code and
+/// stderr.
+pub fn start_fails(dir: &Path, http: &str, extra: &str, args: &[&str]) -> (Option<i32>, String) {
+    let config = dir.with_extension("fail.toml");
+    std::fs::write(&config, config_text(http, extra)).unwrap();
+    let mut all: Vec<&std::ffi::OsStr> = vec![
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+    ];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    let (code, _, err) = run_weasel(&all);
+    assert!(!err.contains("listening on"), "it started: {err}");
+    (code, err)
 }
 
 impl Drop for Weasel {
