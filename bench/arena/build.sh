@@ -5,13 +5,14 @@
 # (build/ is gitignored). Idempotent: cargo rebuilds only what changed.
 #
 # usage: build.sh [PEER...]   (default: every peer the profiles use)
-# env:   SKIP_STOAT=1 builds the peers only; PEERS (default /work/shared/arena/peers), DATA (default /work/shared/arena/data)
+# env:   SKIP_STOAT=1 builds the peers only; TARGET (default build/target) the cargo target dir; PEERS (default /work/shared/arena/peers), DATA (default /work/shared/arena/data)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 PEERS=${PEERS:-/work/shared/arena/peers}
 DATA=${DATA:-/work/shared/arena/data}
 BUILD=$HERE/build
+TARGET=${TARGET:-$BUILD/target}
 peers=("$@")
 ((${#peers[@]})) || peers=(actix actix-websocket hyper may-minihttp rust-epoll)
 mkdir -p "$BUILD/src" "$BUILD/bin"
@@ -32,8 +33,8 @@ for p in "${peers[@]}"; do
   sed -i "s|\"/data/|\"$DATA/|g" "$BUILD/src/$p"/src/*.rs
   # A workspace of its own (this repo's workspace does not claim it).
   grep -q '^\[workspace\]' "$BUILD/src/$p/Cargo.toml" || printf '\n[workspace]\n' >>"$BUILD/src/$p/Cargo.toml"
-  CARGO_TARGET_DIR=$BUILD/target cargo build --release --manifest-path "$BUILD/src/$p/Cargo.toml" >&2
+  CARGO_TARGET_DIR=$TARGET cargo build --release --manifest-path "$BUILD/src/$p/Cargo.toml" >&2
   name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$BUILD/src/$p/Cargo.toml" | head -1)
-  cp "$BUILD/target/release/$name" "$BUILD/bin/$p"
+  cp "$TARGET/release/$name" "$BUILD/bin/$p"
 done
 echo "built: $(ls "$BUILD/bin" | tr '\n' ' ')" >&2

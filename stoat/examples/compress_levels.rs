@@ -2,12 +2,11 @@
 //! gzip through Stoat (flate2 + zlib-rs, deflate state reused per thread),
 //! raw deflate through miniz_oxide (flate2's other pure-Rust backend), and
 //! brotli, at several levels, over HttpArena's json answers and static
-//! files. Single thread; run it pinned and in release:
+//! files, in MB of input per CPU second of this thread (CPU time, not wall
+//! time: the machine may be shared). Run it in release:
 //!
 //! `taskset -c 0 cargo run --release -p stoat --example compress_levels -- [DATA]`
 //! (DATA defaults to /work/shared/arena/data).
-
-use std::time::Instant;
 
 use stoat::app::{Coding, Compression};
 
@@ -54,16 +53,24 @@ fn main() {
     }
 }
 
-/// Runs `f` until ~0.2 s passed; prints output size and input MB/s.
+/// This thread's CPU time in seconds (wall time means little on a shared
+/// machine).
+fn cpu_secs() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// Runs `f` until it used ~0.3 s of CPU; prints output size and input MB
+/// per CPU second.
 fn report(name: &str, body: &[u8], codec: &str, mut f: impl FnMut() -> Vec<u8>) {
     let out = f().len();
-    let start = Instant::now();
+    let start = cpu_secs();
     let mut runs = 0u32;
-    while start.elapsed().as_secs_f64() < 0.2 {
+    while cpu_secs() - start < 0.3 {
         std::hint::black_box(f());
         runs += 1;
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = cpu_secs() - start;
     let mbs = body.len() as f64 * f64::from(runs) / secs / 1e6;
     println!(
         "{name:16} {:>8} {codec:22} {out:>9} {:>7.3} {mbs:>9.1}",
