@@ -23,6 +23,7 @@ both_models!(
     precompressed_sibling_by_accept_encoding,
     nothing_outside_the_root,
     changes_on_disk_are_seen,
+    large_files_by_sendfile,
 );
 
 const SECRET: &str = "the secret outside the root";
@@ -346,5 +347,46 @@ fn changes_on_disk_are_seen(model: Model) {
     assert_ne!(r.header("etag").unwrap(), first_tag);
     fs::remove_file(&path).unwrap();
     assert_eq!(get(&mut c, "/static/note.txt", "").status, 404);
+    stop(server);
+}
+
+/// Files over the cache limit go out by sendfile: whole, one range, HEAD,
+/// pipelined behind and ahead of other responses, all byte-exact.
+fn large_files_by_sendfile(model: Model) {
+    let tree = Tree::new();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 9)) as u8)
+        .collect();
+    fs::write(tree.root().join("big.bin"), &big).unwrap();
+    let files = Files::new("/static", tree.root())
+        .unwrap()
+        .cache_file_limit(64 * 1024);
+    let server = start_with(config(model), move |s: Server| {
+        s.get("/static/{a}", move |req| files.serve(req))
+    });
+    let mut c = Client::connect(server.local_addr());
+    let r = get(&mut c, "/static/big.bin", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), big.len());
+    assert!(r.body == big, "whole file differs");
+    let r = get(
+        &mut c,
+        "/static/big.bin",
+        "Range: bytes=1000000-1999999\r\n",
+    );
+    assert_eq!(r.status, 206);
+    assert!(r.body == big[1_000_000..2_000_000], "range differs");
+    c.send(b"HEAD /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.head_response();
+    assert_eq!(r.header("content-length"), Some("3000000"));
+    // Three pipelined: a file body between two small answers.
+    c.send(
+        b"GET /static/app.js HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /static/app.js HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(c.response().body, tree.js);
+    assert!(c.response().body == big, "pipelined file differs");
+    assert_eq!(c.response().body, tree.js);
     stop(server);
 }

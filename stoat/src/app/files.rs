@@ -40,8 +40,10 @@
 //! revalidations do open/fstat/read on the thread that runs the handler;
 //! where the disk may be slow, register `Files` on a pipeline
 //! (`on_pipeline`), whose threads take those waits instead of a network
-//! thread. A file above the cache limit is read on each request on that
-//! thread.
+//! thread. A file above the cache limit is opened per request and sent
+//! from the page cache with `sendfile(2)` (`runtime/file_body.rs`: calls
+//! of at most 256 KiB while the socket takes them; never read into
+//! memory).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -58,7 +60,7 @@ use crate::app::compress::{negotiate, Choice, Coding};
 use crate::app::query::decode_path;
 use crate::app::{Handler, Request, Response};
 use crate::proto::Method;
-use crate::runtime::Body;
+use crate::runtime::{Body, FileBody};
 
 /// Why [`Files::new`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,9 +119,13 @@ struct Entry {
     checked: Duration,
 }
 
-/// One file on disk, read.
+/// One file on disk: read into memory (`data`), or kept open (`file`) to
+/// be sent with `sendfile`.
 struct Variant {
     data: Arc<[u8]>,
+    file: Option<Arc<File>>,
+    /// The file's size.
+    len: u64,
     etag: Box<str>,
     last_modified: Box<str>,
     modified: SystemTime,
@@ -273,6 +279,8 @@ impl Files {
                 .filter(|v| v.stamp == stamp(meta))
                 .map(|v| Variant {
                     data: v.data.clone(),
+                    file: v.file.clone(),
+                    len: v.len,
                     etag: v.etag.clone(),
                     last_modified: v.last_modified.clone(),
                     modified: v.modified,
@@ -280,7 +288,8 @@ impl Files {
                 })
         };
         if meta.len() > self.cache_file_limit {
-            let variant = read_variant(file, &meta).map_err(|_| 500u16)?;
+            // Too large to cache: sent from the open file by sendfile.
+            let variant = file_variant(file, &meta);
             return Ok(Loaded::Loose(Loose {
                 variant,
                 content_type,
@@ -447,7 +456,7 @@ impl Files {
             return res.status(304);
         }
         res = res.header("Accept-Ranges", "bytes");
-        let len = variant.data.len() as u64;
+        let len = variant.len;
         if let Some(range) = range.filter(|_| if_range_holds(req, variant)) {
             match parse_range(range, len) {
                 Range::Whole => {}
@@ -457,7 +466,14 @@ impl Files {
                         .header("Content-Range", format!("bytes */{len}"));
                 }
                 Range::Part(first, last) => {
-                    let part: Vec<u8> = variant.data[first as usize..=last as usize].to_vec();
+                    let part = match &variant.file {
+                        Some(file) => Body::File(FileBody::new(
+                            file.clone(),
+                            first,
+                            (last - first + 1) as usize,
+                        )),
+                        None => Body::Bytes(variant.data[first as usize..=last as usize].to_vec()),
+                    };
                     return res
                         .status(206)
                         .header("Content-Range", format!("bytes {first}-{last}/{len}"))
@@ -465,7 +481,10 @@ impl Files {
                 }
             }
         }
-        res.body(Body::Shared(variant.data.clone()))
+        match &variant.file {
+            Some(file) => res.body(Body::File(FileBody::new(file.clone(), 0, len as usize))),
+            None => res.body(Body::Shared(variant.data.clone())),
+        }
     }
 }
 
@@ -518,17 +537,28 @@ fn stamp(meta: &std::fs::Metadata) -> (u64, i64, u64) {
 fn read_variant(mut file: File, meta: &std::fs::Metadata) -> io::Result<Variant> {
     let mut data = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut data)?;
+    let mut variant = file_variant(file, meta);
+    variant.file = None;
+    variant.len = data.len() as u64;
+    variant.data = data.into();
+    Ok(variant)
+}
+
+/// A variant sent from the open `file`, not read.
+fn file_variant(file: File, meta: &std::fs::Metadata) -> Variant {
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
     let secs = modified
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    Ok(Variant {
-        etag: format!("\"{secs:x}-{:x}\"", data.len()).into(),
+    Variant {
+        data: Arc::from(&[][..]),
+        etag: format!("\"{secs:x}-{:x}\"", meta.len()).into(),
         last_modified: httpdate::fmt_http_date(modified).into(),
         modified,
         stamp: stamp(meta),
-        data: data.into(),
-    })
+        file: Some(Arc::new(file)),
+        len: meta.len(),
+    }
 }
 
 /// RFC 9110 §13.1.2 and §13.1.3, for GET and HEAD: whether a `304` is the

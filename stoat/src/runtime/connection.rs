@@ -30,6 +30,7 @@ use crate::proto::encode::{encode_chunk, Header};
 use crate::proto::{Conn, DateCache, Event, HeadParser, Limits, ProtoError, RequestHead};
 use crate::runtime::arena::{ArenaSlot, ArenaStats};
 use crate::runtime::body_stream::StreamState;
+use crate::runtime::file_body::FILE_SLICE;
 use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
@@ -938,6 +939,21 @@ impl Connection {
 /// Writes as much of `out` as the socket takes. `Ok(true)`: all written.
 fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
     while !out.is_empty() {
+        if let Some((file, mut offset, left)) = out.front_file() {
+            match crate::sys::sendfile::sendfile(fd, file, &mut offset, left.min(FILE_SLICE)) {
+                Ok(0) => {
+                    // The file shrank: the promised length cannot be kept.
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than its response's Content-Length",
+                    ));
+                }
+                Ok(n) => out.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
         let r = match out.single() {
             Some(bytes) => socket::write(fd.as_fd(), bytes),
             None => {

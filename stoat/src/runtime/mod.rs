@@ -9,6 +9,7 @@
 pub mod arena;
 pub mod body_stream;
 pub(crate) mod connection;
+pub mod file_body;
 pub mod link;
 pub mod mailbox;
 pub mod outbox;
@@ -23,6 +24,7 @@ pub(crate) mod websocket;
 
 pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};
+pub use file_body::FileBody;
 pub use outbox::Body;
 pub use server::{start, ServerHandle, Stats};
 pub use service::{RawRequest, ResponseSink, Service};
