@@ -73,7 +73,8 @@ fn inline_layer(model: Model) {
     let cases = [
         (None, None),
         (Some("gzip"), Some("gzip")),
-        (Some("gzip, br"), Some("br")),
+        (Some("gzip, br"), Some("gzip")),
+        (Some("br"), Some("br")),
         (Some("br;q=0.1, gzip"), Some("gzip")),
         (Some("identity"), None),
         (Some("*;q=0, identity;q=0"), None),
