@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use stoat::proto::conn::Timeout;
 use stoat::proto::encode::BodyMode;
-use stoat::proto::{Conn, DateCache, Event, Limits, RequestHead, ResponseBody};
+use stoat::proto::{Conn, ConnEvent, DateCache, Limits, RequestHead, ResponseBody};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&step, data)) = data.split_first() else {
@@ -45,21 +45,21 @@ fuzz_target!(|data: &[u8]| {
             };
             assert!(consumed <= input.len());
             let answer = match &event {
-                Event::Head { complete } => {
+                ConnEvent::Head { complete } => {
                     conn.send_continue(&mut out);
                     *complete
                 }
-                Event::Body(r) => {
+                ConnEvent::Body(r) => {
                     assert!(r.end <= consumed);
                     false
                 }
-                Event::BodyEnd => true,
-                Event::NeedInput => {
+                ConnEvent::BodyEnd => true,
+                ConnEvent::NeedInput => {
                     input.drain(..consumed);
                     break;
                 }
-                Event::Waiting => panic!("waiting with no request outstanding"),
-                Event::Close => break 'outer,
+                ConnEvent::Waiting => panic!("waiting with no request outstanding"),
+                ConnEvent::Close => break 'outer,
             };
             input.drain(..consumed);
             if answer {

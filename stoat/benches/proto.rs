@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use stoat::proto::encode::{encode_head, Framing, Header};
-use stoat::proto::{Conn, DateCache, Event, HeadParser, Limits, RequestHead, ResponseBody};
+use stoat::proto::{Conn, ConnEvent, DateCache, HeadParser, Limits, RequestHead, ResponseBody};
 
 /// What a desktop browser sends for a page (Chrome-like, 13 fields).
 const BROWSER: &[u8] = b"GET /wp-content/uploads/2010/03/hello-kitty-darth-vader-pink.jpg HTTP/1.1\r\n\
@@ -107,7 +107,7 @@ fn conn_turn(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             let (n, ev) = conn.poll(black_box(WRK), now, &limits, &mut head).unwrap();
-            debug_assert_eq!(ev, Event::Head { complete: true });
+            debug_assert_eq!(ev, ConnEvent::Head { complete: true });
             conn.respond(
                 200,
                 &headers,

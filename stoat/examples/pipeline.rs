@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use stoat::app::{Event, EventStream, Method, Request, Responder, Response, Server};
+use stoat::app::{per_job, Method, Request, Responder, Response, Server, SseEvent};
 use stoat::config::{Config, Model, PipelineConfig};
 
 const USAGE: &str = "usage: pipeline [--port P] [--threads N] [--pipeline-threads K] [--ring R] \
@@ -35,37 +35,41 @@ fn main() {
         }
     };
     let later = timer_thread();
-    let server = Server::new(config)
+    let mut server = Server::new(config)
         .get("/plaintext", |_| Response::text("Hello, World!"))
-        .on_pipeline("work", Method::Get, "/block", |req: &Request| {
-            let us: u64 = param(req, "us").unwrap_or(0).min(10_000_000);
-            thread::sleep(Duration::from_micros(us));
-            Response::text(format!("blocked {us}"))
+        .suspend(Method::Get, "/later", move |req, responder| {
+            let ms: u64 = param(req, "ms").unwrap_or(0).min(600_000);
+            // The timer thread owns the responder now; if it is gone the
+            // responder is dropped and the client gets 500.
+            let _ = later.send((Instant::now() + Duration::from_millis(ms), ms, responder));
         })
-        .suspend(
-            Method::Get,
-            "/later",
-            move |req: &Request, responder: Responder| {
-                let ms: u64 = param(req, "ms").unwrap_or(0).min(600_000);
-                // The timer thread owns the responder now; if it is gone the
-                // responder is dropped and the client gets 500.
-                let _ = later.send((Instant::now() + Duration::from_millis(ms), ms, responder));
-            },
-        )
-        .sse("/events", |req: &Request, stream: EventStream| {
+        .sse("/events", |req, stream| {
             let count: u64 = param(req, "count").unwrap_or(10).min(1_000_000);
             let every = Duration::from_millis(param(req, "every_ms").unwrap_or(100).min(60_000));
             thread::spawn(move || {
                 for id in 1..=count {
                     thread::sleep(every);
                     let id = id.to_string();
-                    if stream.send(Event::data(id.clone()).id(id)).is_err() {
+                    if stream.send(SseEvent::data(id.clone()).id(id)).is_err() {
                         return; // Closed (client gone) or Full (client too slow).
                     }
                 }
                 // Dropping the stream ends the response.
             });
         });
+    // `/block` runs on the `work` pipeline's threads, one job at a time.
+    let work = server.pipeline(
+        "work",
+        per_job(|req, ()| {
+            let us: u64 = param(req, "us").unwrap_or(0).min(10_000_000);
+            thread::sleep(Duration::from_micros(us));
+            Response::text(format!("blocked {us}"))
+        }),
+    );
+    if let Err(e) = work.map(|p| p.get("/block", ())) {
+        eprintln!("pipeline: {e}");
+        process::exit(2);
+    }
     if let Err(e) = server.run() {
         eprintln!("pipeline: {e}");
         process::exit(1);
@@ -108,7 +112,7 @@ fn timer_thread() -> mpsc::Sender<(Instant, u64, Responder)> {
                 }
                 heap.pop();
                 if let Some((ms, responder)) = waiting.remove(&s) {
-                    responder.send(Response::text(format!("later {ms}")));
+                    let _ = responder.send(Response::text(format!("later {ms}")));
                 }
             }
         }

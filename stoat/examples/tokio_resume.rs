@@ -12,7 +12,7 @@
 use std::process;
 use std::time::Duration;
 
-use stoat::app::{Method, Request, Responder, Response, Server};
+use stoat::app::{Method, Response, Server};
 use stoat::config::Config;
 
 fn main() {
@@ -44,23 +44,18 @@ fn main() {
     let handle = runtime.handle().clone();
     let server = Server::new(config)
         .get("/plaintext", |_| Response::text("Hello, World!"))
-        .suspend(
-            Method::Get,
-            "/later",
-            move |req: &Request, responder: Responder| {
-                let ms: u64 = req
-                    .query_param("ms")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-                    .min(60_000);
-                handle.spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    if !responder.is_closed() {
-                        responder.send(format!("later {ms}"));
-                    }
-                });
-            },
-        );
+        .suspend(Method::Get, "/later", move |req, responder| {
+            let ms: u64 = req
+                .query_param("ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+                .min(60_000);
+            handle.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                // Err: the client left, or the deadline answered 503.
+                let _ = responder.send(format!("later {ms}"));
+            });
+        });
     let result = server.run();
     runtime.shutdown_timeout(Duration::from_secs(1));
     if let Err(e) = result {

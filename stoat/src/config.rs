@@ -84,6 +84,9 @@ buffer_memory_limit = 67108864
 # max_body_size + max_request_line + max_header_bytes. A body is admitted whole
 # (Content-Length, or max_body_size when chunked) or waits, not reading.
 body_memory_limit = 16777216
+# Bytes of responses queued for one client before the server stops reading and parsing its
+# further pipelined requests until the client reads; 1024 to 1073741824.
+max_pending_output = 65536
 # Value of the Server response header; "" sends none.
 server_name = "stoat"
 
@@ -98,12 +101,25 @@ nice = 19
 "#;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The `[http]` table: the server engine.
     pub http: HttpConfig,
+    /// The file the configuration was read from, for errors (not a key).
+    #[serde(skip)]
+    file: Option<PathBuf>,
 }
+
+/// Two configurations are equal when their keys are: where they were read
+/// from is not part of the value.
+impl PartialEq for Config {
+    fn eq(&self, other: &Config) -> bool {
+        self.http == other.http
+    }
+}
+
+impl Eq for Config {}
 
 /// The `[http]` table. Field docs give each key's default and rule.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -172,6 +188,12 @@ pub struct HttpConfig {
     /// Bytes for bodies larger than one buffer, all together. Default 16
     /// MiB; at least `max_body_size + max_request_line + max_header_bytes`.
     pub body_memory_limit: usize,
+    /// Bytes of responses queued for one client (encoded but not yet
+    /// taken by its socket) above which the connection stops reading and
+    /// parsing further pipelined requests until the client reads: a
+    /// client that pipelines without reading holds at most this plus one
+    /// response. Default 64 KiB; [`MIN_PENDING_OUTPUT`]`..=`[`MAX_PENDING_OUTPUT`].
+    pub max_pending_output: usize,
     /// `Server` header value; empty sends none. Default `stoat`. No control
     /// characters, no leading or trailing whitespace.
     pub server_name: String,
@@ -208,6 +230,10 @@ pub struct PipelineConfig {
     pub nice: i32,
 }
 
+/// Smallest allowed `max_pending_output`.
+pub const MIN_PENDING_OUTPUT: usize = 1024;
+/// Largest allowed `max_pending_output` (1 GiB).
+pub const MAX_PENDING_OUTPUT: usize = 1 << 30;
 /// Largest allowed `buffer_size` (1 MiB).
 pub const MAX_BUFFER_SIZE: usize = 1 << 20;
 /// Smallest allowed `ring_buffer_size`.
@@ -293,15 +319,25 @@ impl Config {
 
     /// Parses and validates TOML `text`; `file` names its origin in errors.
     pub fn from_toml_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
-        let config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        let mut config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
             .map_err(|e| ConfigError::from_toml(&e, text, file))?;
-        config.validate().map_err(|e| e.in_file(file))?;
+        config.file = file.map(Path::to_path_buf);
+        config.validate()?;
         Ok(config)
     }
 
-    /// Checks every rule of the schema; the error names the first key at fault.
+    /// Checks every rule of the schema; the error names the first key at
+    /// fault, and the file the configuration was read from (if it was).
+    /// `Server::start` calls it once, after the last change through
+    /// `Server::config_mut`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.http.validate()
+        self.http.validate().map_err(|e| e.in_file(self.file()))
+    }
+
+    /// The file the configuration was read from ([`Config::load`], or
+    /// [`Config::from_toml_str`] given one).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// The protocol layer's limits and timeouts.
@@ -353,6 +389,7 @@ impl Default for HttpConfig {
             buffer_size: 16 * 1024,
             buffer_memory_limit: 64 * 1024 * 1024,
             body_memory_limit: 16 * 1024 * 1024,
+            max_pending_output: 64 * 1024,
             server_name: "stoat".to_owned(),
             pipelines: BTreeMap::new(),
         }
@@ -449,6 +486,16 @@ impl HttpConfig {
             Limits::MAX_HEADERS_CAP,
         )?;
         self.validate_buffers()?;
+        at_least(
+            "http.max_pending_output",
+            self.max_pending_output,
+            MIN_PENDING_OUTPUT,
+        )?;
+        at_most(
+            "http.max_pending_output",
+            self.max_pending_output,
+            MAX_PENDING_OUTPUT,
+        )?;
         self.validate_server_name()?;
         for (name, pipeline) in &self.pipelines {
             let mut key = "http.pipelines".to_owned();
@@ -970,6 +1017,16 @@ mod tests {
             }
         );
         assert_eq!(pipelines["render-2"], PipelineConfig::default());
+    }
+
+    #[test]
+    fn max_pending_output_is_bounded() {
+        for bad in ["1023", "0", "1073741825"] {
+            let err = parse(&format!("[http]\nmax_pending_output = {bad}")).unwrap_err();
+            assert_eq!(err.key(), Some("http.max_pending_output"), "{err}");
+        }
+        let config = parse("[http]\nmax_pending_output = 1024").unwrap();
+        assert_eq!(config.http.max_pending_output, 1024);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use stoat::app::{Event, EventStream, Method, Request, Responder, Response, SendError};
+use stoat::app::{
+    per_job, EventStream, Job, Method, Request, Responder, Response, SendError, SseEvent,
+};
 use stoat::config::{Config, Model, PipelineConfig};
 
 /// A thread answering responders at their due time (what a timer wheel or
@@ -53,7 +55,7 @@ fn resumer() -> mpsc::Sender<(Instant, String, Responder)> {
                 }
                 heap.pop();
                 if let Some((body, r)) = held.remove(&s) {
-                    r.send(body);
+                    let _ = r.send(body);
                 }
             }
         }
@@ -152,11 +154,17 @@ fn with_pipeline(model: Model, ring: usize, threads: usize) -> Config {
 /// while), the second is inline. The answers come back in request order.
 fn pipelined_pair_keeps_order(model: Model) {
     let server = start_with(with_pipeline(model, 16, 1), |s| {
-        s.on_pipeline("work", Method::Post, "/slow", |req: &Request| {
-            thread::sleep(Duration::from_millis(50));
-            Response::bytes(req.body().to_vec())
-        })
-        .get("/fast", |_| "fast")
+        let mut s = s.get("/fast", |_| "fast");
+        s.pipeline(
+            "work",
+            per_job(|req, ()| {
+                thread::sleep(Duration::from_millis(50));
+                Response::bytes(req.body().to_vec())
+            }),
+        )
+        .unwrap()
+        .post("/slow", ());
+        s
     });
     let mut c = Client::connect(server.local_addr());
     for _ in 0..3 {
@@ -196,15 +204,21 @@ fn burst_over_ring_gets_503(model: Model) {
     const BURST: usize = 24;
     let gate = Gate(Arc::new((Mutex::new(false), std::sync::Condvar::new())));
     let g = gate.0.clone();
-    let server = start_with(with_pipeline(model, RING, 1), move |s| {
-        s.on_pipeline("work", Method::Get, "/job", move |_: &Request| {
-            let (open, cv) = &*g;
-            let mut open = open.lock().unwrap();
-            while !*open {
-                open = cv.wait(open).unwrap();
-            }
-            "done"
-        })
+    let server = start_with(with_pipeline(model, RING, 1), move |mut s| {
+        s.pipeline(
+            "work",
+            per_job(move |_, ()| {
+                let (open, cv) = &*g;
+                let mut open = open.lock().unwrap();
+                while !*open {
+                    open = cv.wait(open).unwrap();
+                }
+                "done"
+            }),
+        )
+        .unwrap()
+        .get("/job", ());
+        s
     });
     let addr = server.local_addr();
     let mut clients: Vec<Client> = (0..BURST).map(|_| Client::connect(addr)).collect();
@@ -251,37 +265,47 @@ fn burst_over_ring_gets_503(model: Model) {
     stop(server);
 }
 
+/// Routes of the batch test's pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Gate,
+    Job,
+    Left,
+}
+
 /// A pipeline's batch handler sees every job that queued while its thread
-/// was busy as one batch (group work: one fsync for many commits), and
-/// answers them itself; jobs it leaves run their route's handler.
+/// was busy as one batch (group work: one fsync for many commits), each
+/// with the route it came by, and answers them itself; a job it leaves
+/// unanswered gets 500.
 fn batch_handler_sees_whole_batch(model: Model) {
     let gate = Gate(Arc::new((Mutex::new(false), std::sync::Condvar::new())));
     let g = gate.0.clone();
     let seen_gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = seen_gate.clone();
-    let server = start_with(with_pipeline(model, 64, 1), move |s| {
-        s.on_pipeline("work", Method::Get, "/gate", |_: &Request| "gate")
-            .on_pipeline("work", Method::Get, "/job", |_: &Request| "route")
-            .on_pipeline("work", Method::Get, "/left", |_: &Request| "route handler")
-            .pipeline_batch("work", move |jobs: &mut [stoat::app::Job]| {
-                let n = jobs.len();
-                for job in jobs.iter_mut() {
-                    match job.request().path() {
-                        "/gate" => {
-                            seen.store(true, std::sync::atomic::Ordering::SeqCst);
-                            let (open, cv) = &*g;
-                            let mut open = open.lock().unwrap();
-                            while !*open {
-                                open = cv.wait(open).unwrap();
-                            }
+    let server = start_with(with_pipeline(model, 64, 1), move |mut s| {
+        s.pipeline("work", move |jobs: &mut [Job<Work>]| {
+            let n = jobs.len();
+            for job in jobs.iter_mut() {
+                match job.route() {
+                    Work::Gate => {
+                        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let (open, cv) = &*g;
+                        let mut open = open.lock().unwrap();
+                        while !*open {
+                            open = cv.wait(open).unwrap();
                         }
-                        "/left" => {} // Left for the route's handler.
-                        _ => {
-                            job.respond(format!("batch of {n}"));
-                        }
+                        job.respond("gate").unwrap();
                     }
+                    Work::Left => {} // Left unanswered: 500.
+                    Work::Job => job.respond(format!("batch of {n}")).unwrap(),
                 }
-            })
+            }
+        })
+        .unwrap()
+        .get("/gate", Work::Gate)
+        .get("/job", Work::Job)
+        .get("/left", Work::Left);
+        s
     });
     let addr = server.local_addr();
     let mut gatec = Client::connect(addr);
@@ -301,7 +325,8 @@ fn batch_handler_sees_whole_batch(model: Model) {
     for c in &mut clients {
         assert_eq!(c.response().text(), "batch of 6");
     }
-    assert_eq!(left.response().text(), "route handler");
+    let r = left.response();
+    assert_eq!(r.status, 500, "{r:?}");
     stop(server);
 }
 
@@ -330,7 +355,7 @@ fn dropped_and_expired_responders(model: Model) {
     // The late answer is discarded, and the responder says why.
     let late = held.lock().unwrap().pop().unwrap();
     assert!(late.is_closed());
-    assert!(!late.send("too late"));
+    assert!(matches!(late.send("too late"), Err(SendError::Closed(_))));
     // The connection goes on.
     c.send(b"GET /drop HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.response().status, 500);
@@ -373,7 +398,10 @@ fn resume_races_disconnect(model: Model) {
     assert!(!r.is_closed());
     drop(c);
     wait_until("is_closed after the client left", || r.is_closed());
-    assert!(!r.send("nobody listens"));
+    assert!(matches!(
+        r.send("nobody listens"),
+        Err(SendError::Closed(_))
+    ));
     // Resumes racing closes and resets.
     for i in 0..300u64 {
         let mut c = Client::connect(addr);
@@ -503,10 +531,10 @@ fn sse_basics(model: Model) {
             thread::spawn(move || {
                 for id in from + 1..=from + n {
                     stream
-                        .send(Event::data(format!("line {id}\nsecond")).id(id.to_string()))
+                        .send(SseEvent::data(format!("line {id}\nsecond")).id(id.to_string()))
                         .unwrap();
                 }
-                stream.send(Event::comment("bye").retry(500)).unwrap();
+                stream.send(SseEvent::comment("bye").retry(500)).unwrap();
             });
         })
         .sse("/idle", move |_: &Request, stream: EventStream| {
@@ -567,10 +595,14 @@ fn sse_full_and_closed(model: Model) {
     let start = Instant::now();
     let mut sent = 0;
     loop {
-        match stream.send(Event::data(big.clone())) {
+        match stream.send(SseEvent::data(big.clone())) {
             Ok(()) => sent += 1,
-            Err(SendError::Full) => break,
-            Err(SendError::Closed) => panic!("closed while the client is there"),
+            Err(SendError::Full(e)) => {
+                // The event comes back whole.
+                assert_eq!(e, SseEvent::data(big.clone()));
+                break;
+            }
+            Err(e) => panic!("{e} while the client is there"),
         }
         assert!(start.elapsed() < TIMEOUT, "never Full after {sent} events");
         // Let the owner move events to the socket until it stops taking.
@@ -579,9 +611,84 @@ fn sse_full_and_closed(model: Model) {
     assert!(!stream.is_closed());
     drop(c);
     wait_until("Closed after the client left", || {
-        stream.send(Event::data("x")) == Err(SendError::Closed)
+        stream.send(SseEvent::data("x")) == Err(SendError::Closed(SseEvent::data("x")))
     });
     assert!(stream.is_closed());
+    drop(stream);
+    wait_connections(&server, 0);
+    stop(server);
+}
+
+/// Wakes by sending on a channel (what a producer thread waits on).
+struct ChannelWaker(Mutex<mpsc::Sender<()>>);
+
+impl std::task::Wake for ChannelWaker {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+/// A full stream registers a waker; it is woken once the client reads
+/// (room again), and a send then succeeds: no polling on a timer. A second
+/// waker registered while the stream is full is woken when it closes.
+fn sse_writable_wakeup(model: Model) {
+    let streams: Arc<Mutex<Vec<EventStream>>> = Arc::default();
+    let st = streams.clone();
+    let mut cfg = config(model);
+    cfg.http.sse_backlog = 2;
+    let server = start_with(cfg, move |s| {
+        s.sse("/events", move |_, stream| st.lock().unwrap().push(stream))
+    });
+    let addr = server.local_addr();
+    let big = SseEvent::data("x".repeat(1 << 20));
+    // Opens a stream and fills it until Full with `waker` registered (room
+    // may appear between a Full and the poll: then it sends again).
+    let full_stream = |waker: &std::task::Waker| {
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        wait_until("the stream", || streams.lock().unwrap().len() == 1);
+        let stream = streams.lock().unwrap().pop().unwrap();
+        let start = Instant::now();
+        loop {
+            match stream.send(big.clone()) {
+                Ok(()) => continue,
+                Err(SendError::Full(_)) => {
+                    if stream.poll_writable(waker).is_pending() {
+                        break;
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+            assert!(start.elapsed() < TIMEOUT, "never Full");
+        }
+        (client, stream)
+    };
+    let (tx, rx) = mpsc::channel();
+    let waker = std::task::Waker::from(Arc::new(ChannelWaker(Mutex::new(tx))));
+    // The client reads everything on another thread: room comes back.
+    let (client, stream) = full_stream(&waker);
+    assert!(rx.try_recv().is_err(), "woken while still full");
+    let mut reader = client.try_clone().unwrap();
+    let drain = thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    rx.recv_timeout(TIMEOUT).expect("woken when there is room");
+    stream
+        .send(SseEvent::data("after"))
+        .expect("room after the wakeup");
+    drop(stream);
+    client.shutdown(std::net::Shutdown::Both).unwrap();
+    drain.join().unwrap();
+    // A full stream whose client leaves: the waker hears of the close.
+    let (client, stream) = full_stream(&waker);
+    client.shutdown(std::net::Shutdown::Both).unwrap();
+    rx.recv_timeout(TIMEOUT)
+        .expect("woken when the stream closes");
+    assert!(stream.is_closed());
+    assert!(stream.poll_writable(&waker).is_ready());
     drop(stream);
     wait_connections(&server, 0);
     stop(server);
@@ -604,7 +711,7 @@ fn sse_thousand_streams(model: Model) {
         let streams: Vec<EventStream> = (0..STREAMS).map(|_| rx.recv().unwrap()).collect();
         for id in 1..=EVENTS {
             for s in &streams {
-                s.send(Event::data(id.to_string()).id(id.to_string()))
+                s.send(SseEvent::data(id.to_string()).id(id.to_string()))
                     .unwrap();
             }
         }
@@ -644,5 +751,6 @@ both_models!(
     resume_races_disconnect,
     sse_basics,
     sse_full_and_closed,
+    sse_writable_wakeup,
     sse_thousand_streams,
 );

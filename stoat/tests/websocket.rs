@@ -37,14 +37,14 @@ impl Session for Echo {
             self.0.senders.lock().unwrap().push(s);
         }
         if let Some(p) = ws.protocol() {
-            ws.send_text(&format!("protocol {p}"));
+            let _ = ws.send_text(format!("protocol {p}"));
         }
     }
 
     fn on_message(&mut self, ws: &mut WsContext<'_>, msg: Message<'_>) {
         match msg {
-            Message::Text(t) => ws.send_text(t),
-            Message::Binary(b) => ws.send_binary(b),
+            Message::Text(t) => ws.send_text(t).is_ok(),
+            Message::Binary(b) => ws.send_binary(b).is_ok(),
         };
     }
 
@@ -367,10 +367,10 @@ fn push_from_another_thread(model: Model) {
         assert!(start.elapsed() < TIMEOUT, "Full within the deadline");
         std::thread::yield_now();
     };
-    assert_eq!(full, SendError::Full);
+    assert_eq!(full, SendError::Full(&big));
     drop(c);
     wait_until("Closed after the client left", || {
-        sender.send_text("x") == Err(SendError::Closed)
+        sender.send_text("x") == Err(SendError::Closed("x"))
     });
     assert!(sender.is_closed());
     stop(server);

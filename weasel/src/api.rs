@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use percent_encoding::percent_decode_str;
-use stoat::app::{EventStream, Method, Request, Response, Server};
+use stoat::app::{Request, Response, Server, StartError};
 
-use crate::commit;
+use crate::commit::{self, CommitRoute};
 use crate::status::Outcome;
 use crate::store::Store;
 use crate::PIPELINE;
@@ -39,12 +39,11 @@ pub const DEFAULT_LIST_LIMIT: usize = 100;
 /// Largest `limit` of `GET /v1/kv`.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
-/// Adds Weasel's routes and its batch handler to `server`.
-pub fn routes(server: Server, store: Arc<Store>) -> Server {
+/// Adds Weasel's routes and its batch handler to `server`. Errors if the
+/// configuration has no `commit_status` pipeline.
+pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
     let hub = store.hub.clone();
-    let (s0, s1, s2, s3, s4, s5, s6, s7) = (
-        store.clone(),
-        store.clone(),
+    let (s0, s1, s2, s3, s4, s5) = (
         store.clone(),
         store.clone(),
         store.clone(),
@@ -52,27 +51,20 @@ pub fn routes(server: Server, store: Arc<Store>) -> Server {
         store.clone(),
         store,
     );
-    server
+    let mut server = server
         .get("/healthz", move |_| healthz(&s0))
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
         .get("/v1/kv", move |req| list(&s3, req))
-        .on_pipeline(PIPELINE, Method::Post, COMMIT_PATH, move |req: &Request| {
-            commit::handle_one(&s4, req)
+        .sse("/v1/watch", move |req, stream| {
+            s4.hub.subscribe(req, stream)
         })
-        .on_pipeline(
-            PIPELINE,
-            Method::Get,
-            "/v1/status/{request_id}",
-            move |req: &Request| status(&s5, req),
-        )
-        .sse("/v1/watch", move |req: &Request, stream: EventStream| {
-            s6.hub.subscribe(req, stream)
-        })
-        .pipeline_batch(PIPELINE, move |jobs: &mut [stoat::app::Job]| {
-            commit::handle_batch(&s7, jobs)
-        })
-        .on_stop(move || hub.close_all())
+        .on_stop(move || hub.close_all());
+    server
+        .pipeline(PIPELINE, move |jobs| commit::handle_batch(&s5, jobs))?
+        .post(COMMIT_PATH, CommitRoute::Commit)
+        .get("/v1/status/{request_id}", CommitRoute::Status);
+    Ok(server)
 }
 
 /// 200 `{"status":"ok"}`, or 503 `{"status":"unhealthy","error":"storage","message":WHY}`
@@ -213,14 +205,15 @@ fn list(store: &Store, req: &Request<'_>) -> Response {
     json_bytes(200, body)
 }
 
-fn status(store: &Store, req: &Request<'_>) -> Response {
+/// `GET /v1/status/{request_id}`: the outcome of a commit by request id.
+pub fn status(store: &Store, req: &Request<'_>) -> Response {
     let id = match decoded(req.param("request_id").unwrap_or("")) {
         Ok(id) => id,
         Err(m) => return error(400, "bad_request", &format!("request_id: {m}")),
     };
     match store.status(&id) {
         Some(o @ Outcome::Committed { .. }) | Some(o @ Outcome::Conflict { .. }) => {
-            commit::outcome_response(&o).status(200)
+            commit::outcome_response(&o).with_status(200)
         }
         None => json(
             404,
@@ -247,7 +240,7 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response {
 }
 
 fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-    Response::json_bytes(body).status(status)
+    Response::json_bytes(body).with_status(status)
 }
 
 /// A JSON error answer: `{"error": code, "message": message}`.

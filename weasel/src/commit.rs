@@ -14,11 +14,11 @@
 //! 4. Only then is the state changed (a short write lock), watchers told,
 //!    outcomes recorded, and each request answered.
 //!
-//! `GET /v1/status/{id}` jobs are left to their route handler, which the
-//! pipeline runs right after this batch's commits are answered. If the log
-//! write fails, the chunk is answered 503 and `/healthz` says why until a
-//! later write succeeds; after a failed fsync every later commit is 503
-//! and the server stops (see `store/log.rs`).
+//! `GET /v1/status/{id}` jobs ([`CommitRoute::Status`]) are answered after
+//! this batch's commits, so a status query sees the commits of its batch.
+//! If the log write fails, the chunk is answered 503 and `/healthz` says why
+//! until a later write succeeds; after a failed fsync every later commit is
+//! 503 and the server stops (see `store/log.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use serde_bytes::ByteBuf;
 use stoat::app::{Job, Request, Response};
 
-use crate::api::{self, COMMIT_PATH};
+use crate::api;
 use crate::codec::{CodecError, CommitRequest, OpKind};
 use crate::status::Outcome;
 use crate::store::record::{BatchRecord, Entry, LoggedOp, LoggedOutcome};
@@ -42,21 +42,28 @@ pub struct Checked {
     request: CommitRequest,
 }
 
-/// The batch handler: see the module doc.
-pub fn handle_batch(store: &Store, jobs: &mut [Job]) {
+/// The routes of the `commit_status` pipeline: what each job carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitRoute {
+    /// `POST /v1/commit`.
+    Commit,
+    /// `GET /v1/status/{request_id}`.
+    Status,
+}
+
+/// The batch handler: see the module doc. An answer that cannot be
+/// delivered (`Err`: the client left) is dropped: the commit stands.
+pub fn handle_batch(store: &Store, jobs: &mut [Job<CommitRoute>]) {
     let mut commits: Vec<(usize, Checked)> = Vec::new();
     for (i, job) in jobs.iter_mut().enumerate() {
-        let parsed = {
-            let req = job.request();
-            if req.path() != COMMIT_PATH {
-                continue;
-            }
-            check(store, &req)
-        };
+        if job.route() != CommitRoute::Commit {
+            continue;
+        }
+        let parsed = check(store, &job.request());
         match parsed {
             Ok(c) => commits.push((i, c)),
             Err(response) => {
-                job.respond(response);
+                let _ = job.respond(response);
             }
         }
     }
@@ -67,19 +74,14 @@ pub fn handle_batch(store: &Store, jobs: &mut [Job]) {
         let (indices, requests): (Vec<usize>, Vec<Checked>) = chunk.into_iter().unzip();
         let responses = commit_chunk(store, requests);
         for (i, response) in indices.into_iter().zip(responses) {
-            jobs[i].respond(response);
+            let _ = jobs[i].respond(response);
         }
     }
-}
-
-/// `POST /v1/commit` run on its own (when no batch handler took it): the
-/// same path with a chunk of one.
-pub fn handle_one(store: &Store, req: &Request<'_>) -> Response {
-    match check(store, req) {
-        Ok(c) => commit_chunk(store, vec![c])
-            .pop()
-            .unwrap_or_else(|| Response::new(500)),
-        Err(response) => response,
+    for job in jobs.iter_mut() {
+        if job.route() == CommitRoute::Status {
+            let response = api::status(store, &job.request());
+            let _ = job.respond(response);
+        }
     }
 }
 

@@ -63,6 +63,6 @@ pub const PIPELINE: &str = "commit_status";
 pub fn build(config: WeaselConfig) -> io::Result<(Server, Arc<Store>, Recovery)> {
     let (store, recovery) = Store::open(config.store, Codecs::default())?;
     let store = Arc::new(store);
-    let server = api::routes(Server::new(config.server), store.clone());
+    let server = api::routes(Server::new(config.server), store.clone())?;
     Ok((server, store, recovery))
 }

@@ -21,7 +21,10 @@
 //!   is queued to watchers but not yet taken by their connections by
 //!   `weasel.watch_buffer_bytes`, split evenly between the watchers (a
 //!   watcher's share). A watcher whose queue would go over its share is
-//!   left where it is, to be retried; a watcher whose next version has
+//!   left where it is and registers the watch thread's waker with its
+//!   stream (`EventStream::poll_queued_at_most`; `poll_writable` when the
+//!   stream's event backlog is full): the network thread wakes it when the
+//!   client has taken events, and it retries then (no polling on a timer); a watcher whose next version has
 //!   left the history is too slow: it gets a final `event: error`
 //!   (`too_slow`) and is closed. If even that cannot be queued within
 //!   [`FINAL_EVENT_GRACE`], the stream is closed without it. Besides, a
@@ -39,17 +42,15 @@
 //! so a healthy client would be cut off by a burst it can absorb.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::task::{Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use stoat::app::{Event, EventStream, Request, SendError};
+use stoat::app::{EventStream, Request, SendError, SseEvent};
 
 use crate::config::StoreConfig;
 use crate::store::Change;
-
-/// How often a watcher whose backlog was full is retried.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How often closed watchers are looked for when nothing happens.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -169,7 +170,7 @@ struct Watcher {
     /// The next version to send.
     next: u64,
     /// The final event still to queue, and since when.
-    closing: Option<(Event, Instant)>,
+    closing: Option<(SseEvent, Instant)>,
 }
 
 impl Hub {
@@ -285,7 +286,7 @@ impl Hub {
             return;
         }
         // Tell the client at once that it is subscribed, and from where.
-        let _ = stream.send(Event::comment(format!("watching after version {from}")));
+        let _ = stream.send(SseEvent::comment(format!("watching after version {from}")));
         g.watchers.push(Watcher {
             stream,
             next: from + 1,
@@ -301,11 +302,12 @@ impl Hub {
     }
 
     /// The watch thread.
-    fn run(&self) {
+    fn run(self: Arc<Self>) {
+        let waker = Waker::from(Arc::new(Kick(Arc::downgrade(&self))));
         let mut g = self.lock();
         loop {
             g.dirty = false;
-            let stalled = g.send_all(self.buffer_bytes);
+            g.send_all(self.buffer_bytes, &waker);
             if g.freed >= TRIM_AFTER {
                 // Large events and queues went back to the allocator; give
                 // the pages back to the system (issue: memory after a
@@ -313,13 +315,8 @@ impl Hub {
                 g.freed = 0;
                 stoat::sys::release_free_heap();
             }
-            let wait = if stalled {
-                RETRY_INTERVAL
-            } else {
-                SWEEP_INTERVAL
-            };
             if !g.dirty {
-                g = match self.changed.wait_timeout(g, wait) {
+                g = match self.changed.wait_timeout(g, SWEEP_INTERVAL) {
                     Ok((g, _)) => g,
                     Err(e) => e.into_inner().0,
                 };
@@ -328,25 +325,48 @@ impl Hub {
     }
 }
 
+/// Wakes the watch thread when a full stream has room again (called on a
+/// network thread, outside the stream's own lock).
+struct Kick(Weak<Hub>);
+
+impl Wake for Kick {
+    fn wake(self: Arc<Self>) {
+        if let Some(hub) = self.0.upgrade() {
+            // Under the hub's lock: the watch thread either has not yet
+            // checked `dirty` (and sees it) or is waiting (and is notified).
+            hub.lock().dirty = true;
+            hub.changed.notify_one();
+        }
+    }
+}
+
 impl Inner {
-    /// Sends what each watcher can take; whether any is waiting for room.
+    /// Sends what each watcher can take. A watcher that cannot take more
+    /// registers `waker` for when it can; if it can already, `dirty` is set
+    /// so that the watch thread goes round again at once.
     ///
     /// A watcher's share is `buffer / watchers`: the next event is queued
     /// only while the bytes its connection has not yet taken stay within
     /// the share (an event larger than the share goes alone, to an empty
     /// queue). The event's bytes are shared (one `Arc` for every watcher),
     /// so a share costs memory only for events no longer in the history.
-    fn send_all(&mut self, buffer: usize) -> bool {
+    fn send_all(&mut self, buffer: usize, waker: &Waker) {
         let Inner {
             history,
             watchers,
             bytes,
             freed,
+            dirty,
             ..
         } = self;
         let oldest = history.front().map(|e| e.version);
         let share = buffer / watchers.len().max(1);
-        let mut stalled = false;
+        let mut again = false;
+        let mut stalled = |ready: Poll<()>| {
+            if ready.is_ready() {
+                again = true;
+            }
+        };
         watchers.retain_mut(|w| {
             if w.stream.is_closed() {
                 // Its connection freed what it held (up to about a share).
@@ -372,13 +392,16 @@ impl Inner {
                             }
                             let queued = w.stream.queued_bytes();
                             if queued > 0 && queued + encoded.len() > share {
-                                stalled = true; // Over its share: wait.
+                                // Over its share: wait until it has taken
+                                // enough for this event.
+                                let limit = share.saturating_sub(encoded.len());
+                                stalled(w.stream.poll_queued_at_most(limit, waker));
                                 return true;
                             }
                             match w.stream.send_shared(encoded.clone()) {
                                 Ok(()) => w.next = e.version + 1,
-                                Err(SendError::Full) => {
-                                    stalled = true;
+                                Err(SendError::Full(_)) => {
+                                    stalled(w.stream.poll_writable(waker));
                                     return true;
                                 }
                                 Err(_) => return false,
@@ -389,19 +412,21 @@ impl Inner {
                     None => return true,
                 }
             }
-            let Some((event, since)) = &w.closing else {
+            let Some((event, since)) = w.closing.take() else {
                 return true;
             };
-            match w.stream.send(event.clone()) {
+            match w.stream.send(event) {
                 Ok(()) => false, // Dropping the stream ends the response.
-                Err(SendError::Full) if since.elapsed() < FINAL_EVENT_GRACE => {
-                    stalled = true;
+                Err(SendError::Full(event)) if since.elapsed() < FINAL_EVENT_GRACE => {
+                    // The event comes back: kept for the retry.
+                    w.closing = Some((event, since));
+                    stalled(w.stream.poll_writable(waker));
                     true
                 }
                 Err(_) => false,
             }
         });
-        stalled
+        *dirty |= again;
     }
 }
 
@@ -424,7 +449,7 @@ fn start_from(req: &Request<'_>, stream: &EventStream) -> Result<Option<u64>, St
     }
 }
 
-fn error_event(error: &str, message: &str) -> Event {
+fn error_event(error: &str, message: &str) -> SseEvent {
     let data = serde_json::json!({ "error": error, "message": message }).to_string();
-    Event::data(data).event("error")
+    SseEvent::data(data).event("error")
 }

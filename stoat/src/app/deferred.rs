@@ -3,7 +3,8 @@
 //!
 //! Contract:
 //! - A [`Responder`] is `Send + 'static`: move it to any thread, executor or
-//!   callback and call [`Responder::send`] once. Dropped unanswered, it
+//!   callback and call [`Responder::send`] once (`Err(SendError::Closed)`
+//!   gives the response back when it can no longer be delivered). Dropped unanswered, it
 //!   answers `500` (counted as abandoned). Unanswered at the request
 //!   deadline (`request_timeout_sec`), the client gets `503` and the late
 //!   answer is discarded. A client that disconnects while its request is
@@ -11,7 +12,9 @@
 //! - An [`EventStream`] is `Send + 'static`: [`EventStream::send`] queues an
 //!   event for the client without blocking. The per-stream backlog is
 //!   bounded (`sse_backlog`): a full backlog returns [`SendError::Full`] at
-//!   once, a gone client [`SendError::Closed`]. Dropping the stream ends the
+//!   once, a gone client [`SendError::Closed`], each with the event back.
+//!   [`EventStream::poll_writable`] registers a [`Waker`] woken when there
+//!   is room again (no polling on a timer). Dropping the stream ends the
 //!   response (the last chunk is sent after the queued events). Idle streams
 //!   get a heartbeat comment every `sse_heartbeat_sec`.
 //! - The network thread that owns the connection writes everything; these
@@ -21,6 +24,7 @@
 use std::fmt::{self, Write as _};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 
 use crate::app::{IntoResponse, Response};
 use crate::runtime::link::Link;
@@ -36,14 +40,19 @@ impl Responder {
         Responder { link: Some(link) }
     }
 
-    /// Sends the response. `false`: it was discarded, because the client is
-    /// gone or the deadline passed (a 503 went out instead).
-    pub fn send(mut self, response: impl IntoResponse) -> bool {
-        let Some(link) = self.link.take() else {
-            return false;
-        };
+    /// Sends the response. `Err(SendError::Closed(response))`: it cannot
+    /// be delivered, because the client is gone or the deadline passed (a
+    /// 503 went out instead). Never `Full`.
+    pub fn send(mut self, response: impl IntoResponse) -> Result<(), SendError<Response>> {
         let response = response.into_response();
-        link.answer(Box::new(move |sink| response.send(sink)))
+        let Some(link) = self.link.take() else {
+            return Err(SendError::Closed(response));
+        };
+        if !link.claim() {
+            return Err(SendError::Closed(response));
+        }
+        link.deliver(Box::new(move |sink| response.send(sink)));
+        Ok(())
     }
 
     /// Whether the answer can no longer reach the client: it disconnected,
@@ -66,7 +75,7 @@ impl Drop for Responder {
                 link.counters.abandoned.fetch_add(1, Ordering::Relaxed);
                 link.answer(Box::new(|sink| {
                     Response::text("the handler dropped the request unanswered\n")
-                        .status(500)
+                        .with_status(500)
                         .send(sink)
                 }));
             }
@@ -87,12 +96,12 @@ impl fmt::Debug for Responder {
 /// line per line), or a comment.
 ///
 /// ```
-/// use stoat::app::Event;
-/// let e = Event::data("line one\nline two").id("7").event("update");
+/// use stoat::app::SseEvent;
+/// let e = SseEvent::data("line one\nline two").id("7").event("update");
 /// assert_eq!(e.encode(), b"id: 7\nevent: update\ndata: line one\ndata: line two\n\n");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Event {
+pub struct SseEvent {
     id: Option<String>,
     event: Option<String>,
     data: Option<String>,
@@ -100,38 +109,38 @@ pub struct Event {
     comment: Option<String>,
 }
 
-impl Event {
+impl SseEvent {
     /// An event carrying `data`.
-    pub fn data(data: impl Into<String>) -> Event {
-        Event {
+    pub fn data(data: impl Into<String>) -> SseEvent {
+        SseEvent {
             data: Some(data.into()),
-            ..Event::default()
+            ..SseEvent::default()
         }
     }
 
     /// A comment (ignored by clients; keeps proxies from timing out).
-    pub fn comment(text: impl Into<String>) -> Event {
-        Event {
+    pub fn comment(text: impl Into<String>) -> SseEvent {
+        SseEvent {
             comment: Some(text.into()),
-            ..Event::default()
+            ..SseEvent::default()
         }
     }
 
     /// Sets the event id (what `Last-Event-ID` carries on reconnect).
     /// CR and LF are removed: they would end the field.
-    pub fn id(mut self, id: impl Into<String>) -> Event {
+    pub fn id(mut self, id: impl Into<String>) -> SseEvent {
         self.id = Some(id.into());
         self
     }
 
     /// Sets the event type.
-    pub fn event(mut self, event: impl Into<String>) -> Event {
+    pub fn event(mut self, event: impl Into<String>) -> SseEvent {
         self.event = Some(event.into());
         self
     }
 
     /// Sets the client's reconnection time in milliseconds.
-    pub fn retry(mut self, ms: u64) -> Event {
+    pub fn retry(mut self, ms: u64) -> SseEvent {
         self.retry = Some(ms);
         self
     }
@@ -203,17 +212,40 @@ impl EventStream {
     }
 
     /// Queues `event` for the client. Never blocks: a full backlog is
-    /// [`SendError::Full`] (nothing queued; try later or drop events), a
-    /// gone client [`SendError::Closed`].
-    pub fn send(&self, event: Event) -> Result<(), SendError> {
-        self.link.push_event(event.encode())
+    /// [`SendError::Full`] (nothing queued; wait with
+    /// [`EventStream::poll_writable`] and retry, or drop events), a gone
+    /// client [`SendError::Closed`]; both give the event back.
+    pub fn send(&self, event: SseEvent) -> Result<(), SendError<SseEvent>> {
+        self.link
+            .push_event(event.encode())
+            .map_err(|e| e.map(|_| event))
     }
 
-    /// Queues an event already encoded ([`Event::encode`]) and shared: the
-    /// same bytes may be queued to many streams and are held once (a
+    /// Whether an event can be queued now. `Pending`: the backlog is full,
+    /// and `waker` is woken once (on the network thread, so its `wake`
+    /// must be quick) when the client has taken events and there is room,
+    /// or when the stream closes. `Ready`: send now (a closed stream then
+    /// says `Closed`). The check and the registration are atomic with the
+    /// network thread's draining: the wakeup cannot be lost. In async code
+    /// pass the task's waker; on a thread, a waker built from
+    /// [`std::task::Wake`] that unparks it or signals a condition variable.
+    pub fn poll_writable(&self, waker: &Waker) -> Poll<()> {
+        self.link.poll_writable(waker)
+    }
+
+    /// As [`EventStream::poll_writable`], and `Pending` also while more
+    /// than `limit` bytes of events are queued ([`EventStream::queued_bytes`]):
+    /// for a publisher that bounds each stream's memory in bytes. The
+    /// waker is woken whenever the client has taken events.
+    pub fn poll_queued_at_most(&self, limit: usize, waker: &Waker) -> Poll<()> {
+        self.link.poll_queued_at_most(limit, waker)
+    }
+
+    /// Queues an event already encoded ([`SseEvent::encode`]) and shared:
+    /// the same bytes may be queued to many streams and are held once (a
     /// publisher encodes each event once for all its subscribers). Same
     /// rules as [`EventStream::send`].
-    pub fn send_shared(&self, encoded: Arc<[u8]>) -> Result<(), SendError> {
+    pub fn send_shared(&self, encoded: Arc<[u8]>) -> Result<(), SendError<Arc<[u8]>>> {
         self.link.push_event(encoded)
     }
 
@@ -255,17 +287,20 @@ mod tests {
 
     #[test]
     fn multi_line_data_split_on_every_line_end() {
-        let e = Event::data("a\r\nb\nc\rd");
+        let e = SseEvent::data("a\r\nb\nc\rd");
         assert_eq!(e.encode(), b"data: a\ndata: b\ndata: c\ndata: d\n\n");
-        assert_eq!(Event::data("").encode(), b"data: \n\n");
-        assert_eq!(Event::data("x\n").encode(), b"data: x\ndata: \n\n");
+        assert_eq!(SseEvent::data("").encode(), b"data: \n\n");
+        assert_eq!(SseEvent::data("x\n").encode(), b"data: x\ndata: \n\n");
     }
 
     #[test]
     fn all_fields_in_order() {
-        let e = Event::data("d").id("1").event("e").retry(3000);
+        let e = SseEvent::data("d").id("1").event("e").retry(3000);
         assert_eq!(e.encode(), b"id: 1\nevent: e\nretry: 3000\ndata: d\n\n");
-        assert_eq!(Event::comment("hi").encode(), b": hi\n\n");
-        assert_eq!(Event::data("d").id("a\nb").encode(), b"id: ab\ndata: d\n\n");
+        assert_eq!(SseEvent::comment("hi").encode(), b": hi\n\n");
+        assert_eq!(
+            SseEvent::data("d").id("a\nb").encode(),
+            b"id: ab\ndata: d\n\n"
+        );
     }
 }

@@ -453,7 +453,7 @@ impl Files {
             res = res.header("Vary", "Accept-Encoding");
         }
         if not_modified(req, variant) {
-            return res.status(304);
+            return res.with_status(304);
         }
         res = res.header("Accept-Ranges", "bytes");
         let len = variant.len;
@@ -462,7 +462,7 @@ impl Files {
                 Range::Whole => {}
                 Range::Unsatisfiable => {
                     return res
-                        .status(416)
+                        .with_status(416)
                         .header("Content-Range", format!("bytes */{len}"));
                 }
                 Range::Part(first, last) => {
@@ -475,7 +475,7 @@ impl Files {
                         None => Body::Bytes(variant.data[first as usize..=last as usize].to_vec()),
                     };
                     return res
-                        .status(206)
+                        .with_status(206)
                         .header("Content-Range", format!("bytes {first}-{last}/{len}"))
                         .body(part);
                 }

@@ -17,7 +17,7 @@
 //!     }
 //! }
 //!
-//! fn main() -> std::io::Result<()> {
+//! fn main() -> Result<(), stoat::app::StartError> {
 //!     let mut config = Config::default();
 //!     config.http.port = 8080;
 //!     Server::new(config)
@@ -33,7 +33,8 @@
 //! ```
 //!
 //! Files, one concept each:
-//! - `server.rs`: [`Server`], the builder that starts the runtime.
+//! - `server.rs`: [`Server`], the one registration surface (every route
+//!   kind), and [`StartError`].
 //! - `router.rs`: [`Router`], method and path to handler; 404, 405, 501.
 //! - `path_tree.rs`: route patterns (`/users/{id}`) and path matching.
 //! - `request.rs`: [`Request`], the handler's view of a request.
@@ -44,8 +45,15 @@
 //! - `compress.rs`: gzip and brotli negotiated per request ([`Compression`]).
 //! - `files.rs`: static files ([`Files`]): ETag, Range, precompressed siblings.
 //! - `deferred.rs`: [`Responder`] (answer later, from any thread) and
-//!   [`EventStream`] (server-sent events).
-//! - `pipeline.rs`: pipeline routes' [`Job`]s and the pipeline threads.
+//!   [`EventStream`] (server-sent events, [`SseEvent`]).
+//! - `pipeline.rs`: typed pipelines: [`Pipeline`] (routes on a pipeline)
+//!   and [`Job`] (a request on a pipeline thread, with its route).
+//!
+//! Every `send` ([`Responder::send`], [`Job::respond`],
+//! [`EventStream::send`], [`WsSender`] and [`WsContext`]'s `send_*`)
+//! returns `Result<(), SendError<T>>`: on `Full` or `Closed` the item comes
+//! back. `EventStream::poll_writable` and `WsSender::poll_writable` take a
+//! [`Waker`](std::task::Waker) woken when there is room again.
 //! - `streaming.rs`: routes that take the request body as it arrives
 //!   ([`StreamingHandler`], [`BodyWriter`]).
 //! - `websocket.rs`: [`WebSocket`] endpoints, [`Session`] callbacks,
@@ -70,19 +78,19 @@ pub use compress::{
     compressible, negotiate, Choice, Coding, Compressed, CompressedBody, Compression, Encoder,
     Workers,
 };
-pub use deferred::{Event, EventStream, Responder, SendError};
+pub use deferred::{EventStream, Responder, SseEvent};
 pub use files::{Files, FilesError};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};
 pub use path_tree::{PatternError, MAX_PARAMS};
-pub use pipeline::{BatchHandler, Job};
+pub use pipeline::{per_job, Job, Pipeline};
 pub use query::{decode_form, decode_path, QueryPairs};
 pub use request::Request;
 pub use response::{IntoResponse, Response};
-pub use router::{RouteError, Router, StreamHandler, SuspendHandler};
-pub use server::Server;
+pub use router::{RouteError, Router};
+pub use server::{Server, StartError};
 pub use streaming::{BodyChunk, BodyHandler, BodyWriter, StreamingHandler};
 pub use websocket::{Message, Session, WebSocket, WsContext, WsSender};
 
 pub use crate::proto::{Method, Version};
-pub use crate::runtime::{Body, RawRequest, ServerHandle, Stats};
+pub use crate::runtime::{Body, RawRequest, SendError, ServerHandle, Stats};

@@ -49,10 +49,10 @@ const STACK_HEADERS: usize = 16;
 /// use stoat::app::Response;
 ///
 /// let res = Response::text("created")
-///     .status(201)
+///     .with_status(201)
 ///     .header("Location", "/items/7")
 ///     .header("Cache-Control", "no-store");
-/// assert_eq!(res.status_code(), 201);
+/// assert_eq!(res.status(), 201);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -128,11 +128,18 @@ impl Response {
         }
     }
 
-    /// Sets the status code (see [`Response::new`] for the valid range).
+    /// The response with status code `status` (see [`Response::new`] for
+    /// the valid range); [`Response::status`] reads it back.
     #[inline]
-    pub fn status(mut self, status: u16) -> Response {
+    pub fn with_status(mut self, status: u16) -> Response {
         self.status = final_status(status);
         self
+    }
+
+    /// Sets the status code in place; see [`Response::with_status`].
+    #[inline]
+    pub fn set_status(&mut self, status: u16) {
+        self.status = final_status(status);
     }
 
     /// Adds a header field. The name is a `&'static str` or a `String`; the
@@ -211,7 +218,7 @@ impl Response {
 
     /// The status code.
     #[inline]
-    pub fn status_code(&self) -> u16 {
+    pub fn status(&self) -> u16 {
         self.status
     }
 
@@ -407,7 +414,7 @@ impl IntoResponse for () {
 impl<T: IntoResponse> IntoResponse for (u16, T) {
     #[inline]
     fn into_response(self) -> Response {
-        self.1.into_response().status(self.0)
+        self.1.into_response().with_status(self.0)
     }
 }
 
@@ -446,7 +453,7 @@ mod tests {
     #[test]
     fn constructors() {
         let r = Response::text("Hello, World!");
-        assert_eq!(r.status_code(), 200);
+        assert_eq!(r.status(), 200);
         assert_eq!(
             fields(&r),
             pairs(&[("Content-Type", "text/plain; charset=utf-8")])
@@ -475,23 +482,23 @@ mod tests {
         );
         let r = Response::new(204);
         assert_eq!(
-            (r.status_code(), fields(&r), r.body_bytes()),
+            (r.status(), fields(&r), r.body_bytes()),
             (204, vec![], &b""[..])
         );
-        assert_eq!(Response::default().status_code(), 200);
+        assert_eq!(Response::default().status(), 200);
         assert_eq!(Response::ok().body("x").body_bytes(), b"x");
     }
 
     #[test]
     fn builder() {
         let r = Response::text("x")
-            .status(201)
+            .with_status(201)
             .header("Location", "/a")
             .header(String::from("Set-Cookie"), String::from("a=1"))
             .header("Set-Cookie", b"b=2".to_vec())
             .header("Retry-After", 5u32)
             .header("content-type", "text/csv");
-        assert_eq!(r.status_code(), 201);
+        assert_eq!(r.status(), 201);
         assert_eq!(
             fields(&r),
             pairs(&[
@@ -535,7 +542,7 @@ mod tests {
         assert_eq!(r.append_header("X\n", "v"), Err(InvalidHeader::Name));
         assert_eq!(r.append_header("X", vec![0u8]), Err(InvalidHeader::Value));
         assert_eq!(r.headers().count(), 0, "nothing added");
-        assert_eq!(InvalidHeader::Value.into_response().status_code(), 500);
+        assert_eq!(InvalidHeader::Value.into_response().status(), 500);
     }
 
     #[test]
@@ -562,14 +569,14 @@ mod tests {
     #[test]
     #[cfg(not(debug_assertions))]
     fn bad_status_is_500_in_release() {
-        assert_eq!(Response::new(99).status_code(), 500);
-        assert_eq!(Response::ok().status(1000).status_code(), 500);
+        assert_eq!(Response::new(99).status(), 500);
+        assert_eq!(Response::ok().with_status(1000).status(), 500);
     }
 
     #[test]
     fn into_response() {
         let r = "hi".into_response();
-        assert_eq!((r.status_code(), r.body_bytes()), (200, &b"hi"[..]));
+        assert_eq!((r.status(), r.body_bytes()), (200, &b"hi"[..]));
         assert_eq!(r.header_value("content-type"), Some(TEXT.as_bytes()));
         assert_eq!(String::from("s").into_response().body_bytes(), b"s");
         assert_eq!(Cow::Borrowed("c").into_response().body_bytes(), b"c");
@@ -577,19 +584,16 @@ mod tests {
         assert_eq!(r.header_value("content-type"), Some(OCTETS.as_bytes()));
         assert_eq!((&b"b"[..]).into_response().body_bytes(), b"b");
         let r = ().into_response();
-        assert_eq!((r.status_code(), r.body_bytes()), (200, &b""[..]));
+        assert_eq!((r.status(), r.body_bytes()), (200, &b""[..]));
         let r = (404, "missing").into_response();
-        assert_eq!((r.status_code(), r.body_bytes()), (404, &b"missing"[..]));
+        assert_eq!((r.status(), r.body_bytes()), (404, &b"missing"[..]));
         let r = (201, Response::text("x").header("X", "y")).into_response();
-        assert_eq!(
-            (r.status_code(), r.header_value("x")),
-            (201, Some(&b"y"[..]))
-        );
+        assert_eq!((r.status(), r.header_value("x")), (201, Some(&b"y"[..])));
         let ok: Result<&str, (u16, String)> = Ok("fine");
-        assert_eq!(ok.into_response().status_code(), 200);
+        assert_eq!(ok.into_response().status(), 200);
         let err: Result<&str, (u16, String)> = Err((409, "conflict".into()));
         let r = err.into_response();
-        assert_eq!((r.status_code(), r.body_bytes()), (409, &b"conflict"[..]));
+        assert_eq!((r.status(), r.body_bytes()), (409, &b"conflict"[..]));
         assert!(matches!(Response::ok().into_body(), Body::Empty));
     }
 

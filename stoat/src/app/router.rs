@@ -14,25 +14,24 @@
 //!   (RFC 9110 §9.3.2).
 //! - A handler that panics is answered with `500`; the connection lives on.
 //! - A bad pattern or a route registered twice is a programming error found
-//!   at startup: [`Router::route`] panics with the pattern and the reason,
-//!   as axum does; [`Router::try_route`] returns the error instead.
+//!   at startup: `Server::route` (and every registration method) panics
+//!   with the pattern and the reason, as axum does; `Server::try_route`
+//!   returns the error instead.
 //!
 //! As a [`Service`], the router answers inline on the network thread: it
 //! builds a [`Request`] (no allocation), routes it, runs the handler and
 //! encodes the [`Response`] straight into the connection's output.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 
 use crate::app::deferred::{EventStream, Responder};
 use crate::app::path_tree::{Captures, PathTree, Pattern, PatternError};
-use crate::app::pipeline::{Job, Pipeline, PipelineRoute};
+use crate::app::pipeline::Enqueue;
 use crate::app::request::path_of;
 use crate::app::streaming::{self, StreamingHandler};
 use crate::app::websocket::WebSocket;
-use crate::app::{Handler, IntoResponse, Request, Response};
+use crate::app::{Handler, Request, Response};
 use crate::proto::encode::Header;
 use crate::proto::Method;
 use crate::runtime::{BodySink, BodyStream, RawRequest, ResponseSink, Service};
@@ -50,17 +49,10 @@ const METHODS: [Method; 9] = [
     Method::Connect,
 ];
 
-/// Routes requests to handlers. Build it with chained calls, then give it to
-/// a [`Server`](super::Server) (or serve it as a [`Service`]).
-///
-/// ```
-/// use stoat::app::{Request, Router};
-///
-/// let router = Router::new()
-///     .get("/", |_: &Request| "home")
-///     .get("/users/{id}", |req: &Request| format!("user {}", req.param("id").unwrap_or("")))
-///     .post("/users", |req: &Request| (201, req.body().to_vec()));
-/// ```
+/// Routes requests to handlers: the table a [`Server`](super::Server)'s
+/// registration methods build (the one way to add routes). Reach it with
+/// [`Server::router`](super::Server::router) to answer requests without
+/// sockets ([`Router::handle`]); it is the [`Service`] the runtime runs.
 #[derive(Default)]
 pub struct Router {
     tree: PathTree,
@@ -88,7 +80,7 @@ struct Route {
 }
 
 /// How a route answers.
-enum Kind {
+pub(crate) enum Kind {
     /// On the network thread, at once.
     Inline(Box<dyn Handler>),
     /// Suspended: the handler gets a [`Responder`] to answer from anywhere.
@@ -99,18 +91,14 @@ enum Kind {
     BodyStream(Box<dyn StreamingHandler>),
     /// A WebSocket endpoint.
     WebSocket(Box<WebSocket>),
-    /// On a pipeline's threads; `pipeline` is bound when the server starts.
-    Pipeline {
-        name: Box<str>,
-        route: Arc<PipelineRoute>,
-        pipeline: Option<Arc<Pipeline>>,
-    },
+    /// On a pipeline's threads (see `pipeline.rs`).
+    Pipeline(Box<dyn Enqueue>),
 }
 
 /// A handler that answers later: it gets the request and a [`Responder`]
 /// (`Send + 'static`) to answer with from any thread. It runs on the
 /// network thread, so it must only hand the work off, not do it.
-pub trait SuspendHandler: Send + Sync + 'static {
+pub(crate) trait SuspendHandler: Send + Sync + 'static {
     /// Starts answering `req`.
     fn call(&self, req: &Request<'_>, responder: Responder);
 }
@@ -128,7 +116,7 @@ where
 /// and the [`EventStream`] (`Send + 'static`) to push events into from any
 /// thread. It runs on the network thread, so it must only hand the stream
 /// off. The response ends when the stream is dropped.
-pub trait StreamHandler: Send + Sync + 'static {
+pub(crate) trait StreamHandler: Send + Sync + 'static {
     /// Starts the stream for `req`.
     fn call(&self, req: &Request<'_>, stream: EventStream);
 }
@@ -202,165 +190,29 @@ enum Routed<'r> {
 }
 
 impl Router {
-    /// An empty router: every request gets 404.
-    pub fn new() -> Router {
-        Router::default()
-    }
-
-    /// Routes `method` requests whose path matches `pattern` to `handler`.
-    ///
-    /// `pattern`: `/` and segments separated by `/`; a segment is literal
-    /// text or a whole-segment parameter `{name}` (ASCII letters, digits,
-    /// `_`, `-`), at most [`MAX_PARAMS`](super::MAX_PARAMS) of them. A
-    /// closure passed here needs its argument type written out
-    /// (`|req: &Request| ...`); [`Router::get`] and the other method
-    /// helpers infer it.
-    ///
-    /// # Panics
-    ///
-    /// On a malformed pattern, a method and pattern shape registered twice,
-    /// or `Method::Other` (see [`RouteError`]; [`Router::try_route`] returns
-    /// it instead).
-    #[track_caller]
-    pub fn route<H: Handler>(mut self, method: Method, pattern: &str, handler: H) -> Router {
-        if let Err(e) = self.try_route(method, pattern, handler) {
-            panic!("{e}");
-        }
-        self
-    }
-
-    /// [`Router::route`], returning the error instead of panicking.
-    pub fn try_route<H: Handler>(
+    /// Adds a route: `kind` gets the pattern's parameter names. The one
+    /// way routes are added; `Server`'s registration methods build the
+    /// kinds.
+    pub(crate) fn add(
         &mut self,
         method: Method,
         pattern: &str,
-        handler: H,
+        kind: impl FnOnce(Box<[Box<str>]>) -> Kind,
     ) -> Result<(), RouteError> {
-        self.add(method, pattern, |_| Kind::Inline(Box::new(handler)))
-    }
-
-    /// Routes `method` requests matching `pattern` to `handler`, which
-    /// answers later through a [`Responder`]; see [`SuspendHandler`] and
-    /// [`Router::route`] (same panics).
-    #[track_caller]
-    pub fn suspend<H: SuspendHandler>(
-        mut self,
-        method: Method,
-        pattern: &str,
-        handler: H,
-    ) -> Router {
-        if let Err(e) = self.add(method, pattern, |_| Kind::Suspend(Box::new(handler))) {
-            panic!("{e}");
-        }
-        self
-    }
-
-    /// Routes `GET` requests matching `pattern` to a server-sent event
-    /// stream; see [`StreamHandler`] and [`Router::route`] (same panics).
-    #[track_caller]
-    pub fn sse<H: StreamHandler>(mut self, pattern: &str, handler: H) -> Router {
-        if let Err(e) = self.add(Method::Get, pattern, |_| Kind::Stream(Box::new(handler))) {
-            panic!("{e}");
-        }
-        self
-    }
-
-    /// Routes `method` requests matching `pattern` to `handler`, which
-    /// takes the request body as it arrives instead of whole; see
-    /// [`StreamingHandler`] and [`Router::route`] (same panics).
-    #[track_caller]
-    pub fn streaming<H: StreamingHandler>(
-        mut self,
-        method: Method,
-        pattern: &str,
-        handler: H,
-    ) -> Router {
-        if let Err(e) = self.add(method, pattern, |_| Kind::BodyStream(Box::new(handler))) {
-            panic!("{e}");
-        }
-        self.streams_bodies = true;
-        self
-    }
-
-    /// Routes `GET` requests matching `pattern` to a WebSocket endpoint;
-    /// see [`WebSocket`] and [`Router::route`] (same panics).
-    #[track_caller]
-    pub fn websocket(mut self, pattern: &str, endpoint: WebSocket) -> Router {
-        if let Err(e) = self.add(Method::Get, pattern, |_| {
-            Kind::WebSocket(Box::new(endpoint))
-        }) {
-            panic!("{e}");
-        }
-        self
-    }
-
-    /// Routes `method` requests matching `pattern` to `handler`, run on the
-    /// threads of the pipeline `pipeline` (`[http.pipelines.NAME]` in the
-    /// config; checked when the server starts). See `pipeline.rs` and
-    /// [`Router::route`] (same panics).
-    #[track_caller]
-    pub fn on_pipeline<H: Handler>(
-        mut self,
-        pipeline: &str,
-        method: Method,
-        pattern: &str,
-        handler: H,
-    ) -> Router {
-        let added = self.add(method, pattern, |names| Kind::Pipeline {
-            name: pipeline.into(),
-            route: Arc::new(PipelineRoute {
-                handler: Box::new(handler),
-                names,
-            }),
-            pipeline: None,
-        });
-        if let Err(e) = added {
-            panic!("{e}");
-        }
-        self
-    }
-
-    /// The names of the pipelines routes run on.
-    pub(crate) fn pipeline_names(&self) -> impl Iterator<Item = &str> {
-        self.endpoints
-            .iter()
-            .flat_map(|e| e.routes.iter().flatten())
-            .filter_map(|r| match &r.kind {
-                Kind::Pipeline { name, .. } => Some(&**name),
-                _ => None,
-            })
-    }
-
-    /// Connects pipeline routes to the running pipelines. Errors name a
-    /// route whose pipeline is not in `pipelines`.
-    pub(crate) fn bind_pipelines(
-        &mut self,
-        pipelines: &BTreeMap<String, Arc<Pipeline>>,
-    ) -> Result<(), String> {
-        for endpoint in &mut self.endpoints {
-            for (method, route) in METHODS.iter().zip(endpoint.routes.iter_mut()) {
-                if let Some(Route {
-                    kind: Kind::Pipeline { name, pipeline, .. },
-                    ..
-                }) = route
-                {
-                    let Some(p) = pipelines.get(&**name) else {
-                        return Err(format!(
-                            "route {} {} runs on pipeline `{name}`, which is not configured \
-                             (add [http.pipelines.{name}] to the config)",
-                            method.as_str().unwrap_or("?"),
-                            endpoint.pattern
-                        ));
-                    };
-                    *pipeline = Some(p.clone());
-                }
+        let streams = &mut self.streams_bodies;
+        let kind = |names| {
+            let kind = kind(names);
+            if matches!(kind, Kind::BodyStream(_)) {
+                *streams = true;
             }
-        }
-        Ok(())
+            kind
+        };
+        Self::insert(&mut self.tree, &mut self.endpoints, method, pattern, kind)
     }
 
-    fn add(
-        &mut self,
+    fn insert(
+        tree: &mut PathTree,
+        endpoints: &mut Vec<Endpoint>,
         method: Method,
         pattern: &str,
         kind: impl FnOnce(Box<[Box<str>]>) -> Kind,
@@ -374,15 +226,15 @@ impl Router {
             pattern: pattern.to_owned(),
             source,
         })?;
-        let id = self.tree.insert(&parsed);
-        if id == self.endpoints.len() {
-            self.endpoints.push(Endpoint {
+        let id = tree.insert(&parsed);
+        if id == endpoints.len() {
+            endpoints.push(Endpoint {
                 pattern: pattern.into(),
                 routes: Default::default(),
                 allow: "".into(),
             });
         }
-        let endpoint = &mut self.endpoints[id];
+        let endpoint = &mut endpoints[id];
         if endpoint.routes[slot].is_some() {
             return Err(RouteError::Duplicate {
                 method: name,
@@ -397,57 +249,6 @@ impl Router {
         });
         endpoint.allow = allow(&endpoint.routes).into();
         Ok(())
-    }
-
-    /// Routes `GET` (and, unless routed apart, `HEAD`) to `handler`; see
-    /// [`Router::route`].
-    #[track_caller]
-    pub fn get<F, R>(self, pattern: &str, handler: F) -> Router
-    where
-        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
-        R: IntoResponse,
-    {
-        self.route(Method::Get, pattern, handler)
-    }
-
-    /// Routes `POST` to `handler`; see [`Router::route`].
-    #[track_caller]
-    pub fn post<F, R>(self, pattern: &str, handler: F) -> Router
-    where
-        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
-        R: IntoResponse,
-    {
-        self.route(Method::Post, pattern, handler)
-    }
-
-    /// Routes `PUT` to `handler`; see [`Router::route`].
-    #[track_caller]
-    pub fn put<F, R>(self, pattern: &str, handler: F) -> Router
-    where
-        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
-        R: IntoResponse,
-    {
-        self.route(Method::Put, pattern, handler)
-    }
-
-    /// Routes `DELETE` to `handler`; see [`Router::route`].
-    #[track_caller]
-    pub fn delete<F, R>(self, pattern: &str, handler: F) -> Router
-    where
-        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
-        R: IntoResponse,
-    {
-        self.route(Method::Delete, pattern, handler)
-    }
-
-    /// Routes `PATCH` to `handler`; see [`Router::route`].
-    #[track_caller]
-    pub fn patch<F, R>(self, pattern: &str, handler: F) -> Router
-    where
-        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
-        R: IntoResponse,
-    {
-        self.route(Method::Patch, pattern, handler)
     }
 
     /// Answers one request: routes it, runs the handler, and returns the
@@ -601,27 +402,18 @@ impl Service for Router {
                 let req = Request::routed(*raw, path, &route.names, caps.spans());
                 endpoint.accept(&req, sink);
             }
-            Kind::Pipeline {
-                route: pr,
-                pipeline,
-                ..
-            } => {
-                let Some(pipeline) = pipeline else {
-                    return Response::new(500).send(sink);
-                };
+            Kind::Pipeline(queue) => {
                 let Some(link) = sink.suspend() else {
                     return Response::new(500).send(sink);
                 };
-                let job = Job::new(raw, path, caps, pr.clone(), Responder::new(link.clone()));
-                if let Err(job) = pipeline.ring.try_push(job) {
+                let responder = Responder::new(link.clone());
+                if let Err(responder) = queue.enqueue(raw, path, caps, responder) {
                     // Full: answer at once, without waking anyone.
-                    if let Some(r) = job.into_responder() {
-                        r.disarm();
-                    }
+                    responder.disarm();
                     sink.unsuspend(&link);
                     // RFC 9110 §15.6.4 and §10.2.3: 503 with Retry-After.
                     Response::text("the service is busy; retry shortly\n")
-                        .status(503)
+                        .with_status(503)
                         .header("Retry-After", "1")
                         .send(sink);
                 }
@@ -711,13 +503,14 @@ mod tests {
     use super::*;
     use crate::app::request::tests::head;
     use crate::app::Body;
+    use crate::app::Server;
     use crate::proto::{Conn, DateCache, Event, Limits, RequestHead};
     use crate::runtime::outbox::Outbox;
     use crate::runtime::ArenaSlot;
 
     /// A router whose handlers answer with their own name.
     fn router() -> Router {
-        Router::new()
+        Server::default()
             .get("/", |_| "root")
             .get("/plaintext", |_| "plain")
             .post("/plaintext", |_| "plain-post")
@@ -727,9 +520,10 @@ mod tests {
             .get("/users/{id}/posts/{post}", |_| "post")
             .put("/kv/{key}", |_| "kv-put")
             .patch("/kv/{key}", |_| "kv-patch")
-            .route(Method::Head, "/only-head", |_: &Request| "head")
-            .route(Method::Options, "/opt", |_: &Request| "opt")
+            .route(Method::Head, "/only-head", |_| "head")
+            .route(Method::Options, "/opt", |_| "opt")
             .get("/dir/", |_| "dir")
+            .into_router()
     }
 
     /// What routing `method path` gives: the handler's answer and the
@@ -832,7 +626,7 @@ mod tests {
             assert_eq!(answer(&r, "GET", target), "404", "{target}");
         }
         assert_eq!(answer(&r, "GET", "/dir/"), "dir");
-        assert_eq!(answer(&Router::new(), "GET", "/"), "404");
+        assert_eq!(answer(&Router::default(), "GET", "/"), "404");
     }
 
     #[test]
@@ -857,9 +651,10 @@ mod tests {
         );
         assert_eq!(answer(&r, "HEAD", "/only-head"), "head");
         // A HEAD route of its own wins over GET.
-        let r = Router::new()
+        let r = Server::default()
             .get("/x", |_| "get")
-            .route(Method::Head, "/x", |_: &Request| "head");
+            .route(Method::Head, "/x", |_| "head")
+            .into_router();
         assert_eq!(answer(&r, "HEAD", "/x"), "head");
         assert_eq!(answer(&r, "POST", "/x"), "405 GET, HEAD");
     }
@@ -873,43 +668,41 @@ mod tests {
 
     #[test]
     fn route_errors() {
-        let mut r = Router::new();
-        r.try_route(Method::Get, "/a/{x}", |_: &Request| "")
-            .unwrap();
+        let mut r = Server::default();
+        r.try_route(Method::Get, "/a/{x}", |_| "").unwrap();
         assert_eq!(
-            r.try_route(Method::Get, "/a/{y}", |_: &Request| ""),
+            r.try_route(Method::Get, "/a/{y}", |_| ""),
             Err(RouteError::Duplicate {
                 method: "GET",
                 pattern: "/a/{y}".into(),
                 existing: "/a/{x}".into()
             })
         );
-        r.try_route(Method::Post, "/a/{y}", |_: &Request| "")
-            .unwrap();
+        r.try_route(Method::Post, "/a/{y}", |_| "").unwrap();
         assert!(matches!(
-            r.try_route(Method::Get, "a", |_: &Request| ""),
+            r.try_route(Method::Get, "a", |_| ""),
             Err(RouteError::Pattern {
                 source: PatternError::NoLeadingSlash,
                 ..
             })
         ));
         assert!(matches!(
-            r.try_route(Method::Other, "/b", |_: &Request| ""),
+            r.try_route(Method::Other, "/b", |_| ""),
             Err(RouteError::UnnamedMethod { .. })
         ));
-        assert_eq!(format!("{r:?}"), "[GET /a/{x}, POST /a/{x}]");
+        assert_eq!(format!("{:?}", r.router()), "[GET /a/{x}, POST /a/{x}]");
     }
 
     #[test]
     #[should_panic(expected = "invalid route pattern \"/a/{id\"")]
     fn bad_pattern_panics() {
-        let _ = Router::new().get("/a/{id", |_| "");
+        let _ = Server::default().get("/a/{id", |_| "");
     }
 
     #[test]
     #[should_panic(expected = "duplicate route: GET \"/a\"")]
     fn duplicate_route_panics() {
-        let _ = Router::new().get("/a", |_| "").get("/a", |_| "");
+        let _ = Server::default().get("/a", |_| "").get("/a", |_| "");
     }
 
     /// Serves `request` (a whole request, body included) through the
@@ -968,16 +761,17 @@ mod tests {
     /// adding a field, leaves the preset.
     #[test]
     fn preset_heads_match_their_fields() {
-        let r = Router::new()
+        let r = Server::default()
             .get("/text", |_| Response::text("t"))
             .get("/html", |_| Response::html("<p>"))
             .get("/json", |_| Response::json_bytes("{}"))
             .get("/bytes", |_| Response::bytes(&b"\x00\x01"[..]))
-            .get("/created", |_| Response::text("c").status(201))
+            .get("/created", |_| Response::text("c").with_status(201))
             .get("/csv", |_| {
                 Response::text("a,b").header("Content-Type", "text/csv")
             })
-            .get("/extra", |_| Response::json_bytes("[]").header("X-A", "1"));
+            .get("/extra", |_| Response::json_bytes("[]").header("X-A", "1"))
+            .into_router();
         let cases = [
             ("/text", "200 OK", "text/plain; charset=utf-8", "", "t"),
             ("/html", "200 OK", "text/html; charset=utf-8", "", "<p>"),
@@ -1018,7 +812,9 @@ mod tests {
 
     #[test]
     fn serves_plaintext() {
-        let r = Router::new().get("/plaintext", |_| Response::text("Hello, World!"));
+        let r = Server::default()
+            .get("/plaintext", |_| Response::text("Hello, World!"))
+            .into_router();
         let out = serve(&r, b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(
             out,
@@ -1040,13 +836,15 @@ mod tests {
 
     #[test]
     fn serves_headers_and_echo() {
-        let r = Router::new().post("/echo/{name}", |req| {
-            Response::bytes(req.body().to_vec())
-                .status(201)
-                .header("X-Name", req.param("name").unwrap_or("").to_owned())
-                .header("Content-Length", "1")
-                .header("Connection", "close")
-        });
+        let r = Server::default()
+            .post("/echo/{name}", |req| {
+                Response::bytes(req.body().to_vec())
+                    .with_status(201)
+                    .header("X-Name", req.param("name").unwrap_or("").to_owned())
+                    .header("Content-Length", "1")
+                    .header("Connection", "close")
+            })
+            .into_router();
         let out = serve(
             &r,
             b"POST /echo/bob HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
@@ -1063,14 +861,16 @@ mod tests {
 
     #[test]
     fn serves_many_headers() {
-        let r = Router::new().get("/many/{n}", |req| {
-            let n: usize = req.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
-            let mut res = Response::ok();
-            for i in 0..n {
-                res.append_header("X-I", i).unwrap();
-            }
-            res
-        });
+        let r = Server::default()
+            .get("/many/{n}", |req| {
+                let n: usize = req.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+                let mut res = Response::ok();
+                for i in 0..n {
+                    res.append_header("X-I", i).unwrap();
+                }
+                res
+            })
+            .into_router();
         for n in [1, 15, 16, 40] {
             let out = serve(
                 &r,
@@ -1083,10 +883,11 @@ mod tests {
 
     #[test]
     fn serves_errors() {
-        let r = Router::new()
+        let r = Server::default()
             .get("/a", |_| "a")
             .post("/a", |_| "a")
-            .get("/panic", |_| -> &'static str { panic!("handler bug") });
+            .get("/panic", |_| -> &'static str { panic!("handler bug") })
+            .into_router();
         let out = serve(&r, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
         assert!(
             out.starts_with("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"),
@@ -1147,7 +948,7 @@ mod tests {
                     arena: &ArenaSlot::new(),
                 };
                 let res = r.handle(&raw);
-                let got = match res.status_code() {
+                let got = match res.status() {
                     200 => String::from_utf8(res.body_bytes().to_vec()).unwrap(),
                     405 => format!(
                         "405 {}",
@@ -1168,9 +969,11 @@ mod tests {
 
     #[test]
     fn handle_without_sockets() {
-        let r = Router::new().get("/users/{id}", |req| {
-            Response::text(format!("user {}", req.param("id").unwrap_or("?")))
-        });
+        let r = Server::default()
+            .get("/users/{id}", |req| {
+                Response::text(format!("user {}", req.param("id").unwrap_or("?")))
+            })
+            .into_router();
         let buf = b"GET /users/9 HTTP/1.1\r\nHost: h\r\n\r\n";
         let head = head(buf);
         let res = r.handle(&RawRequest {
@@ -1179,7 +982,7 @@ mod tests {
             body: b"",
             arena: &ArenaSlot::new(),
         });
-        assert_eq!((res.status_code(), res.body_bytes()), (200, &b"user 9"[..]));
+        assert_eq!((res.status(), res.body_bytes()), (200, &b"user 9"[..]));
         assert!(matches!(res.into_body(), Body::Bytes(_)));
     }
 }

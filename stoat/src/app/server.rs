@@ -7,23 +7,34 @@
 //! second signal during the stop exits the process at once (see
 //! [`Signals::stop`]).
 //!
-//! Route registration follows [`Router`]: a bad pattern or a duplicate
-//! route panics while the server is being built, before anything is bound.
+//! Registration: `Server`'s methods are the one way to add routes, for
+//! every route kind (inline, suspended, server-sent events, streamed
+//! bodies, WebSocket, pipelines). A bad pattern or a duplicate route
+//! panics while the server is being built, before anything is bound
+//! ([`Server::try_route`] returns the error instead). Handler closures
+//! need no argument types written out.
+//!
+//! [`Server::start`] validates the configuration once and returns a
+//! [`StartError`]: the configuration error with its key and file, a route
+//! on a pipeline that is not configured, or the I/O error of a bind or a
+//! thread spawn.
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::app::pipeline::{BatchHandler, Pipeline};
-use crate::app::router::{StreamHandler, SuspendHandler};
+use crate::app::deferred::{EventStream, Responder};
+use crate::app::pipeline::{self, Job, Pipeline};
+use crate::app::router::{Kind, RouteError};
 use crate::app::streaming::StreamingHandler;
 use crate::app::websocket::WebSocket;
-use crate::app::{Handler, IntoResponse, Request, Router};
-use crate::config::Config;
+use crate::app::{IntoResponse, Request, Router};
+use crate::config::{Config, ConfigError};
 use crate::proto::Method;
+use crate::runtime::pipeline::{PipelineStart, ServeError};
 use crate::runtime::ring::Ring;
-
-use crate::runtime::{self, ServerHandle};
+use crate::runtime::ServerHandle;
 use crate::sys::Signals;
 
 /// A server being built: its configuration and its routes.
@@ -31,7 +42,7 @@ use crate::sys::Signals;
 /// ```no_run
 /// use stoat::app::{Response, Server};
 ///
-/// fn main() -> std::io::Result<()> {
+/// fn main() -> Result<(), stoat::app::StartError> {
 ///     Server::default()
 ///         .get("/plaintext", |_| Response::text("Hello, World!"))
 ///         .run()
@@ -41,35 +52,91 @@ use crate::sys::Signals;
 pub struct Server {
     config: Config,
     router: Router,
-    /// Batch handlers by pipeline name.
-    batch: BTreeMap<String, Box<dyn BatchHandler>>,
+    /// Pipelines opened by [`Server::pipeline`], started with the server.
+    pipelines: Vec<PipelineStart>,
     /// Called when [`Server::run`] gets its stop signal.
     on_stop: Vec<Box<dyn FnOnce() + Send>>,
 }
 
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("config", &self.config)
             .field("router", &self.router)
-            .field("batch_handlers", &self.batch.keys().collect::<Vec<_>>())
+            .field(
+                "pipelines",
+                &self.pipelines.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
             .finish()
+    }
+}
+
+/// Why a server did not start. See the module doc.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration breaks a rule: the error names the key, and the
+    /// file when the configuration came from one.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// [`Server::pipeline`] named a pipeline the configuration does not
+    /// have (or no longer has, at start).
+    #[error(
+        "pipeline `{name}` is not configured{}: add [http.pipelines.{name}]",
+        in_file(file)
+    )]
+    UnknownPipeline {
+        /// The pipeline's name.
+        name: String,
+        /// The configuration's file, when it came from one.
+        file: Option<PathBuf>,
+    },
+    /// [`Server::pipeline`] was called twice for one pipeline.
+    #[error("pipeline `{name}` is opened twice (open it once and add every route to it)")]
+    DuplicatePipeline {
+        /// The pipeline's name.
+        name: String,
+    },
+    /// A thread of pipeline `name` could not be spawned; none of the
+    /// server's threads run.
+    #[error("cannot start the threads of pipeline `{name}`: {source}")]
+    PipelineThreads {
+        /// The pipeline's name.
+        name: String,
+        /// The spawn's error.
+        source: io::Error,
+    },
+    /// Binding, a network thread's spawn, or the signal handlers of
+    /// [`Server::run`] failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn in_file(file: &Option<PathBuf>) -> String {
+    match file {
+        Some(f) => format!(" in {}", f.display()),
+        None => String::new(),
+    }
+}
+
+impl From<StartError> for io::Error {
+    /// For callers that report `io::Error`s: I/O errors as they are, the
+    /// others as `InvalidInput` with the message.
+    fn from(e: StartError) -> io::Error {
+        match e {
+            StartError::Io(e) => e,
+            StartError::PipelineThreads { source, .. } => source,
+            e => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+        }
     }
 }
 
 impl Server {
     /// A server with `config` and no routes.
     pub fn new(config: Config) -> Server {
-        Server::with_router(config, Router::new())
-    }
-
-    /// A server with `config` serving `router`.
-    pub fn with_router(config: Config, router: Router) -> Server {
         Server {
             config,
-            router,
-            batch: BTreeMap::new(),
-            on_stop: Vec::new(),
+            ..Server::default()
         }
     }
 
@@ -83,15 +150,53 @@ impl Server {
         &mut self.config
     }
 
-    /// Routes `method` requests matching `pattern` to `handler`; see
-    /// [`Router::route`] (panics on a bad or duplicate route).
+    /// The routes registered so far: answer a request without sockets with
+    /// [`Router::handle`] (tests of an app).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Routes `method` requests whose path matches `pattern` to `handler`,
+    /// any `Fn(&Request) -> impl IntoResponse` (a type implementing
+    /// [`Handler`](super::Handler) is registered as `move |req|
+    /// h.call(req)`). It runs on the network thread.
+    ///
+    /// `pattern`: `/` and segments separated by `/`; a segment is literal
+    /// text or a whole-segment parameter `{name}` (ASCII letters, digits,
+    /// `_`, `-`), at most [`MAX_PARAMS`](super::MAX_PARAMS) of them.
+    ///
+    /// # Panics
+    ///
+    /// On a malformed pattern, a method and pattern shape registered twice
+    /// (whatever the route kinds), or `Method::Other` (see [`RouteError`];
+    /// [`Server::try_route`] returns it instead).
     #[track_caller]
-    pub fn route<H: Handler>(mut self, method: Method, pattern: &str, handler: H) -> Server {
-        self.router = self.router.route(method, pattern, handler);
+    pub fn route<F, R>(mut self, method: Method, pattern: &str, handler: F) -> Server
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.add_kind(method, pattern, |_| Kind::Inline(Box::new(handler)));
         self
     }
 
-    /// Routes `GET` (and `HEAD`) to `handler`; see [`Router::get`].
+    /// [`Server::route`], returning the error instead of panicking.
+    pub fn try_route<F, R>(
+        &mut self,
+        method: Method,
+        pattern: &str,
+        handler: F,
+    ) -> Result<(), RouteError>
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.router
+            .add(method, pattern, |_| Kind::Inline(Box::new(handler)))
+    }
+
+    /// Routes `GET` (and, unless routed apart, `HEAD`) to `handler`; see
+    /// [`Server::route`].
     #[track_caller]
     pub fn get<F, R>(self, pattern: &str, handler: F) -> Server
     where
@@ -101,7 +206,7 @@ impl Server {
         self.route(Method::Get, pattern, handler)
     }
 
-    /// Routes `POST` to `handler`; see [`Router::route`].
+    /// Routes `POST` to `handler`; see [`Server::route`].
     #[track_caller]
     pub fn post<F, R>(self, pattern: &str, handler: F) -> Server
     where
@@ -111,7 +216,7 @@ impl Server {
         self.route(Method::Post, pattern, handler)
     }
 
-    /// Routes `PUT` to `handler`; see [`Router::route`].
+    /// Routes `PUT` to `handler`; see [`Server::route`].
     #[track_caller]
     pub fn put<F, R>(self, pattern: &str, handler: F) -> Server
     where
@@ -121,7 +226,7 @@ impl Server {
         self.route(Method::Put, pattern, handler)
     }
 
-    /// Routes `DELETE` to `handler`; see [`Router::route`].
+    /// Routes `DELETE` to `handler`; see [`Server::route`].
     #[track_caller]
     pub fn delete<F, R>(self, pattern: &str, handler: F) -> Server
     where
@@ -131,7 +236,7 @@ impl Server {
         self.route(Method::Delete, pattern, handler)
     }
 
-    /// Routes `PATCH` to `handler`; see [`Router::route`].
+    /// Routes `PATCH` to `handler`; see [`Server::route`].
     #[track_caller]
     pub fn patch<F, R>(self, pattern: &str, handler: F) -> Server
     where
@@ -142,30 +247,36 @@ impl Server {
     }
 
     /// Routes `method` requests matching `pattern` to `handler`, which
-    /// answers later from any thread through a `Responder`; see
-    /// [`Router::suspend`].
+    /// answers later, from any thread, through the [`Responder`] it gets
+    /// (`Send + 'static`). It runs on the network thread, so it must only
+    /// hand the work off. Panics as [`Server::route`].
     #[track_caller]
-    pub fn suspend<H: SuspendHandler>(
-        mut self,
-        method: Method,
-        pattern: &str,
-        handler: H,
-    ) -> Server {
-        self.router = self.router.suspend(method, pattern, handler);
+    pub fn suspend<F>(mut self, method: Method, pattern: &str, handler: F) -> Server
+    where
+        F: Fn(&Request<'_>, Responder) + Send + Sync + 'static,
+    {
+        self.add_kind(method, pattern, |_| Kind::Suspend(Box::new(handler)));
         self
     }
 
     /// Routes `GET` requests matching `pattern` to a server-sent event
-    /// stream; see [`Router::sse`].
+    /// stream: `handler` gets the request and the [`EventStream`]
+    /// (`Send + 'static`) to push events into from any thread; the
+    /// response ends when the stream is dropped. It runs on the network
+    /// thread, so it must only hand the stream off. Panics as
+    /// [`Server::route`].
     #[track_caller]
-    pub fn sse<H: StreamHandler>(mut self, pattern: &str, handler: H) -> Server {
-        self.router = self.router.sse(pattern, handler);
+    pub fn sse<F>(mut self, pattern: &str, handler: F) -> Server
+    where
+        F: Fn(&Request<'_>, EventStream) + Send + Sync + 'static,
+    {
+        self.add_kind(Method::Get, pattern, |_| Kind::Stream(Box::new(handler)));
         self
     }
 
-    /// Routes `method` requests matching `pattern` to `handler`, which takes
-    /// the request body as it arrives (uploads larger than memory should
-    /// hold); see [`StreamingHandler`] and [`Router::streaming`].
+    /// Routes `method` requests matching `pattern` to `handler`, which
+    /// takes the request body as it arrives (uploads larger than memory
+    /// should hold); see [`StreamingHandler`]. Panics as [`Server::route`].
     #[track_caller]
     pub fn streaming<H: StreamingHandler>(
         mut self,
@@ -173,7 +284,7 @@ impl Server {
         pattern: &str,
         handler: H,
     ) -> Server {
-        self.router = self.router.streaming(method, pattern, handler);
+        self.add_kind(method, pattern, |_| Kind::BodyStream(Box::new(handler)));
         self
     }
 
@@ -193,35 +304,43 @@ impl Server {
 
     /// Routes `GET` requests matching `pattern` to a WebSocket endpoint
     /// (handshake checks, subprotocols, origin hook, session callbacks);
-    /// see [`WebSocket`] and [`Router::websocket`].
+    /// see [`WebSocket`]. Panics as [`Server::route`].
     #[track_caller]
     pub fn websocket(mut self, pattern: &str, endpoint: WebSocket) -> Server {
-        self.router = self.router.websocket(pattern, endpoint);
+        self.add_kind(Method::Get, pattern, |_| {
+            Kind::WebSocket(Box::new(endpoint))
+        });
         self
     }
 
-    /// Routes `method` requests matching `pattern` to `handler`, run on the
-    /// threads of pipeline `pipeline` (which must be in the config's
-    /// `[http.pipelines]` when the server starts); see
-    /// [`Router::on_pipeline`].
-    #[track_caller]
-    pub fn on_pipeline<H: Handler>(
-        mut self,
-        pipeline: &str,
-        method: Method,
-        pattern: &str,
-        handler: H,
-    ) -> Server {
-        self.router = self.router.on_pipeline(pipeline, method, pattern, handler);
-        self
-    }
-
-    /// Gives pipeline `pipeline` a handler that sees each batch of jobs
-    /// before their routes' handlers run (for group work such as one fsync
-    /// for many commits); see `Job`.
-    pub fn pipeline_batch<B: BatchHandler>(mut self, pipeline: &str, handler: B) -> Server {
-        self.batch.insert(pipeline.to_owned(), Box::new(handler));
-        self
+    /// Opens pipeline `name` (`[http.pipelines.NAME]` of the
+    /// configuration) with its batch handler, which gets every batch of
+    /// jobs on the pipeline's threads; returns the [`Pipeline`] to register
+    /// its routes on, each with the value of `R` its [`Job`]s carry. See
+    /// `pipeline.rs` and [`Pipeline`] for an example.
+    ///
+    /// Errors at once if the configuration has no pipeline `name`, or if
+    /// it was opened before.
+    pub fn pipeline<R, F>(&mut self, name: &str, batch: F) -> Result<Pipeline<'_, R>, StartError>
+    where
+        R: Copy + Send + Sync + 'static,
+        F: Fn(&mut [Job<R>]) + Send + Sync + 'static,
+    {
+        let Some(pc) = self.config.http.pipelines.get(name) else {
+            return Err(StartError::UnknownPipeline {
+                name: name.to_owned(),
+                file: self.config.file().map(PathBuf::from),
+            });
+        };
+        if self.pipelines.iter().any(|p| p.name == name) {
+            return Err(StartError::DuplicatePipeline {
+                name: name.to_owned(),
+            });
+        }
+        let ring = Arc::new(Ring::with_capacity(pc.ring_buffer_size));
+        self.pipelines
+            .push(pipeline::starter(name, ring.clone(), batch));
+        Ok(Pipeline::new(self, ring))
     }
 
     /// Calls `f` when [`Server::run`] (or [`Server::run_with`]) receives
@@ -233,71 +352,53 @@ impl Server {
         self
     }
 
-    /// Checks the configuration, binds and starts serving; returns at once.
-    /// An invalid configuration, or a route on a pipeline the configuration
-    /// does not have, is an `InvalidInput` error naming the key or route.
-    pub fn start(mut self) -> io::Result<ServerHandle> {
-        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-        self.config.validate().map_err(|e| invalid(e.to_string()))?;
-        // Only pipelines some route (or batch handler) uses get threads.
-        let mut used: Vec<String> = self.router.pipeline_names().map(str::to_owned).collect();
-        used.extend(self.batch.keys().cloned());
-        let mut pipelines = BTreeMap::new();
-        for name in used {
-            if pipelines.contains_key(&name) {
-                continue;
+    /// Adds a route of `kind`, panicking on a [`RouteError`].
+    #[track_caller]
+    pub(crate) fn add_kind(
+        &mut self,
+        method: Method,
+        pattern: &str,
+        kind: impl FnOnce(Box<[Box<str>]>) -> Kind,
+    ) {
+        if let Err(e) = self.router.add(method, pattern, kind) {
+            panic!("{e}");
+        }
+    }
+
+    /// The routes, for tests that serve them without a server.
+    #[cfg(test)]
+    pub(crate) fn into_router(self) -> Router {
+        self.router
+    }
+
+    /// Validates the configuration (once), starts the pipelines' threads,
+    /// binds and starts serving; returns at once. See [`StartError`].
+    pub fn start(self) -> Result<ServerHandle, StartError> {
+        self.config.validate()?;
+        for p in &self.pipelines {
+            if !self.config.http.pipelines.contains_key(&p.name) {
+                return Err(StartError::UnknownPipeline {
+                    name: p.name.clone(),
+                    file: self.config.file().map(PathBuf::from),
+                });
             }
-            let Some(pc) = self.config.http.pipelines.get(&name) else {
-                continue;
-            };
-            let pipeline = Arc::new(Pipeline {
-                ring: Ring::with_capacity(pc.ring_buffer_size),
-                batch: self.batch.remove(&name),
-            });
-            pipelines.insert(name, (pipeline, pc.threads, pc.nice));
         }
-        if let Some(name) = self.batch.keys().next() {
-            return Err(invalid(format!(
-                "a batch handler is set for pipeline `{name}`, which is not configured \
-                 (add [http.pipelines.{name}] to the config)"
-            )));
-        }
-        let bound: BTreeMap<String, Arc<Pipeline>> = pipelines
-            .iter()
-            .map(|(n, (p, _, _))| (n.clone(), p.clone()))
-            .collect();
-        self.router.bind_pipelines(&bound).map_err(invalid)?;
-        let mut handle = runtime::start(&self.config, Arc::new(self.router))?;
-        for (name, (pipeline, threads, nice)) in pipelines {
-            let mut joins = Vec::with_capacity(threads);
-            for i in 0..threads {
-                let p = pipeline.clone();
-                let t = std::thread::Builder::new()
-                    .name(format!("stoat-{name}-{i}"))
-                    .spawn(move || {
-                        // Blocking or computing handlers must not take the
-                        // CPU from the network threads on a shared core
-                        // (`[http.pipelines.NAME] nice`).
-                        let _ = crate::sys::lower_current_thread_priority(nice);
-                        p.work()
-                    })?;
-                joins.push(t);
-            }
-            let p = pipeline.clone();
-            handle.attach(Box::new(move || p.ring.close()), joins);
-        }
-        Ok(handle)
+        let router = Arc::new(self.router);
+        crate::runtime::pipeline::serve(&self.config, router, self.pipelines).map_err(|e| match e {
+            ServeError::Pipeline { name, source } => StartError::PipelineThreads { name, source },
+            ServeError::Runtime(e) => StartError::Io(e),
+        })
     }
 
     /// Starts, serves until SIGINT or SIGTERM, then stops gracefully and
     /// waits for every thread. A second signal exits at once.
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(self) -> Result<(), StartError> {
         self.run_with(|_| {})
     }
 
     /// Like [`Server::run`], calling `started` once the server listens
     /// (to log its address, say).
-    pub fn run_with(mut self, started: impl FnOnce(&ServerHandle)) -> io::Result<()> {
+    pub fn run_with(mut self, started: impl FnOnce(&ServerHandle)) -> Result<(), StartError> {
         // Watch before starting: a signal during startup is not lost.
         let signals = Signals::stop()?;
         let on_stop = std::mem::take(&mut self.on_stop);
@@ -317,6 +418,60 @@ impl Server {
         let joined = handle.join();
         // Kept until here: a second signal while draining exits at once.
         drop(signals);
-        waited.and(joined)
+        Ok(waited.and(joined)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A configuration error from `start` names its key and its file; no
+    /// socket is bound.
+    #[test]
+    fn start_reports_the_config_key_and_file() {
+        let mut config = Config::from_toml_str("", Some(Path::new("site.toml"))).unwrap();
+        config.http.network_threads = 0;
+        let Err(err) = Server::new(config).start() else {
+            panic!("an invalid configuration started");
+        };
+        let StartError::Config(e) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(e.key(), Some("http.network_threads"));
+        assert_eq!(e.file(), Some(Path::new("site.toml")));
+        assert!(err.to_string().contains("site.toml"), "{err}");
+    }
+
+    /// `pipeline` fails at once on a name the configuration lacks, or one
+    /// opened twice; routes go on the pipeline it returns.
+    #[test]
+    fn pipeline_names_are_checked_at_once() {
+        let mut config = Config::default();
+        config.http.pipelines.clear();
+        let mut server = Server::new(config);
+        let err = server.pipeline("nope", |_: &mut [Job<()>]| {}).unwrap_err();
+        assert!(
+            matches!(&err, StartError::UnknownPipeline { name, .. } if name == "nope"),
+            "{err:?}"
+        );
+        server
+            .config_mut()
+            .http
+            .pipelines
+            .insert("work".into(), Default::default());
+        server
+            .pipeline("work", |_: &mut [Job<u8>]| {})
+            .unwrap()
+            .get("/a", 1)
+            .post("/a", 2);
+        let err = server.pipeline("work", |_: &mut [Job<()>]| {}).unwrap_err();
+        assert!(
+            matches!(&err, StartError::DuplicatePipeline { name } if name == "work"),
+            "{err:?}"
+        );
+        assert_eq!(format!("{:?}", server.router()), "[GET /a, POST /a]");
     }
 }

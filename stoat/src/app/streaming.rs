@@ -37,7 +37,7 @@
 //!     }
 //! }
 //!
-//! fn main() -> std::io::Result<()> {
+//! fn main() -> Result<(), stoat::app::StartError> {
 //!     Server::default().post_streaming("/echo", echo).run()
 //! }
 //! ```

@@ -15,7 +15,10 @@
 //! - A [`WsSender`] is `Send + Clone`: its `send_*` never block; the
 //!   per-connection backlog is bounded (`ws_backlog`): full is
 //!   [`SendError::Full`], a closed connection (or one closing)
-//!   [`SendError::Closed`].
+//!   [`SendError::Closed`], each with the message back;
+//!   [`WsSender::poll_writable`] registers a [`Waker`] for when there is
+//!   room again. [`WsContext`]'s `send_*` (on the network thread) return
+//!   the same `Result`.
 //! - Protocol rules (masking, fragments, control frames, close codes,
 //!   UTF-8, `ws_max_message_size`), pings (`ws_ping_sec`), the idle timeout
 //!   (`ws_idle_timeout_sec`) and the close 1001 of a graceful stop are the
@@ -24,6 +27,7 @@
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 
 use crate::app::{Request, Response};
 use crate::proto::ws_frame::{encode_close, encode_frame, Opcode};
@@ -63,10 +67,8 @@ type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
 /// struct Echo;
 /// impl Session for Echo {
 ///     fn on_message(&mut self, ws: &mut WsContext<'_>, msg: Message<'_>) {
-///         match msg {
-///             Message::Text(t) => ws.send_text(t),
-///             Message::Binary(b) => ws.send_binary(b),
-///         };
+///         // An error is `Closed`: the connection is closing.
+///         let _ = ws.send(msg);
 ///     }
 /// }
 ///
@@ -131,7 +133,7 @@ impl WebSocket {
             let origin = hs.origin.and_then(|o| std::str::from_utf8(o).ok());
             if !check(origin) {
                 return Response::text("origin not allowed\n")
-                    .status(403)
+                    .with_status(403)
                     .send(sink);
             }
         }
@@ -168,7 +170,7 @@ impl fmt::Debug for WebSocket {
 
 /// 400, or 426 with the version we speak (RFC 6455 §4.4).
 fn refuse(e: HandshakeError, sink: &mut ResponseSink<'_>) {
-    let mut r = Response::text(e.message()).status(e.status());
+    let mut r = Response::text(e.message()).with_status(e.status());
     if e == HandshakeError::WsVersion {
         r = r.header("Sec-WebSocket-Version", "13");
     }
@@ -240,14 +242,35 @@ pub struct WsContext<'a> {
 }
 
 impl WsContext<'_> {
-    /// Sends a text message; `false`: the connection is closing.
-    pub fn send_text(&mut self, text: &str) -> bool {
-        self.io.send(true, text.as_bytes())
+    /// Sends `msg` (text or binary). `Err(SendError::Closed(msg))`: the
+    /// connection is closing, nothing was sent.
+    pub fn send<'m>(&mut self, msg: Message<'m>) -> Result<(), SendError<Message<'m>>> {
+        let sent = match msg {
+            Message::Text(t) => self.io.send(true, t.as_bytes()),
+            Message::Binary(b) => self.io.send(false, b),
+        };
+        match sent {
+            true => Ok(()),
+            false => Err(SendError::Closed(msg)),
+        }
     }
 
-    /// Sends a binary message; `false`: the connection is closing.
-    pub fn send_binary(&mut self, data: &[u8]) -> bool {
-        self.io.send(false, data)
+    /// Sends a text message. `Err(SendError::Closed(text))`: the
+    /// connection is closing, nothing was sent.
+    pub fn send_text<T: AsRef<str>>(&mut self, text: T) -> Result<(), SendError<T>> {
+        match self.io.send(true, text.as_ref().as_bytes()) {
+            true => Ok(()),
+            false => Err(SendError::Closed(text)),
+        }
+    }
+
+    /// Sends a binary message. `Err(SendError::Closed(data))`: the
+    /// connection is closing, nothing was sent.
+    pub fn send_binary<T: AsRef<[u8]>>(&mut self, data: T) -> Result<(), SendError<T>> {
+        match self.io.send(false, data.as_ref()) {
+            true => Ok(()),
+            false => Err(SendError::Closed(data)),
+        }
     }
 
     /// Starts the close handshake with `code` (1000: normal) and `reason`
@@ -301,22 +324,36 @@ pub struct WsSender {
 }
 
 impl WsSender {
-    /// Queues a text message. Never blocks.
-    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
-        self.send_frame(Opcode::Text, text.as_bytes())
+    /// Queues `msg` (text or binary). Never blocks; `Full` and `Closed`
+    /// give it back.
+    pub fn send<'m>(&self, msg: Message<'m>) -> Result<(), SendError<Message<'m>>> {
+        match msg {
+            Message::Text(t) => self.send_frame(Opcode::Text, t.as_bytes()),
+            Message::Binary(b) => self.send_frame(Opcode::Binary, b),
+        }
+        .map_err(|e| e.map(|()| msg))
     }
 
-    /// Queues a binary message. Never blocks.
-    pub fn send_binary(&self, data: &[u8]) -> Result<(), SendError> {
-        self.send_frame(Opcode::Binary, data)
+    /// Queues a text message. Never blocks; `Full` and `Closed` give the
+    /// text back.
+    pub fn send_text<T: AsRef<str>>(&self, text: T) -> Result<(), SendError<T>> {
+        self.send_frame(Opcode::Text, text.as_ref().as_bytes())
+            .map_err(|e| e.map(|()| text))
+    }
+
+    /// Queues a binary message. Never blocks; `Full` and `Closed` give the
+    /// data back.
+    pub fn send_binary<T: AsRef<[u8]>>(&self, data: T) -> Result<(), SendError<T>> {
+        self.send_frame(Opcode::Binary, data.as_ref())
+            .map_err(|e| e.map(|()| data))
     }
 
     /// Queues the close handshake with `code` and `reason`, after the
     /// messages queued before it.
-    pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError<()>> {
         let mut frame = Vec::with_capacity(4 + reason.len());
         encode_close(&mut frame, code, reason);
-        self.link.push_event(frame)
+        self.link.push_event(frame).map_err(|e| e.map(drop))
     }
 
     /// Whether the connection is closed or closing.
@@ -324,10 +361,17 @@ impl WsSender {
         self.link.is_closed()
     }
 
-    fn send_frame(&self, op: Opcode, data: &[u8]) -> Result<(), SendError> {
+    /// Whether a message can be queued now; `Pending`: the backlog is full
+    /// and `waker` is woken once there is room or the connection closes.
+    /// See [`EventStream::poll_writable`](super::EventStream::poll_writable).
+    pub fn poll_writable(&self, waker: &Waker) -> Poll<()> {
+        self.link.poll_writable(waker)
+    }
+
+    fn send_frame(&self, op: Opcode, data: &[u8]) -> Result<(), SendError<()>> {
         let mut frame = Vec::with_capacity(10 + data.len());
         encode_frame(&mut frame, op, data);
-        self.link.push_event(frame)
+        self.link.push_event(frame).map_err(|e| e.map(drop))
     }
 }
 

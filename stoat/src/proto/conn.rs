@@ -22,9 +22,12 @@ use crate::proto::body::{BodyDecoder, BodyKind};
 use crate::proto::encode::{self, BodyMode, Framing, Header, ResponseBody};
 use crate::proto::{DateCache, HeadParser, Limits, Method, ProtoError, RequestHead, Version};
 
-/// What [`Conn::poll`] found.
+/// The crate's short name for [`ConnEvent`].
+pub(crate) use self::ConnEvent as Event;
+
+/// What [`Conn::poll`] found: a connection's next protocol event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum ConnEvent {
     /// Nothing to do until more bytes arrive (or the peer closes).
     NeedInput,
     /// A request head was parsed into the caller's [`RequestHead`]; the

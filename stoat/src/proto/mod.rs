@@ -33,7 +33,8 @@ pub mod ws_frame;
 pub mod ws_handshake;
 
 pub use body::{BodyDecoder, BodyKind, Decoded};
-pub use conn::{Conn, Event};
+pub(crate) use conn::Event;
+pub use conn::{Conn, ConnEvent};
 pub use date::DateCache;
 pub use encode::{Header, ResponseBody};
 pub use error::ProtoError;

@@ -16,10 +16,18 @@
 //!   request's deadline passes first, the owner marks the link closed; from
 //!   then on answers are discarded and [`Link::is_closed`] is true.
 //! - Bounded: a link holds one answer, or at most `backlog` stream events.
+//!   A sender that found the backlog full registers a [`Waker`]
+//!   ([`Link::poll_writable`]); the owner wakes it when it takes events out
+//!   (room again) or closes the link. The check for room and the
+//!   registration happen under the mail lock that the owner takes to drain,
+//!   so a wakeup cannot be lost: either the sender sees the room, or the
+//!   owner sees the waker.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::runtime::service::ResponseSink;
@@ -46,15 +54,59 @@ pub struct AsyncCounters {
     pub abandoned: AtomicU64,
 }
 
-/// Why a stream event was not queued.
+/// Why something was not sent: the item comes back to the caller, to
+/// retry later, send elsewhere or drop. Every `send` of the app layer
+/// (`Responder`, `Job`, `EventStream`, `WsSender`, `WsContext`) returns
+/// `Result<(), SendError<T>>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendError {
-    /// The per-stream backlog is full: the client reads slower than events
-    /// come. Nothing was queued.
-    Full,
-    /// The client is gone (or the stream ended): nothing more can be sent.
-    Closed,
+#[non_exhaustive]
+#[must_use = "the item was not sent; it is returned inside the error"]
+pub enum SendError<T> {
+    /// The bounded backlog is full: the client reads slower than items
+    /// come. Nothing was queued; wait for room (`poll_writable`) and retry.
+    Full(T),
+    /// The client is gone, the request's deadline passed, it was answered
+    /// already or the connection is closing: nothing more can be sent.
+    Closed(T),
 }
+
+impl<T> SendError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendError::Full(t) | SendError::Closed(t) => t,
+        }
+    }
+
+    /// Whether the backlog was full (a retry may succeed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, SendError::Full(_))
+    }
+
+    /// Whether nothing more can be sent.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, SendError::Closed(_))
+    }
+
+    /// The same error carrying `f` of the item.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> SendError<U> {
+        match self {
+            SendError::Full(t) => SendError::Full(f(t)),
+            SendError::Closed(t) => SendError::Closed(f(t)),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Full(_) => "the send backlog is full",
+            SendError::Closed(_) => "the connection is closed",
+        })
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for SendError<T> {}
 
 /// One encoded stream event or frame: owned by this stream, or shared
 /// (the same bytes queued to many streams, as one watch event to every
@@ -98,6 +150,8 @@ pub(crate) struct Mail {
     pub events: VecDeque<Chunk>,
     /// The stream's sender is gone: end the response.
     pub ended: bool,
+    /// Senders waiting for room in the backlog (see [`Link::poll_writable`]).
+    pub wakers: Vec<Waker>,
 }
 
 /// See the module doc.
@@ -164,12 +218,23 @@ impl Link {
     /// Leaves the response to a suspended request. `false`: the request is
     /// gone or was answered already (the answer is dropped).
     pub(crate) fn answer(self: &Arc<Self>, answer: Answer) -> bool {
-        if self.answered.swap(true, Ordering::AcqRel) || self.is_closed() {
+        if !self.claim() {
             return false;
         }
+        self.deliver(answer);
+        true
+    }
+
+    /// Takes the right to answer: `false` if the request is gone or was
+    /// answered already. After `true`, [`Link::deliver`] the answer.
+    pub(crate) fn claim(&self) -> bool {
+        !self.answered.swap(true, Ordering::AcqRel) && !self.is_closed()
+    }
+
+    /// Leaves the answer of a successful [`Link::claim`].
+    pub(crate) fn deliver(self: &Arc<Self>, answer: Answer) {
         self.mail().answer = Some(answer);
         self.notify();
-        true
     }
 
     /// Whether an answer was given.
@@ -184,24 +249,55 @@ impl Link {
     }
 
     /// Queues one encoded stream event.
-    pub(crate) fn push_event(self: &Arc<Self>, event: impl Into<Chunk>) -> Result<(), SendError> {
-        let event = event.into();
+    pub(crate) fn push_event<C: Into<Chunk>>(
+        self: &Arc<Self>,
+        event: C,
+    ) -> Result<(), SendError<C>> {
         if self.is_closed() {
-            return Err(SendError::Closed);
+            return Err(SendError::Closed(event));
         }
         {
             let mut mail = self.mail();
             if mail.ended {
-                return Err(SendError::Closed);
+                return Err(SendError::Closed(event));
             }
             if mail.events.len() >= self.backlog {
-                return Err(SendError::Full);
+                return Err(SendError::Full(event));
             }
+            let event: Chunk = event.into();
             self.queued_bytes.fetch_add(event.len(), Ordering::AcqRel);
             mail.events.push_back(event);
         }
         self.notify();
         Ok(())
+    }
+
+    /// Whether a stream event can be queued now: `Ready` when the backlog
+    /// has room or nothing more can be sent (a send then says `Closed`);
+    /// otherwise `Pending`, and `waker` is woken once, on the owner's
+    /// thread, when the owner takes events out or closes the link.
+    pub(crate) fn poll_writable(&self, waker: &Waker) -> Poll<()> {
+        self.poll_queued_at_most(usize::MAX, waker)
+    }
+
+    /// As [`Link::poll_writable`], and `Pending` also while more than
+    /// `limit` bytes are queued: for a sender that bounds a stream's
+    /// memory in bytes (the owner wakes the waker whenever it takes events).
+    pub(crate) fn poll_queued_at_most(&self, limit: usize, waker: &Waker) -> Poll<()> {
+        let mut mail = self.mail();
+        // Under the mail lock: `take` and `close` drain under it too, then
+        // wake every waker registered before (see the module doc). The
+        // byte count changes only under that lock as well.
+        if self.is_closed()
+            || mail.ended
+            || (mail.events.len() < self.backlog && self.queued_bytes() <= limit)
+        {
+            return Poll::Ready(());
+        }
+        if !mail.wakers.iter().any(|w| w.will_wake(waker)) {
+            mail.wakers.push(waker.clone());
+        }
+        Poll::Pending
     }
 
     /// Ends a stream: the owner sends the last chunk after queued events.
@@ -233,6 +329,12 @@ impl Link {
         self.queued_bytes.fetch_sub(taken, Ordering::AcqRel);
         into.events.extend(mail.events.drain(..n));
         into.ended = mail.ended && mail.events.is_empty();
+        if n > 0 && !mail.wakers.is_empty() {
+            let wakers = std::mem::take(&mut mail.wakers);
+            // Woken outside the lock: a waker may send at once.
+            drop(mail);
+            wakers.into_iter().for_each(Waker::wake);
+        }
     }
 
     /// Owner: events are waiting beyond what was taken.
@@ -257,6 +359,10 @@ impl Link {
         mail.answer = None;
         mail.events.clear();
         self.queued_bytes.store(0, Ordering::Release);
+        let wakers = std::mem::take(&mut mail.wakers);
+        drop(mail);
+        // Senders waiting for room learn that nothing more can be sent.
+        wakers.into_iter().for_each(Waker::wake);
     }
 }
 

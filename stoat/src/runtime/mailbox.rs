@@ -158,6 +158,7 @@ impl<T, W: Wake> Mailbox<T, W> {
     }
 
     /// Whether no item waits (a snapshot).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,30 +1,54 @@
 //! Threads and ownership: listeners, network event loops, the connection
-//! table, buffers, timers, shutdown.
+//! table, buffers, timers, pipeline threads, shutdown.
 //!
-//! Contract: [`start`] binds, spawns the threads of the configured model
-//! and returns a [`ServerHandle`] at once. Exactly one thread may read,
-//! write, re-arm or close a connection at any moment; every other thread
-//! asks the owner through a wakeup that cannot be lost.
+//! Contract: [`start`] validates the configuration, binds, spawns the
+//! threads of the configured model and returns a [`ServerHandle`] at once.
+//! Exactly one thread may read, write, re-arm or close a connection at any
+//! moment; every other thread asks the owner through a wakeup that cannot
+//! be lost.
+//!
+//! Public here is what a [`Service`] written without the app layer needs;
+//! rings, mailboxes, the buffer pool, links, the outbox and the arena are
+//! the crate's own.
 
-pub mod arena;
+pub(crate) mod arena;
 pub mod body_stream;
 pub(crate) mod connection;
+mod control;
 pub mod file_body;
-pub mod link;
-pub mod mailbox;
-pub mod outbox;
+pub(crate) mod link;
+pub(crate) mod mailbox;
+pub(crate) mod outbox;
 mod per_core;
-pub mod pool;
-pub mod ring;
+pub(crate) mod pipeline;
+pub(crate) mod pool;
+pub(crate) mod ring;
 mod server;
 pub mod service;
 mod shared;
 mod wake;
 pub(crate) mod websocket;
 
+use std::io;
+use std::sync::Arc;
+
 pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};
 pub use file_body::FileBody;
+pub use link::{AsyncCounters, SendError};
 pub use outbox::Body;
-pub use server::{start, ServerHandle, Stats};
+pub use server::{ServerHandle, Stats};
 pub use service::{RawRequest, ResponseSink, Service};
+
+use crate::config::Config;
+
+/// Validates `config`, binds and starts serving `service` as it says; an
+/// invalid configuration is an `InvalidInput` error naming the key and
+/// file. (`app::Server::start` validates once itself and reports a typed
+/// error.)
+pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    server::start(config, service)
+}

@@ -99,6 +99,8 @@ pub struct Outbox {
     /// Large bodies, each placed after `buf[..at]` (the head bytes that
     /// precede it). Sorted by `at`.
     bodies: VecDeque<(usize, Body)>,
+    /// The bytes of `bodies` together (so that `pending` is a sum, not a loop).
+    body_bytes: usize,
     /// Bytes of `buf` (and of the first body) already written.
     sent_buf: usize,
     sent_body: usize,
@@ -123,6 +125,7 @@ impl Outbox {
         if bytes.len() <= COPY_LIMIT || self.bodies.len() >= MAX_IOV / 2 {
             self.buf.extend_from_slice(bytes);
         } else {
+            self.body_bytes += bytes.len();
             self.bodies.push_back((self.buf.len(), body));
         }
     }
@@ -133,9 +136,9 @@ impl Outbox {
     }
 
     /// Bytes pending.
+    #[inline]
     pub fn pending(&self) -> usize {
-        let bodies: usize = self.bodies.iter().map(|(_, b)| b.len()).sum();
-        self.buf.len() - self.sent_buf + bodies - self.sent_body
+        self.buf.len() - self.sent_buf + self.body_bytes - self.sent_body
     }
 
     /// The pending output when it is one contiguous run (no queued body).
@@ -195,6 +198,7 @@ impl Outbox {
                     self.sent_body += k;
                     n -= k;
                     if self.sent_body == body.len() {
+                        self.body_bytes -= body.len();
                         self.bodies.pop_front();
                         self.sent_body = 0;
                     }
@@ -214,17 +218,10 @@ impl Outbox {
         if !self.bodies.is_empty() {
             // Dropping the bodies is a loop: skipped when there are none.
             self.bodies.clear();
+            self.body_bytes = 0;
         }
         self.sent_buf = 0;
         self.sent_body = 0;
-    }
-
-    /// Gives back memory beyond `keep` bytes of capacity (called when a
-    /// connection goes idle).
-    pub fn shrink(&mut self, keep: usize) {
-        if self.buf.capacity() > keep && self.is_empty() {
-            self.buf = Vec::new();
-        }
     }
 }
 
@@ -270,6 +267,7 @@ mod tests {
             let mut got = Vec::new();
             while !o.is_empty() {
                 let all = collect(&o);
+                assert_eq!(o.pending(), all.len(), "step {step}");
                 let n = step.min(all.len());
                 got.extend_from_slice(&all[..n]);
                 o.advance(n);

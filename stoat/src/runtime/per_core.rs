@@ -12,13 +12,13 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use slab::Slab;
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
+use crate::runtime::control::{give_back_memory, Control, FD_BACKOFF, SWEEP};
 use crate::runtime::link::{Link, Owner};
-use crate::runtime::server::Control;
 use crate::runtime::wake::LoopMailbox;
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
@@ -26,19 +26,10 @@ use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
 const LISTENER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
 const MAILBOX: u64 = u64::MAX - 2;
-/// How often deadlines are checked: a coarse sweep over the table costs
-/// nothing per request (see docs/ARCHITECTURE.md, "Time").
-pub(crate) const SWEEP: Duration = Duration::from_millis(250);
-
-/// Buffers freed in one trim after which freed heap memory is handed back
-/// to the kernel (`malloc_trim`): a burst's worth, not a steady trickle.
-pub(crate) const RELEASE_AFTER: usize = 16;
 /// Connections accepted per listener event before serving others.
 const ACCEPT_BATCH: usize = 64;
 /// Most table entries looked at to find an idle connection to evict.
 const EVICT_SCAN: usize = 1024;
-/// Pause after EMFILE/ENFILE before accepting again.
-const FD_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Why a loop stopped listening for connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,13 +127,7 @@ impl Loop {
             if ctx.now >= next_sweep {
                 next_sweep = ctx.now + SWEEP;
                 self.sweep(&mut ctx);
-                // Buffers unused for a whole interval go back to the
-                // allocator, and a lot of freed memory to the kernel.
-                let freed = self.shared.pool.trim(&mut ctx.local);
-                if freed >= RELEASE_AFTER || self.shrank {
-                    self.shrank = false;
-                    crate::sys::release_free_heap();
-                }
+                give_back_memory(&self.shared, &mut ctx, std::mem::take(&mut self.shrank));
                 self.resume_accepting(&ctx);
             }
             if ctx.stopping {

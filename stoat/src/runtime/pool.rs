@@ -94,13 +94,6 @@ impl SpillBudget {
     }
 }
 
-impl SpillGrant {
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
 impl Drop for SpillGrant {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
@@ -146,11 +139,6 @@ impl Pool {
             allocated: AtomicUsize::new(0),
             free: Mutex::new(Free::default()),
         }
-    }
-
-    /// Size of every buffer.
-    pub fn buffer_size(&self) -> usize {
-        self.buffer_size
     }
 
     /// Buffers that exist now.

@@ -204,6 +204,7 @@ impl<T> Ring<T> {
     }
 
     /// Whether [`Ring::len`] is 0 (a snapshot).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -568,17 +569,38 @@ mod tests {
     fn a_parked_consumer_is_woken_by_a_push_and_by_close() {
         let ring = Arc::new(Ring::with_capacity(4));
         let r = ring.clone();
+        let (tx, rx) = mpsc::channel();
         let consumer = thread::spawn(move || {
             let mut got = Vec::new();
-            while r.wait_batch(4, &mut got) > 0 {}
-            got
+            while r.wait_batch(4, &mut got) > 0 {
+                for v in got.drain(..) {
+                    tx.send(v).unwrap();
+                }
+            }
         });
-        // Long enough for the consumer to park.
-        thread::sleep(Duration::from_millis(50));
+        // The consumer registers as a sleeper (under the park lock, just
+        // before it waits) once it found nothing: the event to wait for.
+        let parked = |ring: &Ring<i32>| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while ring.sleepers.load(Ordering::Relaxed) == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the consumer never parked"
+                );
+                thread::yield_now();
+            }
+        };
+        parked(&ring);
         ring.try_push(7).unwrap();
-        thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(7),
+            "woken by the push"
+        );
+        // It delivered 7, so it left `wait_batch`; parked again, then closed.
+        parked(&ring);
         ring.close();
-        assert_eq!(consumer.join().unwrap(), [7]);
+        within(Duration::from_secs(10), move || consumer.join().unwrap());
     }
 
     /// Runs `f` on a thread and fails if it does not finish in `limit`.

@@ -10,13 +10,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crate::config::{Config, Model};
 use crate::runtime::connection::Shared;
+use crate::runtime::control::Control;
 use crate::runtime::link::AsyncCounters;
 use crate::runtime::pool::Pool;
 use crate::runtime::service::Service;
@@ -56,72 +56,11 @@ pub struct Stats {
     pub arena_bytes_cached: usize,
     /// Arenas freed at their reset for having grown too large.
     pub arenas_dropped: usize,
-}
-
-/// State every thread of one server shares for control and counting.
-pub(crate) struct Control {
-    stopping: Arc<AtomicBool>,
-    drain_deadline: Mutex<Option<Instant>>,
-    drain_timeout: Duration,
-    pub connections: AtomicUsize,
-    pub accepted: AtomicU64,
-    pub requests: AtomicU64,
-    /// Connections waiting for a read buffer now.
-    pub waiting: AtomicUsize,
-    /// Wakes the network threads (one per thread in `per_core`, one shared).
-    pub wakers: Vec<Arc<EventFd>>,
-    /// Listeners that accept threads block on (`shared` model).
-    pub blocking_listeners: Vec<Arc<Listener>>,
-}
-
-impl Control {
-    /// The stop flag itself, for threads to read mid-batch.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stopping.clone()
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// The instant after which remaining connections are closed.
-    pub fn drain_deadline(&self) -> Option<Instant> {
-        *self
-            .drain_deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn begin_stop(&self) {
-        {
-            let mut d = self
-                .drain_deadline
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if d.is_none() {
-                *d = Some(Instant::now() + self.drain_timeout);
-            }
-        }
-        self.stopping.store(true, Ordering::Release);
-        for l in &self.blocking_listeners {
-            // Wakes accept threads blocked in accept(2).
-            let _ = l.shutdown();
-        }
-        for w in &self.wakers {
-            let _ = w.notify();
-        }
-    }
-
-    /// A connection closed.
-    pub fn closed(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// A connection was accepted.
-    pub fn opened(&self) {
-        self.connections.fetch_add(1, Ordering::AcqRel);
-        self.accepted.fetch_add(1, Ordering::Relaxed);
-    }
+    /// The most response bytes ever queued for one client at once (encoded,
+    /// not yet taken by its socket), counted when above
+    /// `http.max_pending_output` (0: never above): at most that limit plus
+    /// one response, however many requests a client pipelines unread.
+    pub output_peak: usize,
 }
 
 /// Threads beside the network threads, and how to tell them to finish.
@@ -163,6 +102,7 @@ impl ServerHandle {
             arenas_cached: self.shared.arenas.cached.load(Ordering::Relaxed),
             arena_bytes_cached: self.shared.arenas.cached_bytes.load(Ordering::Relaxed),
             arenas_dropped: self.shared.arenas.dropped.load(Ordering::Relaxed),
+            output_peak: self.shared.output_peak.load(Ordering::Relaxed),
         }
     }
 
@@ -214,11 +154,9 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Binds and starts serving `service` as `config` says.
-pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
-    config
-        .validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+/// Binds and starts serving `service` as `config` says; `config` passed
+/// `Config::validate` (see `runtime::start`).
+pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
     let http = &config.http;
     // A server holding many connections needs many fds: take all we may.
     let _ = crate::sys::raise_nofile_limit();
@@ -239,6 +177,8 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         },
         counters: Arc::new(AsyncCounters::default()),
         arenas: Arc::default(),
+        max_output: http.max_pending_output,
+        output_peak: AtomicUsize::new(0),
     });
     let addr = http.socket_addr();
     let threads = http.network_threads;
@@ -348,20 +288,4 @@ fn spawn_network(
             }
             run();
         })
-}
-
-impl Control {
-    fn new(config: &Config, wakers: Vec<Arc<EventFd>>, listeners: Vec<Arc<Listener>>) -> Control {
-        Control {
-            stopping: Arc::new(AtomicBool::new(false)),
-            drain_deadline: Mutex::new(None),
-            drain_timeout: config.http.drain_timeout(),
-            connections: AtomicUsize::new(0),
-            accepted: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
-            wakers,
-            blocking_listeners: listeners,
-        }
-    }
 }

@@ -8,10 +8,10 @@
 //! answer gets a 500 sent for it.
 //!
 //! A service may instead take the request off the network thread:
-//! [`ResponseSink::suspend`] gives a [`Link`] through which any thread
+//! [`ResponseSink::suspend`] gives a `Link` through which any thread
 //! answers later (pipelines and `Responder` are built on it), and
 //! [`ResponseSink::stream`] sends a chunked response head and gives a
-//! [`Link`] that carries the body's chunks (SSE is built on it). Requests
+//! `Link` that carries the body's chunks (SSE is built on it). Requests
 //! pipelined behind a suspended one wait, in order, until it is answered.
 
 use std::sync::atomic::{AtomicBool, Ordering};

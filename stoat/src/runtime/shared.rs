@@ -16,12 +16,11 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
+use crate::runtime::control::{give_back_memory, Control, FD_BACKOFF, SWEEP};
 use crate::runtime::link::{Link, Owner};
-use crate::runtime::per_core::{RELEASE_AFTER, SWEEP};
-use crate::runtime::server::Control;
 use crate::runtime::wake::LoopMailbox;
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
@@ -30,8 +29,6 @@ const WAKER: u64 = u64::MAX;
 const MAILBOX: u64 = u64::MAX - 1;
 /// Most slots looked at to find an idle connection to evict.
 const EVICT_SCAN: usize = 1024;
-/// Pause after EMFILE/ENFILE before accepting again.
-const FD_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One slot of the connection table.
 #[derive(Default)]
@@ -58,6 +55,9 @@ pub(crate) struct Core {
     threads: usize,
     /// Where the next search for an idle connection to evict starts.
     evict_cursor: std::sync::atomic::AtomicUsize,
+    /// Slots given back so far (an accept thread paused by EMFILE waits for
+    /// this to change).
+    closes: std::sync::atomic::AtomicU64,
 }
 
 fn token(slot: u32, generation: u32) -> u64 {
@@ -100,6 +100,7 @@ impl Core {
             waiting: Mutex::new(VecDeque::new()),
             threads,
             evict_cursor: std::sync::atomic::AtomicUsize::new(0),
+            closes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -131,7 +132,7 @@ impl Core {
                             eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
                             logged = true;
                         }
-                        std::thread::sleep(FD_BACKOFF);
+                        self.wait_for_close();
                     }
                     Err(e) if is_transient_accept(&e) => {}
                     Err(_) => {
@@ -220,12 +221,27 @@ impl Core {
         None
     }
 
+    /// After EMFILE/ENFILE: waits until a connection closes (its slot is
+    /// given back, so an fd is free) or [`FD_BACKOFF`] passes, as the
+    /// `per_core` loop pauses accepting.
+    fn wait_for_close(&self) {
+        let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let closes = self.closes.load(Ordering::Acquire);
+        let _ = self
+            .space
+            .wait_timeout_while(free, FD_BACKOFF, |_| {
+                self.closes.load(Ordering::Acquire) == closes && !self.control.is_stopping()
+            })
+            .unwrap_or_else(|e| e.into_inner());
+    }
+
     fn give_slot(&self, slot: u32) {
         self.free
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(slot);
-        self.space.notify_one();
+        self.closes.fetch_add(1, Ordering::Release);
+        self.space.notify_all();
     }
 
     /// A network thread.
@@ -267,11 +283,8 @@ impl Core {
             if ctx.now >= next_sweep {
                 next_sweep = ctx.now + SWEEP;
                 self.sweep(index, &mut ctx);
-                // Buffers unused for a whole interval go back to the
-                // allocator, and a lot of freed memory to the kernel.
-                if self.shared.pool.trim(&mut ctx.local) >= RELEASE_AFTER {
-                    crate::sys::release_free_heap();
-                }
+                // The slot table is fixed: it never shrinks.
+                give_back_memory(&self.shared, &mut ctx, false);
             }
             if ctx.stopping {
                 if self.control.drain_deadline().is_some_and(|d| ctx.now >= d) {

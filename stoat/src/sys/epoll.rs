@@ -196,9 +196,12 @@ impl fmt::Debug for Events {
     }
 }
 
+/// The crate's short name for [`EpollEvent`].
+pub(crate) use self::EpollEvent as Event;
+
 /// One readiness event: the registration's token and what happened.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Event {
+pub struct EpollEvent {
     token: u64,
     flags: EventFlags,
 }

@@ -10,7 +10,7 @@
 //! here owns a thread; the runtime decides who calls what (see `DESIGN.md`:
 //! only a connection's owner reads, writes, re-arms or closes it).
 //!
-//! - [`epoll`]: [`Epoll`], [`Interest`], [`Events`], [`Event`].
+//! - [`epoll`]: [`Epoll`], [`Interest`], [`Events`], [`EpollEvent`].
 //! - [`eventfd`]: [`EventFd`], the wakeup that cannot be lost.
 //! - [`socket`]: [`Listener`], [`ListenOptions`] and I/O on `BorrowedFd`.
 //! - [`signal`]: [`Signals`], graceful stop on SIGINT/SIGTERM.
@@ -29,7 +29,9 @@ pub mod signal;
 pub mod socket;
 
 pub use affinity::{available_cpus, lower_current_thread_priority, pin_current_thread};
-pub use epoll::{Epoll, Event, Events, Interest};
+#[cfg(test)]
+pub(crate) use epoll::Event;
+pub use epoll::{Epoll, EpollEvent, Events, Interest};
 pub use eventfd::EventFd;
 pub use heap::release_free_heap;
 pub use rlimit::{nofile_limit, raise_nofile_limit};

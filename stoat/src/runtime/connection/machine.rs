@@ -44,8 +44,10 @@ impl Machine {
         matches!(self, Machine::Http(c) if c.is_keepalive_idle())
     }
 
+    /// Whether a response streams out (SSE, a stream answered through the
+    /// link); not `Connection::streams_request_body` (a request body in).
     #[inline]
-    pub(super) fn is_streaming(&self) -> bool {
+    pub(super) fn streams_response(&self) -> bool {
         matches!(self, Machine::Http(c) if c.is_streaming())
     }
 

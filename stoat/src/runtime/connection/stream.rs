@@ -6,6 +6,7 @@
 use std::io;
 use std::ops::Range;
 
+use super::write::outbox;
 use super::{Connection, Shared, ThreadCtx};
 use crate::runtime::body_stream::{BodySink, Progress, StreamState};
 use crate::runtime::service::RawRequest;
@@ -23,10 +24,7 @@ impl Connection {
         let (Some(input), Some(conn)) = (&mut self.input, self.proto.http()) else {
             return;
         };
-        let out = match &mut self.output {
-            Some(o) => o,
-            None => &mut ctx.out,
-        };
+        let out = outbox(&mut self.output, &mut ctx.out);
         let mut progress = Progress::default();
         let mut sink = BodySink {
             conn,
@@ -68,10 +66,7 @@ impl Connection {
         else {
             return;
         };
-        let out = match &mut self.output {
-            Some(o) => o,
-            None => &mut ctx.out,
-        };
+        let out = outbox(&mut self.output, &mut ctx.out);
         let mut sink = BodySink {
             conn,
             out,
@@ -95,10 +90,7 @@ impl Connection {
         let Some(conn) = self.proto.http() else {
             return;
         };
-        let out = match &mut self.output {
-            Some(o) => o,
-            None => &mut ctx.out,
-        };
+        let out = outbox(&mut self.output, &mut ctx.out);
         let mut sink = BodySink {
             conn,
             out,
@@ -146,7 +138,7 @@ impl Connection {
 
     /// Whether reading is held back: a body streams and its output waits.
     pub(super) fn stream_is_held(&self) -> bool {
-        self.is_streaming()
+        self.streams_request_body()
             && self
                 .output
                 .as_ref()

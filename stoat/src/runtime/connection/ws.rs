@@ -17,7 +17,8 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use super::{ws_of, Connection, Next, Parked, Shared, ThreadCtx, OUTPUT_HIGH_WATER};
+use super::write::outbox;
+use super::{ws_of, Connection, Next, Parked, Shared, ThreadCtx};
 use crate::proto::ws_frame::{encode_frame, CloseCode, Item, Opcode};
 use crate::runtime::link::{Link, Mail};
 use crate::runtime::websocket::{Phase, Tick, WsIo, WsMessage, CLOSE_TIMEOUT};
@@ -82,10 +83,7 @@ impl Connection {
             // Output stalled past write_timeout: the peer does not read.
             return Next::Close;
         }
-        let out = match &mut self.output {
-            Some(o) => o.head_mut(),
-            None => ctx.out.head_mut(),
-        };
+        let out = outbox(&mut self.output, &mut ctx.out).head_mut();
         let core = &mut ws.core;
         match core.phase {
             Phase::Open => {
@@ -133,10 +131,7 @@ impl Connection {
             return;
         }
         ws.core.opened = true;
-        let out = match &mut self.output {
-            Some(o) => o.head_mut(),
-            None => ctx.out.head_mut(),
-        };
+        let out = outbox(&mut self.output, &mut ctx.out).head_mut();
         let mut io = WsIo {
             core: &mut ws.core,
             out,
@@ -190,7 +185,7 @@ impl Connection {
                 self.ws_decode(shared, ctx);
             }
             let backlog = self.output.as_ref().map_or(0, |o| o.pending());
-            if drained || backlog > OUTPUT_HIGH_WATER {
+            if drained || backlog > shared.max_output {
                 return Next::Keep { want_write: false };
             }
             if let Err(next) = self.make_space(shared, ctx) {
@@ -221,10 +216,7 @@ impl Connection {
         let (Some(ws), Some(input)) = (ws_of(&mut self.proto), self.input.as_mut()) else {
             return;
         };
-        let out = match &mut self.output {
-            Some(o) => o.head_mut(),
-            None => ctx.out.head_mut(),
-        };
+        let out = outbox(&mut self.output, &mut ctx.out).head_mut();
         let now = Tick::of(ctx.now);
         let max_message = shared.ws.max_message;
         loop {

@@ -1,0 +1,221 @@
+//! Dispatch: one complete request handed to the service with its
+//! response sink (built here, in one place, for every answer), and the
+//! answers that come back later through the connection's link (a
+//! suspended or pipelined request's response, stream events).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::read::Req;
+use super::write::outbox;
+use super::{Connection, Machine, Next, Shared, ThreadCtx};
+use crate::proto::encode::encode_chunk;
+use crate::proto::{Conn, DateCache, HeadParser, ProtoError};
+use crate::runtime::link::{Link, Mail};
+use crate::runtime::outbox::{Body, Outbox};
+use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink};
+use crate::runtime::websocket::{WsSession, WsState};
+
+impl Connection {
+    /// The link `link` was posted to this thread: delivers its answer or
+    /// stream events, then carries on with the requests pipelined behind.
+    /// A link that is not this connection's (closed and reused) is ignored.
+    pub fn on_link(&mut self, link: &Arc<Link>, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        if self.is_ws() {
+            return self.ws_on_link(link, shared, ctx);
+        }
+        if !self.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+            return Next::Keep {
+                want_write: self.output.is_some(),
+            };
+        }
+        let mut mail = Mail::default();
+        let room = if self.output.is_some() { 0 } else { usize::MAX };
+        link.take(room, &mut mail);
+        if let Some(answer) = mail.answer {
+            self.link = None;
+            link.counters.resumed.fetch_add(1, Ordering::Relaxed);
+            self.late_answer(shared, ctx, |sink| {
+                answer(sink);
+                if !sink.sent {
+                    sink.send(
+                        500,
+                        &[],
+                        Body::Static(b"the handler sent no response"),
+                        false,
+                    );
+                }
+            });
+            ctx.requests += 1;
+        } else {
+            self.write_events(&mail, ctx);
+        }
+        self.drive(shared, ctx, false)
+    }
+
+    /// Runs `f` with a sink for the request that was waiting (a late
+    /// answer, or the 503 at its deadline): it cannot suspend again.
+    pub(super) fn late_answer(
+        &mut self,
+        shared: &Shared,
+        ctx: &mut ThreadCtx,
+        f: impl FnOnce(&mut ResponseSink<'_>),
+    ) {
+        let Some(conn) = self.proto.http() else {
+            return;
+        };
+        let out = outbox(&mut self.output, &mut ctx.out);
+        let mut sink = response_sink(conn, out, shared, &ctx.date, ctx.now, &ctx.stop_flag, None);
+        f(&mut sink);
+    }
+
+    /// Encodes taken stream events (and the stream's end) into the output.
+    pub(super) fn write_events(&mut self, mail: &Mail, ctx: &mut ThreadCtx) {
+        if !self.proto.streams_response() {
+            return;
+        }
+        let out = outbox(&mut self.output, &mut ctx.out);
+        let chunked = self.proto.stream_is_chunked();
+        for event in &mail.events {
+            if chunked {
+                encode_chunk(out.head_mut(), event);
+            } else {
+                out.head_mut().extend_from_slice(event);
+            }
+        }
+        if !mail.events.is_empty() {
+            if let Some(link) = &self.link {
+                link.beat(ctx.now);
+            }
+        }
+        if mail.ended {
+            if let Some(conn) = self.proto.http() {
+                conn.end_stream(ctx.now, out.head_mut());
+            }
+            self.link = None;
+        }
+    }
+
+    /// Takes stream events left in the link once the output has room.
+    pub(super) fn pump_stream(&mut self, ctx: &mut ThreadCtx) {
+        if self.output.is_some() || !self.proto.streams_response() {
+            return;
+        }
+        let Some(link) = self.link.clone() else {
+            return;
+        };
+        if link.has_events() {
+            let mut mail = Mail::default();
+            link.take(usize::MAX, &mut mail);
+            self.write_events(&mail, ctx);
+        }
+    }
+
+    /// Runs the service for one complete request and makes sure it answered.
+    pub(super) fn dispatch(&mut self, shared: &Shared, ctx: &mut ThreadCtx, req: Req) {
+        let (buf, body): (&[u8], &[u8]) = match &req {
+            Req::InBuffer { start, body } => {
+                let mem = &self.input.as_ref().expect("input present").mem;
+                (&mem[*start..], &mem[body.clone()])
+            }
+            Req::Spilled(spill) => (&spill.data[..spill.head_len], &spill.data[spill.head_len..]),
+        };
+        let Some(conn) = self.proto.http() else {
+            return;
+        };
+        let out = outbox(&mut self.output, &mut ctx.out);
+        let mut upgraded: Option<Box<dyn WsSession>> = None;
+        let link = LinkCtx {
+            upgrade: &mut upgraded,
+            slot: &mut self.link,
+            owner: &ctx.owner,
+            key: ctx.key,
+            timeout: shared.limits.request_timeout,
+            backlog: shared.sse_backlog,
+            counters: &shared.counters,
+        };
+        let mut sink = response_sink(
+            conn,
+            out,
+            shared,
+            &ctx.date,
+            ctx.now,
+            &ctx.stop_flag,
+            Some(link),
+        );
+        shared.service.call(
+            &RawRequest {
+                head: &ctx.head,
+                buf,
+                body,
+                arena: &ctx.arena,
+            },
+            &mut sink,
+        );
+        if !sink.sent {
+            sink.send(
+                500,
+                &[],
+                Body::Static(b"the handler sent no response"),
+                false,
+            );
+        }
+        // The handler has returned: nothing can point into the arena.
+        ctx.arena.recycle();
+        if let Some(session) = upgraded {
+            // Nothing but frames follow the 101: the WebSocket state takes
+            // the HTTP machine's place (see `Machine`).
+            self.proto = Machine::Ws(WsState::new(session, ctx.now));
+        }
+        // A suspended request is counted when its answer is delivered.
+        if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {
+            ctx.requests += 1;
+        }
+    }
+
+    /// Parses the head again from its bytes (the body arrived in a later
+    /// read, and `ctx.head` has served other connections since).
+    pub(super) fn reparse_head(&mut self, req: &Req, shared: &Shared, ctx: &mut ThreadCtx) -> bool {
+        let bytes: &[u8] = match req {
+            Req::InBuffer { start, body } => match &self.input {
+                Some(i) => &i.mem[*start..body.start],
+                None => return false,
+            },
+            Req::Spilled(spill) => &spill.data[..spill.head_len],
+        };
+        match HeadParser::new().parse(bytes, &shared.limits, &mut ctx.head) {
+            Ok(true) => true,
+            // The same bytes parsed before; anything else is a bug, answered as one.
+            _ => {
+                self.respond_error(ProtoError::BadRequestLine, shared, ctx);
+                false
+            }
+        }
+    }
+}
+
+/// The sink a handler answers into: the one place a [`ResponseSink`] is
+/// built (a request dispatched now, with its `link` to suspend or stream;
+/// a late answer or a deadline's 503, without).
+#[inline]
+fn response_sink<'a>(
+    conn: &'a mut Conn,
+    out: &'a mut Outbox,
+    shared: &'a Shared,
+    date: &'a DateCache,
+    now: Instant,
+    stopping: &'a AtomicBool,
+    link: Option<LinkCtx<'a>>,
+) -> ResponseSink<'a> {
+    ResponseSink {
+        conn,
+        out,
+        date,
+        server: &shared.server,
+        now,
+        sent: false,
+        stopping,
+        link,
+    }
+}

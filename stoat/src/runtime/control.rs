@@ -1,0 +1,121 @@
+//! What every thread of one server shares to be stopped and counted
+//! ([`Control`]), and the timing constants both threading models use. Its
+//! own module so that `server` (which starts the models) and the models
+//! (which run under it) import it, not each other.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::runtime::connection::{Shared, ThreadCtx};
+use crate::sys::{EventFd, Listener};
+
+/// How often deadlines are checked: a coarse sweep over the table costs
+/// nothing per request (see docs/ARCHITECTURE.md, "Time").
+pub(crate) const SWEEP: Duration = Duration::from_millis(250);
+
+/// Buffers freed in one trim after which freed heap memory is handed back
+/// to the kernel (`malloc_trim`): a burst's worth, not a steady trickle.
+pub(crate) const RELEASE_AFTER: usize = 16;
+
+/// Longest pause of accepting after EMFILE/ENFILE: accepting resumes when a
+/// connection closes (an fd is free), or after this long at the latest.
+pub(crate) const FD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// At a sweep: read buffers unused for a whole interval go back to the
+/// allocator, and when that freed a burst's worth (or the connection table
+/// shrank), freed heap memory goes back to the kernel. Both models call
+/// this, so memory is given back the same way in each.
+pub(crate) fn give_back_memory(shared: &Shared, ctx: &mut ThreadCtx, table_shrank: bool) {
+    let freed = shared.pool.trim(&mut ctx.local);
+    if freed >= RELEASE_AFTER || table_shrank {
+        crate::sys::release_free_heap();
+    }
+}
+
+/// State every thread of one server shares for control and counting.
+pub(crate) struct Control {
+    stopping: Arc<AtomicBool>,
+    drain_deadline: Mutex<Option<Instant>>,
+    drain_timeout: Duration,
+    pub connections: AtomicUsize,
+    pub accepted: AtomicU64,
+    pub requests: AtomicU64,
+    /// Connections waiting for a read buffer now.
+    pub waiting: AtomicUsize,
+    /// Wakes the network threads (one per thread in `per_core`, one shared).
+    pub wakers: Vec<Arc<EventFd>>,
+    /// Listeners that accept threads block on (`shared` model).
+    pub blocking_listeners: Vec<Arc<Listener>>,
+}
+
+impl Control {
+    /// The stop flag itself, for threads to read mid-batch.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The instant after which remaining connections are closed.
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn begin_stop(&self) {
+        {
+            let mut d = self
+                .drain_deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if d.is_none() {
+                *d = Some(Instant::now() + self.drain_timeout);
+            }
+        }
+        self.stopping.store(true, Ordering::Release);
+        for l in &self.blocking_listeners {
+            // Wakes accept threads blocked in accept(2).
+            let _ = l.shutdown();
+        }
+        for w in &self.wakers {
+            let _ = w.notify();
+        }
+    }
+
+    /// A connection closed.
+    pub fn closed(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A connection was accepted.
+    pub fn opened(&self) {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Control {
+    pub fn new(
+        config: &Config,
+        wakers: Vec<Arc<EventFd>>,
+        listeners: Vec<Arc<Listener>>,
+    ) -> Control {
+        Control {
+            stopping: Arc::new(AtomicBool::new(false)),
+            drain_deadline: Mutex::new(None),
+            drain_timeout: config.http.drain_timeout(),
+            connections: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            wakers,
+            blocking_listeners: listeners,
+        }
+    }
+}
