@@ -117,6 +117,7 @@ impl Outbox {
         if let Body::File(f) = &body {
             // Never copied; sent by `sendfile` when its turn comes.
             if !f.is_empty() {
+                self.body_bytes += f.len();
                 self.bodies.push_back((self.buf.len(), body));
             }
             return;
