@@ -38,9 +38,12 @@
 //! - `router.rs`: [`Router`], method and path to handler; 404, 405, 501.
 //! - `path_tree.rs`: route patterns (`/users/{id}`) and path matching.
 //! - `request.rs`: [`Request`], the handler's view of a request.
+//! - `query.rs`: query strings and percent-decoding ([`QueryPairs`]).
 //! - `response.rs`: [`Response`] and [`IntoResponse`].
 //! - `header.rs`: [`HeaderValue`] and the checks on response header fields.
 //! - `handler.rs`: the [`Handler`] trait.
+//! - `compress.rs`: gzip and brotli negotiated per request ([`Compression`]).
+//! - `files.rs`: static files ([`Files`]): ETag, Range, precompressed siblings.
 //! - `deferred.rs`: [`Responder`] (answer later, from any thread) and
 //!   [`EventStream`] (server-sent events, [`SseEvent`]).
 //! - `pipeline.rs`: typed pipelines: [`Pipeline`] (routes on a pipeline)
@@ -59,12 +62,15 @@
 //! - `restart.rs`: handing the listeners over to a successor process
 //!   (SIGUSR2), zero-downtime restarts.
 
+mod compress;
 mod deferred;
+mod files;
 mod handler;
 mod header;
 mod health;
 mod path_tree;
 mod pipeline;
+mod query;
 mod request;
 mod response;
 pub mod restart;
@@ -73,12 +79,18 @@ mod server;
 mod streaming;
 mod websocket;
 
+pub use compress::{
+    compressible, negotiate, Choice, Coding, Compressed, CompressedBody, Compression, Encoder,
+    Workers,
+};
 pub use deferred::{EventStream, Responder, SseEvent};
+pub use files::{Files, FilesError};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};
 pub use health::Health;
 pub use path_tree::{PatternError, MAX_PARAMS};
 pub use pipeline::{per_job, Job, Pipeline};
+pub use query::{decode_form, decode_path, QueryPairs};
 pub use request::Request;
 pub use response::{IntoResponse, Response};
 pub use router::{RouteError, Router};

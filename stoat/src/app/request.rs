@@ -5,13 +5,16 @@
 //! nothing and building one allocates nothing. Route parameters are
 //! [`Span`]s of the path, at most [`MAX_PARAMS`](super::MAX_PARAMS) of them,
 //! borrowed from the router's captures (not copied). Accessors return raw text: the path, query and parameters
-//! are not percent-decoded. Text accessors never panic: bytes that are not
+//! are not percent-decoded, except [`Request::query`], [`Request::query_iter`]
+//! and [`Request::param_decoded`] (see `query.rs`). Text accessors never panic: bytes that are not
 //! UTF-8 give `None` (or `""` for [`Request::path`], see there).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str;
 
+use super::query::{self, QueryPairs};
 use crate::proto::forwarded::{self, Field};
 use crate::proto::Span;
 use crate::proto::{Method, Version};
@@ -157,9 +160,29 @@ impl<'a> Request<'a> {
 
     /// The query: what follows the first `?` of the target (not
     /// percent-decoded). `None` if there is no `?` or it is not UTF-8.
-    pub fn query(&self) -> Option<&'a str> {
+    pub fn query_string(&self) -> Option<&'a str> {
         let query = self.raw.head.query(self.raw.buf)?;
         str::from_utf8(query).ok()
+    }
+
+    /// The value of the first query parameter named `name`, decoded as a
+    /// form (`+` is a space, `%XX` a byte; see `query.rs`). Borrowed from
+    /// the request when nothing in it was encoded. `None` if absent (or
+    /// not UTF-8 once decoded).
+    pub fn query(&self, name: &str) -> Option<Cow<'a, str>> {
+        query::query_value(self.raw.head.query(self.raw.buf)?, name)
+    }
+
+    /// The query's pairs, decoded as [`Request::query`] does, in order.
+    pub fn query_iter(&self) -> QueryPairs<'a> {
+        QueryPairs::new(self.raw.head.query(self.raw.buf).unwrap_or(b""))
+    }
+
+    /// The value of the route parameter `name`, percent-decoded (`+` stays
+    /// `+` in a path). Borrowed when nothing was encoded. A decoded value
+    /// may hold `/` or `..`: check it before using it as a file name.
+    pub fn param_decoded(&self, name: &str) -> Option<Cow<'a, str>> {
+        query::decode_path(self.param_bytes(name)?)
     }
 
     /// The value of the first query parameter named `name`, as sent (not
@@ -172,7 +195,7 @@ impl<'a> Request<'a> {
     /// The query's `key=value` pairs split on `&`, in order, raw; empty
     /// pairs are skipped.
     pub fn query_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.query()
+        self.query_string()
             .unwrap_or("")
             .split('&')
             .filter(|pair| !pair.is_empty())
@@ -302,7 +325,7 @@ impl fmt::Debug for Request<'_> {
         f.debug_struct("Request")
             .field("method", &self.method_str())
             .field("path", &String::from_utf8_lossy(self.path))
-            .field("query", &self.query())
+            .field("query", &self.query_string())
             .field("params", &self.params().collect::<Vec<_>>())
             .field("headers", &self.raw.head.headers.len())
             .field("body", &self.raw.body.len())
@@ -367,7 +390,11 @@ pub(crate) mod tests {
             req.params().collect::<Vec<_>>(),
             [("id", "42"), ("post", "seven")]
         );
-        assert_eq!(req.query(), Some("a=1&b=&c&a=2&&d=x%20y"));
+        assert_eq!(req.query_string(), Some("a=1&b=&c&a=2&&d=x%20y"));
+        assert_eq!(req.query("d").as_deref(), Some("x y"));
+        assert_eq!(req.query("a").as_deref(), Some("1"));
+        assert_eq!(req.query_iter().count(), 5);
+        assert_eq!(req.param_decoded("id").as_deref(), Some("42"));
         assert_eq!(req.query_param("a"), Some("1"));
         assert_eq!(req.query_param("b"), Some(""));
         assert_eq!(req.query_param("c"), Some(""));
@@ -425,7 +452,8 @@ pub(crate) mod tests {
         });
         assert_eq!(req.method(), Method::Other);
         assert_eq!(req.method_str(), "PROPFIND");
-        assert_eq!(req.query(), None);
+        assert_eq!(req.query_string(), None);
+        assert_eq!(req.query("x"), None);
         assert_eq!(req.query_param("x"), None);
         assert_eq!(req.query_pairs().count(), 0);
     }
@@ -451,7 +479,7 @@ pub(crate) mod tests {
         let req = Request::new(raw);
         assert_eq!(req.path(), "");
         assert_eq!(req.path_bytes(), b"/caf\xc3/\xff");
-        assert_eq!(req.query(), None);
+        assert_eq!(req.query_string(), None);
         assert_eq!(req.query_param("\u{fe}"), None);
         let mut tree = PathTree::default();
         let pattern = Pattern::parse("/{a}/{b}").unwrap();

@@ -15,6 +15,7 @@ pub(crate) mod arena;
 pub mod body_stream;
 pub(crate) mod connection;
 mod control;
+pub mod file_body;
 pub(crate) mod link;
 pub(crate) mod mailbox;
 pub(crate) mod outbox;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};
+pub use file_body::FileBody;
 pub use link::{AsyncCounters, SendError};
 pub use outbox::Body;
 pub use proxy::{ConnInfo, ProxyCounters, Resolved};

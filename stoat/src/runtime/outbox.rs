@@ -3,8 +3,11 @@
 //! one vectored write instead of being copied.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::IoSlice;
 use std::sync::Arc;
+
+use crate::runtime::file_body::FileBody;
 
 /// A response body.
 #[derive(Debug, Clone, Default)]
@@ -18,13 +21,17 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// Shared bytes (sent to many clients without copying).
     Shared(Arc<[u8]>),
+    /// A range of an open file, sent with `sendfile(2)` (see
+    /// `file_body.rs`). Its bytes are not in memory: [`Body::as_bytes`] is
+    /// empty, [`Body::len`] is the range's length.
+    File(FileBody),
 }
 
 impl Body {
-    /// The body's bytes.
+    /// The body's bytes (none for a [`Body::File`]).
     pub fn as_bytes(&self) -> &[u8] {
         match self {
-            Body::Empty => &[],
+            Body::Empty | Body::File(_) => &[],
             Body::Static(b) => b,
             Body::Bytes(b) => b,
             Body::Shared(b) => b,
@@ -32,8 +39,12 @@ impl Body {
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.as_bytes().len()
+        match self {
+            Body::File(f) => f.len(),
+            other => other.as_bytes().len(),
+        }
     }
 
     /// Whether the body is empty.
@@ -103,6 +114,14 @@ impl Outbox {
 
     /// Appends a body after what is queued.
     pub fn push_body(&mut self, body: Body) {
+        if let Body::File(f) = &body {
+            // Never copied; sent by `sendfile` when its turn comes.
+            if !f.is_empty() {
+                self.body_bytes += f.len();
+                self.bodies.push_back((self.buf.len(), body));
+            }
+            return;
+        }
         let bytes = body.as_bytes();
         if bytes.len() <= COPY_LIMIT || self.bodies.len() >= MAX_IOV / 2 {
             self.buf.extend_from_slice(bytes);
@@ -128,7 +147,21 @@ impl Outbox {
         self.bodies.is_empty().then(|| &self.buf[self.sent_buf..])
     }
 
-    /// The pending output as slices for one vectored write.
+    /// The file body to send now, when everything before it is written:
+    /// the file, the offset to send from, the bytes left of it.
+    pub fn front_file(&self) -> Option<(&File, u64, usize)> {
+        match self.bodies.front() {
+            Some((at, Body::File(f))) if *at <= self.sent_buf => Some((
+                f.file(),
+                f.offset() + self.sent_body as u64,
+                f.len() - self.sent_body,
+            )),
+            _ => None,
+        }
+    }
+
+    /// The pending output as slices for one vectored write, up to the first
+    /// file body (which `sendfile` sends; see [`Outbox::front_file`]).
     pub fn slices<'a>(&'a self, iov: &mut Vec<IoSlice<'a>>) {
         iov.clear();
         let mut from = self.sent_buf;
@@ -137,6 +170,9 @@ impl Outbox {
                 iov.push(IoSlice::new(&self.buf[from..*at]));
             }
             from = from.max(*at);
+            if let Body::File(_) = body {
+                return;
+            }
             let skip = if i == 0 { self.sent_body } else { 0 };
             iov.push(IoSlice::new(&body.as_bytes()[skip..]));
         }
@@ -239,5 +275,33 @@ mod tests {
             }
             assert_eq!(got, want, "step {step}");
         }
+    }
+
+    #[test]
+    fn a_file_body_waits_for_sendfile_in_its_place() {
+        let path = std::env::temp_dir().join(format!("stoat-outbox-{}", std::process::id()));
+        std::fs::write(&path, vec![b'f'; 100]).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let mut o = Outbox::default();
+        o.head_mut().extend_from_slice(b"HEAD1");
+        o.push_body(Body::File(FileBody::new(file, 10, 50)));
+        o.head_mut().extend_from_slice(b"HEAD2");
+        assert_eq!(o.pending(), 5 + 50 + 5);
+        assert!(o.single().is_none());
+        assert_eq!(collect(&o), b"HEAD1", "slices stop at the file");
+        assert!(o.front_file().is_none(), "its head goes first");
+        o.advance(5);
+        let (_, offset, left) = o.front_file().expect("the file's turn");
+        assert_eq!((offset, left), (10, 50));
+        assert!(collect(&o).is_empty());
+        o.advance(20);
+        let (_, offset, left) = o.front_file().unwrap();
+        assert_eq!((offset, left), (30, 30));
+        o.advance(30);
+        assert!(o.front_file().is_none());
+        assert_eq!(collect(&o), b"HEAD2");
+        o.advance(5);
+        assert!(o.is_empty());
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -128,7 +128,7 @@ impl ResponseSink<'_> {
             return;
         }
         self.sent = true;
-        let len = body.as_bytes().len() as u64;
+        let len = body.len() as u64;
         let framing = if len == 0 {
             ResponseBody::Empty
         } else {

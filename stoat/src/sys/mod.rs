@@ -20,6 +20,7 @@
 //! - [`heap`]: [`release_free_heap`], freed memory back to the kernel.
 //! - [`listenfd`]: listening sockets inherited from systemd or handed over
 //!   to a successor process (zero-downtime restart).
+//! - [`sendfile`]: file bytes to a socket (static files sent as they are).
 
 pub mod affinity;
 pub mod epoll;
@@ -27,6 +28,7 @@ pub mod eventfd;
 pub mod heap;
 pub mod listenfd;
 pub mod rlimit;
+pub mod sendfile;
 pub mod signal;
 pub mod socket;
 

@@ -4,7 +4,7 @@
 //! the client costs little next to the server. Frames are written and read
 //! by hand (a fixed message, a fixed mask).
 //!
-//! Usage: `ws_load --port P [-c 64] [--size 32] (--seconds S | --messages N)`.
+//! Usage: `ws_load --port P [--path /] [-c 64] [--size 32] (--seconds S | --messages N)`.
 //! Prints `messages=M seconds=T rate=R/s`.
 
 use std::io::{Read, Write};
@@ -15,6 +15,7 @@ const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 
 fn main() {
     let mut port = 9001u16;
+    let mut path = String::from("/");
     let mut conns = 64usize;
     let mut size = 32usize;
     let mut seconds: Option<f64> = None;
@@ -24,6 +25,7 @@ fn main() {
         let value = args.next().unwrap_or_else(|| usage());
         match flag.as_str() {
             "--port" => port = value.parse().unwrap_or_else(|_| usage()),
+            "--path" => path = value,
             "-c" => conns = value.parse().unwrap_or_else(|_| usage()),
             "--size" => size = value.parse().unwrap_or_else(|_| usage()),
             "--seconds" => seconds = Some(value.parse().unwrap_or_else(|_| usage())),
@@ -32,7 +34,7 @@ fn main() {
         }
     }
     assert!(size < 126, "small messages only");
-    let mut socks: Vec<TcpStream> = (0..conns).map(|_| handshake(port)).collect();
+    let mut socks: Vec<TcpStream> = (0..conns).map(|_| handshake(port, &path)).collect();
     let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
     let mut frame = vec![0x81, 0x80 | size as u8];
     frame.extend_from_slice(&MASK);
@@ -80,19 +82,22 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: ws_load --port P [-c 64] [--size 32] (--seconds S | --messages N)");
+    eprintln!("usage: ws_load --port P [--path /] [-c 64] [--size 32] (--seconds S | --messages N)");
     std::process::exit(2);
 }
 
 /// Connects and completes the opening handshake.
-fn handshake(port: u16) -> TcpStream {
+fn handshake(port: u16, path: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_nodelay(true).expect("nodelay");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     s.write_all(
-        b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .expect("write handshake");
     let mut head = Vec::new();

@@ -8,8 +8,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 use super::{Connection, Next, Shared, ThreadCtx};
+use crate::runtime::file_body::FILE_SLICE;
 use crate::runtime::outbox::Outbox;
-use crate::sys::socket;
+use crate::sys::{sendfile, socket};
 
 impl Connection {
     /// Whether the bytes queued for the client (this batch's responses in
@@ -84,6 +85,23 @@ impl Connection {
 /// Writes as much of `out` as the socket takes. `Ok(true)`: all written.
 pub(super) fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
     while !out.is_empty() {
+        if let Some((file, mut offset, left)) = out.front_file() {
+            // A file body's turn (`file_body.rs`): sendfile, one slice per
+            // call, while the socket takes it.
+            match sendfile::sendfile(fd, file, &mut offset, left.min(FILE_SLICE)) {
+                Ok(0) => {
+                    // The file shrank: the promised length cannot be kept.
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than its response's Content-Length",
+                    ));
+                }
+                Ok(n) => out.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
         let r = match out.single() {
             Some(bytes) => socket::write(fd.as_fd(), bytes),
             None => {
