@@ -419,6 +419,17 @@ fn resume_races_disconnect(model: Model) {
     assert_eq!(c.response().text(), "late");
     drop(c);
     wait_connections(&server, 0);
+    // Every suspended request is counted once as it ended: the one held
+    // when its client left and the races lost to a disconnect as
+    // abandoned, the rest as resumed (the soak found the client-gone ones
+    // counted nowhere).
+    wait_until("every suspended request to be counted as it ended", || {
+        let s = server.stats();
+        s.resumed + s.expired + s.abandoned == s.suspended
+    });
+    let s = server.stats();
+    assert_eq!(s.suspended, 302, "{s:?}");
+    assert!(s.abandoned >= 1 && s.resumed >= 1, "{s:?}");
     stop(server);
 }
 

@@ -22,7 +22,6 @@
 //!   (see `runtime/link.rs`).
 
 use std::fmt::{self, Write as _};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
@@ -72,7 +71,7 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(link) = self.link.take() {
             if !link.is_answered() && !link.is_closed() {
-                link.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+                link.settle(|c| &c.abandoned);
                 link.answer(Box::new(|sink| {
                     Response::text("the handler dropped the request unanswered\n")
                         .with_status(500)

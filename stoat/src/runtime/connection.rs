@@ -340,6 +340,9 @@ impl Connection {
             shared.pool.give(&mut ctx.local, input.mem);
         }
         if let Some(link) = self.link.take() {
+            // The client left before its answer was delivered (a request
+            // answered meanwhile but not yet written counts here too).
+            link.settle(|c| &c.abandoned);
             link.close();
         }
         self.stream = None;

@@ -50,7 +50,10 @@ pub struct AsyncCounters {
     pub resumed: AtomicU64,
     /// Suspended requests answered 503 at their deadline.
     pub expired: AtomicU64,
-    /// Suspended requests whose responder was dropped unanswered (500).
+    /// Suspended requests that ended unanswered: the responder was dropped
+    /// (500), or the client left before the answer was delivered. Each
+    /// suspended request is counted once, in exactly one of `resumed`,
+    /// `expired` and `abandoned` ([`Link::settle`]).
     pub abandoned: AtomicU64,
 }
 
@@ -165,6 +168,8 @@ pub struct Link {
     queued: AtomicBool,
     /// Whether an answer was given (or the link was abandoned).
     answered: AtomicBool,
+    /// The request's end was counted ([`Link::settle`]).
+    settled: AtomicBool,
     mail: Mutex<Mail>,
     /// Most stream events queued at once.
     backlog: usize,
@@ -191,6 +196,7 @@ impl Link {
             closed: AtomicBool::new(false),
             queued: AtomicBool::new(false),
             answered: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
             mail: Mutex::new(Mail::default()),
             backlog,
             queued_bytes: AtomicUsize::new(0),
@@ -353,6 +359,16 @@ impl Link {
     }
 
     /// Owner: gives up on the request; answers from now on are discarded.
+    /// Counts how a suspended request ended, once: the first side to
+    /// settle it (the owner delivering the answer, its deadline, a dropped
+    /// responder, the client leaving) picks the counter; later calls do
+    /// nothing. Streams (no deadline) are not counted.
+    pub(crate) fn settle(&self, counter: fn(&AsyncCounters) -> &AtomicU64) {
+        if self.deadline.is_some() && !self.settled.swap(true, Ordering::AcqRel) {
+            counter(&self.counters).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let mut mail = self.mail();

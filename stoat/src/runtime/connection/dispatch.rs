@@ -4,7 +4,7 @@
 //! suspended or pipelined request's response, stream events).
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,7 +37,7 @@ impl Connection {
         link.take(room, &mut mail);
         if let Some(answer) = mail.answer {
             self.link = None;
-            link.counters.resumed.fetch_add(1, Ordering::Relaxed);
+            link.settle(|c| &c.resumed);
             self.late_answer(shared, ctx, |sink| {
                 answer(sink);
                 if !sink.sent {

@@ -2,7 +2,6 @@
 //! deadlines (408, keep-alive expiry, write stall), slow heads parked off
 //! the pool, a suspended request's 503 at its deadline, SSE heartbeats.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Connection, Next, Shared, ThreadCtx};
@@ -119,7 +118,7 @@ impl Connection {
                 }
                 link.close();
                 self.link = None;
-                link.counters.expired.fetch_add(1, Ordering::Relaxed);
+                link.settle(|c| &c.expired);
                 self.late_answer(shared, ctx, |sink| {
                     // RFC 9110 §15.6.4: 503, the server cannot answer now.
                     sink.send(
