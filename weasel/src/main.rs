@@ -85,8 +85,14 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// The exit code for `e` (see the module doc).
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
-        let Some(io) = cause.downcast_ref::<std::io::Error>() else {
-            continue;
+        // A `StartError::Io` is `#[error(transparent)]`: its source chain
+        // skips the io::Error, so look inside it too.
+        let io = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => io,
+            None => match cause.downcast_ref::<stoat::app::StartError>() {
+                Some(stoat::app::StartError::Io(io)) => io,
+                _ => continue,
+            },
         };
         if Locked::of(io).is_some() {
             return weasel::EXIT_LOCKED;
