@@ -249,7 +249,10 @@ impl Link {
     }
 
     /// Queues one encoded stream event.
-    pub(crate) fn push_event<C: Into<Chunk>>(self: &Arc<Self>, event: C) -> Result<(), SendError<C>> {
+    pub(crate) fn push_event<C: Into<Chunk>>(
+        self: &Arc<Self>,
+        event: C,
+    ) -> Result<(), SendError<C>> {
         if self.is_closed() {
             return Err(SendError::Closed(event));
         }
