@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use stoat::proto::conn::Timeout;
-use stoat::proto::encode::BodyMode;
+use stoat::proto::encode::{BodyMode, EncodeCtx, HeadStart, ResponseHead};
 use stoat::proto::{Conn, ConnEvent, DateCache, Limits, RequestHead, ResponseBody};
 
 fuzz_target!(|data: &[u8]| {
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
             let (consumed, event) = match conn.poll(&input, now, &limits, &mut head) {
                 Ok(x) => x,
                 Err(e) => {
-                    conn.respond_error(e, now, &mut out, &date, b"");
+                    conn.respond_error(e, now, &mut out, EncodeCtx { date: &date, server: b"" });
                     break 'outer;
                 }
             };
@@ -65,14 +65,18 @@ fuzz_target!(|data: &[u8]| {
             if answer {
                 requests += 1;
                 let mode = conn.respond(
-                    200,
-                    &[],
-                    ResponseBody::Length(2),
+                    ResponseHead {
+                        status: 200,
+                        start: HeadStart::Headers(&[]),
+                        body: ResponseBody::Length(2),
+                    },
                     false,
                     now,
                     &mut out,
-                    &date,
-                    b"",
+                    EncodeCtx {
+                        date: &date,
+                        server: b"",
+                    },
                 );
                 if mode == BodyMode::Raw {
                     out.extend_from_slice(b"ok");
@@ -88,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
         fed += n;
         now += Duration::from_millis(1);
         if let Timeout::Respond(e) = conn.on_timeout(now, &limits) {
-            conn.respond_error(e, now, &mut out, &date, b"");
+            conn.respond_error(e, now, &mut out, EncodeCtx { date: &date, server: b"" });
             break;
         }
     }

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use stoat::proto::encode::{encode_head, Framing, Header};
+use stoat::proto::encode::{encode_head, EncodeCtx, Framing, HeadStart, Header, ResponseHead};
 use stoat::proto::{Conn, ConnEvent, DateCache, HeadParser, Limits, RequestHead, ResponseBody};
 
 /// What a desktop browser sends for a page (Chrome-like, 13 fields).
@@ -77,15 +77,16 @@ fn encode_response(c: &mut Criterion) {
     c.bench_function("encode/plaintext_head", |b| {
         b.iter(|| {
             out.clear();
-            let mode = encode_head(
-                &mut out,
-                200,
-                black_box(&headers),
-                ResponseBody::Length(13),
-                Framing::default(),
-                &date,
-                b"stoat",
-            );
+            let head = ResponseHead {
+                status: 200,
+                start: HeadStart::Headers(black_box(&headers)),
+                body: ResponseBody::Length(13),
+            };
+            let ctx = EncodeCtx {
+                date: &date,
+                server: b"stoat",
+            };
+            let mode = encode_head(&mut out, head, Framing::default(), ctx);
             out.extend_from_slice(b"Hello, World!");
             black_box((mode, out.len()))
         })
@@ -109,14 +110,18 @@ fn conn_turn(c: &mut Criterion) {
             let (n, ev) = conn.poll(black_box(WRK), now, &limits, &mut head).unwrap();
             debug_assert_eq!(ev, ConnEvent::Head { complete: true });
             conn.respond(
-                200,
-                &headers,
-                ResponseBody::Length(13),
+                ResponseHead {
+                    status: 200,
+                    start: HeadStart::Headers(&headers),
+                    body: ResponseBody::Length(13),
+                },
                 false,
                 now,
                 &mut out,
-                &date,
-                b"stoat",
+                EncodeCtx {
+                    date: &date,
+                    server: b"stoat",
+                },
             );
             out.extend_from_slice(b"Hello, World!");
             black_box((n, out.len()))

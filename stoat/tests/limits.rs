@@ -303,32 +303,24 @@ fn emfile_child() {
     let mut cfg = config(model);
     cfg.http.network_threads = 1;
     let server = start_with(cfg, app);
-    // Opened now: once the server has used every fd, opening fails.
-    let stat = std::fs::File::open("/proc/self/stat").unwrap();
     println!("port {}", server.local_addr().port());
     for line in std::io::stdin().lines() {
         let Ok(line) = line else { break };
-        if line == "cpu" {
-            println!("cpu {}", cpu_ticks(&stat));
+        if line == "stats" {
+            let s = server.stats();
+            println!(
+                "stats {} {} {}",
+                s.fd_limit_errors, s.fd_limit_pauses, s.accepted
+            );
         }
     }
     stop(server);
 }
 
-/// utime + stime of this process, in clock ticks.
-fn cpu_ticks(file: &std::fs::File) -> u64 {
-    use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 1024];
-    let n = file.read_at(&mut buf, 0).unwrap();
-    let stat = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-/// With the fd limit reached the server pauses accepting (no busy loop: its
-/// CPU time stays flat), keeps serving what it has, and accepts again once
-/// fds are freed.
+/// With the fd limit reached the server pauses accepting before each new
+/// try (no busy loop: every accept that fails for the fd limit is followed
+/// by a pause, counted in `Stats`), keeps trying while paused, and accepts
+/// and serves again once fds are freed.
 fn emfile_backoff(model: Model) {
     let name = match model {
         Model::Shared => "shared",
@@ -375,22 +367,28 @@ fn emfile_backoff(model: Model) {
     paused_rx
         .recv_timeout(TIMEOUT)
         .expect("the server reports EMFILE and pauses accepting");
-    writeln!(stdin, "cpu").unwrap();
-    let before: u64 = read_line("cpu").parse().unwrap();
-    // The measurement window: how much CPU a paused server burns in 1 s.
-    std::thread::sleep(Duration::from_secs(1));
-    writeln!(stdin, "cpu").unwrap();
-    let after: u64 = read_line("cpu").parse().unwrap();
-    // A spinning accept loop would burn ~100 ticks in that second.
+    let mut stats = || -> (u64, u64, u64) {
+        writeln!(stdin, "stats").unwrap();
+        let line = read_line("stats");
+        let v: Vec<u64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+        (v[0], v[1], v[2])
+    };
+    // While fds stay short the server keeps trying, one failed accept per
+    // pause at most: a loop that retried without pausing would run the
+    // failures far ahead of the pauses.
+    wait_until("three pauses of accepting", || stats().1 >= 3);
+    let (errors, pauses, accepted) = stats();
+    assert!(errors >= 3, "{errors} failed accepts, {pauses} pauses");
     assert!(
-        after - before < 20,
-        "the child used {} ticks idle",
-        after - before
+        errors <= pauses,
+        "{errors} failed accepts for {pauses} pauses: retries without a pause"
     );
     // Free fds: the server accepts again and serves.
     conns.clear();
     served.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(served.response().text(), "hello");
+    let (_, _, accepted_after) = stats();
+    assert!(accepted_after > accepted, "no accept after fds were freed");
     drop(stdin);
     let status = child.wait().unwrap();
     assert!(status.success());

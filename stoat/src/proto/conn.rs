@@ -19,8 +19,10 @@ use std::ops::Range;
 use std::time::Instant;
 
 use crate::proto::body::{BodyDecoder, BodyKind};
-use crate::proto::encode::{self, BodyMode, Framing, Header, ResponseBody};
-use crate::proto::{DateCache, HeadParser, Limits, Method, ProtoError, RequestHead, Version};
+use crate::proto::encode::{
+    self, BodyMode, EncodeCtx, Framing, HeadStart, Header, ResponseBody, ResponseHead,
+};
+use crate::proto::{HeadParser, Limits, Method, ProtoError, RequestHead, Version};
 
 /// The crate's short name for [`ConnEvent`].
 pub(crate) use self::ConnEvent as Event;
@@ -266,41 +268,17 @@ impl Conn {
     /// [`BodyMode::Chunked`]). `headers` must not hold framing fields
     /// (see [`Header`]). Decides keep-alive: `Connection: close` is sent
     /// when the request or `close` asks for it, or the peer has closed.
-    #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn respond(
         &mut self,
-        status: u16,
-        headers: &[Header<'_>],
-        body: ResponseBody,
+        head: ResponseHead<'_>,
         close: bool,
         now: Instant,
         out: &mut Vec<u8>,
-        date: &DateCache,
-        server: &[u8],
+        ctx: EncodeCtx<'_>,
     ) -> BodyMode {
         let (keep, framing) = self.framing(close);
-        let mode = encode::encode_head(out, status, headers, body, framing, date, server);
-        self.responded(mode, keep, now);
-        mode
-    }
-
-    /// [`Conn::respond`] for a head whose status line and header lines are
-    /// formatted already (see [`encode::encode_head_preformatted`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn respond_preformatted(
-        &mut self,
-        status: u16,
-        start: &[u8],
-        body: ResponseBody,
-        close: bool,
-        now: Instant,
-        out: &mut Vec<u8>,
-        date: &DateCache,
-        server: &[u8],
-    ) -> BodyMode {
-        let (keep, framing) = self.framing(close);
-        let mode =
-            encode::encode_head_preformatted(out, status, start, body, framing, date, server);
+        let mode = encode::encode_head(out, head, framing, ctx);
         self.responded(mode, keep, now);
         mode
     }
@@ -346,16 +324,12 @@ impl Conn {
     /// [`Conn::respond`] does; the caller writes the body as the returned
     /// mode says and calls [`Conn::finish_response`] once the request body
     /// has ended ([`Event::BodyEnd`]) and the response is complete.
-    #[allow(clippy::too_many_arguments)]
     pub fn start_response(
         &mut self,
-        status: u16,
-        headers: &[Header<'_>],
-        body: ResponseBody,
+        head: ResponseHead<'_>,
         close: bool,
         out: &mut Vec<u8>,
-        date: &DateCache,
-        server: &[u8],
+        ctx: EncodeCtx<'_>,
     ) -> BodyMode {
         let keep = self.keep_alive && !close && !self.read_closed;
         let framing = Framing {
@@ -363,7 +337,7 @@ impl Conn {
             head_request: self.head_request,
             http10: self.http10,
         };
-        let mode = encode::encode_head(out, status, headers, body, framing, date, server);
+        let mode = encode::encode_head(out, head, framing, ctx);
         self.continue_pending = false;
         self.keep_alive = keep && mode != BodyMode::UntilClose;
         mode
@@ -416,8 +390,7 @@ impl Conn {
         err: ProtoError,
         now: Instant,
         out: &mut Vec<u8>,
-        date: &DateCache,
-        server: &[u8],
+        ctx: EncodeCtx<'_>,
     ) {
         let msg = err.message().as_bytes();
         let headers = [Header {
@@ -426,16 +399,12 @@ impl Conn {
         }];
         // An error may come before the head was understood: never a HEAD reply.
         self.head_request = false;
-        let mode = self.respond(
-            err.status(),
-            &headers,
-            ResponseBody::Length(msg.len() as u64),
-            true,
-            now,
-            out,
-            date,
-            server,
-        );
+        let head = ResponseHead {
+            status: err.status(),
+            start: HeadStart::Headers(&headers),
+            body: ResponseBody::Length(msg.len() as u64),
+        };
+        let mode = self.respond(head, true, now, out, ctx);
         if mode == BodyMode::Raw {
             out.extend_from_slice(msg);
         }
@@ -559,6 +528,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::proto::DateCache;
 
     /// A test harness: feeds bytes, answers each complete request with a
     /// fixed handler, and collects what the server would write.
@@ -620,8 +590,15 @@ mod tests {
                     Ok(x) => x,
                     Err(e) => {
                         self.error = Some(e);
-                        self.conn
-                            .respond_error(e, self.now, &mut self.out, &self.date, b"stoat");
+                        self.conn.respond_error(
+                            e,
+                            self.now,
+                            &mut self.out,
+                            EncodeCtx {
+                                date: &self.date,
+                                server: b"stoat",
+                            },
+                        );
                         self.closed = true;
                         return;
                     }
@@ -674,14 +651,18 @@ mod tests {
             let mut text = target;
             text.extend_from_slice(&body);
             let mode = self.conn.respond(
-                200,
-                &[],
-                ResponseBody::Length(text.len() as u64),
+                ResponseHead {
+                    status: 200,
+                    start: HeadStart::Headers(&[]),
+                    body: ResponseBody::Length(text.len() as u64),
+                },
                 false,
                 self.now,
                 &mut self.out,
-                &self.date,
-                b"",
+                EncodeCtx {
+                    date: &self.date,
+                    server: b"",
+                },
             );
             if mode == BodyMode::Raw {
                 self.out.extend_from_slice(&text);
@@ -920,8 +901,15 @@ mod tests {
         let d = h.conn.deadline(&h.limits).unwrap();
         let t = h.conn.on_timeout(d, &h.limits);
         assert_eq!(t, Timeout::Respond(ProtoError::HeadTimeout));
-        h.conn
-            .respond_error(ProtoError::HeadTimeout, d, &mut h.out, &h.date, b"");
+        h.conn.respond_error(
+            ProtoError::HeadTimeout,
+            d,
+            &mut h.out,
+            EncodeCtx {
+                date: &h.date,
+                server: b"",
+            },
+        );
         assert!(h.output().starts_with("HTTP/1.1 408 Request Timeout\r\n"));
         assert!(h.conn.is_closing());
     }
@@ -971,14 +959,18 @@ mod tests {
             value: b"text/event-stream",
         }];
         let mode = h.conn.respond(
-            200,
-            &hdr,
-            ResponseBody::Chunked,
+            ResponseHead {
+                status: 200,
+                start: HeadStart::Headers(&hdr),
+                body: ResponseBody::Chunked,
+            },
             false,
             h.now,
             &mut h.out,
-            &h.date,
-            b"",
+            EncodeCtx {
+                date: &h.date,
+                server: b"",
+            },
         );
         assert_eq!(mode, BodyMode::Chunked);
         encode::encode_chunk(&mut h.out, b"data: 1\n\n");
@@ -1001,14 +993,18 @@ mod tests {
         h.auto_answer = false;
         h.feed(b"GET /events HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         let mode = h.conn.respond(
-            200,
-            &[],
-            ResponseBody::Chunked,
+            ResponseHead {
+                status: 200,
+                start: HeadStart::Headers(&[]),
+                body: ResponseBody::Chunked,
+            },
             false,
             h.now,
             &mut h.out,
-            &h.date,
-            b"",
+            EncodeCtx {
+                date: &h.date,
+                server: b"",
+            },
         );
         assert_eq!(mode, BodyMode::UntilClose);
         h.out.extend_from_slice(b"data: 1\n\n");
@@ -1026,14 +1022,18 @@ mod tests {
         h.auto_answer = false;
         h.feed(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab");
         let mode = h.conn.respond(
-            403,
-            &[],
-            ResponseBody::Empty,
+            ResponseHead {
+                status: 403,
+                start: HeadStart::Headers(&[]),
+                body: ResponseBody::Empty,
+            },
             false,
             h.now,
             &mut h.out,
-            &h.date,
-            b"",
+            EncodeCtx {
+                date: &h.date,
+                server: b"",
+            },
         );
         assert_eq!(mode, BodyMode::None);
         assert!(h.output().contains("Connection: close\r\n"));
@@ -1051,7 +1051,19 @@ mod tests {
         let (n, ev) = c.poll(input, now, &limits, &mut head).unwrap();
         assert_eq!(ev, Event::Head { complete: false });
         let mut out = Vec::new();
-        let mode = c.start_response(200, &[], ResponseBody::Chunked, false, &mut out, &date, b"");
+        let mode = c.start_response(
+            ResponseHead {
+                status: 200,
+                start: HeadStart::Headers(&[]),
+                body: ResponseBody::Chunked,
+            },
+            false,
+            &mut out,
+            EncodeCtx {
+                date: &date,
+                server: b"",
+            },
+        );
         assert_eq!(mode, BodyMode::Chunked);
         assert!(String::from_utf8(out)
             .unwrap()
@@ -1084,13 +1096,17 @@ mod tests {
         assert_eq!(ev, Event::Head { complete: true });
         let mut out = Vec::new();
         c.start_response(
-            200,
-            &[],
-            ResponseBody::Length(9),
+            ResponseHead {
+                status: 200,
+                start: HeadStart::Headers(&[]),
+                body: ResponseBody::Length(9),
+            },
             false,
             &mut out,
-            &date,
-            b"",
+            EncodeCtx {
+                date: &date,
+                server: b"",
+            },
         );
         c.finish_response(later, true);
         assert!(c.is_closing());

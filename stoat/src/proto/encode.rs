@@ -76,15 +76,80 @@ pub struct Framing {
     pub http10: bool,
 }
 
-/// Appends the status line and header block to `out`. `server` is the
-/// `Server` value (empty: no `Server` header). Returns what the caller
-/// must write after it.
-///
-/// `status` must be in `100..=999` (RFC 9112 §4: `status-code = 3DIGIT`);
-/// anything else is a caller bug, asserted in debug builds and sent as 500.
-/// For 1xx, 204 and 304 `body` is ignored. `ResponseBody::Length(0)` is sent
-/// as `Content-Length: 0` and returns [`BodyMode::None`].
+/// How a response head begins: its status line and the caller's header
+/// lines, to be formatted or formatted already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadStart<'a> {
+    /// The status line for the head's status, then these fields in order.
+    Headers(&'a [Header<'a>]),
+    /// Formatted already: exactly what [`HeadStart::Headers`] would give
+    /// for the head's status and fields (status line, then
+    /// `name: value\r\n` per field), e.g. a precomputed
+    /// `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n`, copied whole.
+    /// The status must then be in `200..=999`; debug builds assert that the
+    /// start begins with its status line and ends with CRLF.
+    Preformatted(&'a [u8]),
+}
+
+/// A response head as the caller describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    /// In `100..=999` (RFC 9112 §4: `status-code = 3DIGIT`); anything else
+    /// is a caller bug, asserted in debug builds and sent as 500.
+    pub status: u16,
+    /// The status line and the caller's fields.
+    pub start: HeadStart<'a>,
+    /// The body's framing. For 1xx, 204 and 304 it is ignored.
+    pub body: ResponseBody,
+}
+
+/// What the encoder adds to every head from outside the response: the
+/// cached `Date` (and its cached tail) and the `Server` value (empty: no
+/// `Server` header).
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeCtx<'a> {
+    /// The current `Date` and the tail cached with it.
+    pub date: &'a DateCache,
+    /// The `Server` value.
+    pub server: &'a [u8],
+}
+
+/// Appends the status line and header block of `head` to `out`. Returns
+/// what the caller must write after it. The encoder adds the framing,
+/// `Connection`, `Server` and `Date` (from `ctx`), the same for either
+/// [`HeadStart`]. `ResponseBody::Length(0)` is sent as `Content-Length: 0`
+/// and returns [`BodyMode::None`].
+#[inline(always)]
 pub fn encode_head(
+    out: &mut Vec<u8>,
+    head: ResponseHead<'_>,
+    framing: Framing,
+    ctx: EncodeCtx<'_>,
+) -> BodyMode {
+    match head.start {
+        HeadStart::Headers(headers) => encode_lines(
+            out,
+            head.status,
+            headers,
+            head.body,
+            framing,
+            ctx.date,
+            ctx.server,
+        ),
+        HeadStart::Preformatted(start) => encode_preformatted(
+            out,
+            head.status,
+            start,
+            head.body,
+            framing,
+            ctx.date,
+            ctx.server,
+        ),
+    }
+}
+
+/// [`encode_head`] for [`HeadStart::Headers`].
+fn encode_lines(
     out: &mut Vec<u8>,
     status: u16,
     headers: &[Header<'_>],
@@ -137,16 +202,8 @@ pub fn encode_head(
     encode_parts(out, bound, &parts)
 }
 
-/// Like [`encode_head`], for a head whose status line and caller header
-/// lines are already formatted: `start` is exactly what `encode_head` would
-/// write for `status` and the headers before the framing fields (status
-/// line, then `name: value\r\n` per field), e.g. a precomputed
-/// `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n`. The encoder adds the
-/// framing, `Connection`, `Server` and `Date` as `encode_head` does, with
-/// the same RFC rules for `status`, `body` and `framing`. `status` must be
-/// in `200..=999`; debug builds assert that `start` begins with its status
-/// line and ends with CRLF.
-pub fn encode_head_preformatted(
+/// [`encode_head`] for [`HeadStart::Preformatted`].
+fn encode_preformatted(
     out: &mut Vec<u8>,
     status: u16,
     start: &[u8],
@@ -715,6 +772,42 @@ status_codes! {
 mod tests {
     use super::*;
 
+    /// The general start, as the tests below spell it.
+    fn encode_lines_head(
+        out: &mut Vec<u8>,
+        status: u16,
+        headers: &[Header<'_>],
+        body: ResponseBody,
+        framing: Framing,
+        date: &DateCache,
+        server: &[u8],
+    ) -> BodyMode {
+        let head = ResponseHead {
+            status,
+            start: HeadStart::Headers(headers),
+            body,
+        };
+        encode_head(out, head, framing, EncodeCtx { date, server })
+    }
+
+    /// The preformatted start, as the tests below spell it.
+    fn encode_preformatted_head(
+        out: &mut Vec<u8>,
+        status: u16,
+        start: &[u8],
+        body: ResponseBody,
+        framing: Framing,
+        date: &DateCache,
+        server: &[u8],
+    ) -> BodyMode {
+        let head = ResponseHead {
+            status,
+            start: HeadStart::Preformatted(start),
+            body,
+        };
+        encode_head(out, head, framing, EncodeCtx { date, server })
+    }
+
     use ResponseBody::{Chunked, Empty, Length};
 
     /// Sun, 06 Nov 1994 08:49:37 GMT.
@@ -758,7 +851,7 @@ mod tests {
     ) -> (Vec<u8>, BodyMode) {
         let mut out = Vec::new();
         let date = DateCache::new(NOW);
-        let mode = encode_head(&mut out, status, headers, body, framing, &date, server);
+        let mode = encode_lines_head(&mut out, status, headers, body, framing, &date, server);
         (out, mode)
     }
 
@@ -781,7 +874,7 @@ mod tests {
                         let mut out = Vec::new();
                         let date = DateCache::new(NOW);
                         let headers = [Header { name, value }];
-                        encode_head(&mut out, status, &headers, body, framing, &date, server);
+                        encode_lines_head(&mut out, status, &headers, body, framing, &date, server);
                         let mut want = Vec::new();
                         let (line, _) = head(status, &[], Empty, GET, b"");
                         want.extend_from_slice(
@@ -921,7 +1014,7 @@ mod tests {
         let headers = [CT; 8];
         let server = [b's'; 300];
         let before = out.len();
-        encode_head(
+        encode_lines_head(
             &mut out,
             200,
             &headers,
@@ -976,11 +1069,11 @@ mod tests {
                             let line = status_line(status).unwrap_or(b"HTTP/1.1 299 \r\n");
                             let start = [line, &start[17..]].concat();
                             let mut want = b"before".to_vec();
-                            let want_mode = encode_head(
+                            let want_mode = encode_lines_head(
                                 &mut want, status, &headers, body, framing, &date, server,
                             );
                             let mut got = b"before".to_vec();
-                            let mode = encode_head_preformatted(
+                            let mode = encode_preformatted_head(
                                 &mut got, status, &start, body, framing, &date, server,
                             );
                             assert!(
@@ -1002,7 +1095,7 @@ mod tests {
         let date = DateCache::new(NOW);
         for n in (0..=1100).chain([9_999, 10_000, 123_456_789, u64::MAX]) {
             let mut out = Vec::new();
-            encode_head_preformatted(
+            encode_preformatted_head(
                 &mut out,
                 200,
                 b"HTTP/1.1 200 OK\r\n",
@@ -1035,10 +1128,10 @@ mod tests {
     fn pipelined_heads_share_a_buffer() {
         let date = DateCache::new(NOW);
         let mut out = Vec::new();
-        let mode = encode_head(&mut out, 200, &[], Length(2), GET, &date, b"");
+        let mode = encode_lines_head(&mut out, 200, &[], Length(2), GET, &date, b"");
         assert_eq!(mode, BodyMode::Raw);
         out.extend_from_slice(b"hi");
-        let mode = encode_head(&mut out, 404, &[], Empty, GET, &date, b"");
+        let mode = encode_lines_head(&mut out, 404, &[], Empty, GET, &date, b"");
         assert_eq!(mode, BodyMode::None);
         let want = [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"[..],

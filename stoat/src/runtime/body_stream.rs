@@ -37,7 +37,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::proto::encode::{encode_chunk, encode_last_chunk, BodyMode, Header};
+use crate::proto::encode::{
+    encode_chunk, encode_last_chunk, BodyMode, EncodeCtx, HeadStart, Header, ResponseHead,
+};
 use crate::proto::{Conn, DateCache, ResponseBody};
 use crate::runtime::arena::ArenaSlot;
 use crate::runtime::outbox::{Body, Outbox};
@@ -125,13 +127,17 @@ impl BodySink<'_> {
         };
         let close = close || self.stopping.load(Ordering::Acquire);
         let mode = self.conn.start_response(
-            status,
-            headers,
-            body,
+            ResponseHead {
+                status,
+                start: HeadStart::Headers(headers),
+                body,
+            },
             close,
             self.out.head_mut(),
-            self.date,
-            self.server,
+            EncodeCtx {
+                date: self.date,
+                server: self.server,
+            },
         );
         self.progress.phase = match (mode, length) {
             (BodyMode::Raw, Some(n)) => Phase::Length { left: n },

@@ -41,6 +41,10 @@ pub(crate) struct Control {
     drain_timeout: Duration,
     pub connections: AtomicUsize,
     pub accepted: AtomicU64,
+    /// Accept calls that failed for the fd limit (EMFILE/ENFILE).
+    pub fd_limit_errors: AtomicU64,
+    /// Pauses of accepting after such a failure.
+    pub fd_limit_pauses: AtomicU64,
     pub requests: AtomicU64,
     /// Connections waiting for a read buffer now.
     pub waiting: AtomicUsize,
@@ -113,6 +117,8 @@ impl Control {
             drain_timeout: config.http.drain_timeout(),
             connections: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
+            fd_limit_errors: AtomicU64::new(0),
+            fd_limit_pauses: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             wakers,

@@ -279,6 +279,7 @@ impl Loop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_fd_limit(&e) => {
+                    self.control.fd_limit_errors.fetch_add(1, Ordering::Relaxed);
                     if !self.fd_limit_logged {
                         eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
                         self.fd_limit_logged = true;
@@ -313,6 +314,9 @@ impl Loop {
 
     /// Stops listening for connections for `why`.
     fn pause_accepting(&mut self, why: Paused) {
+        if let Paused::Until(_) = why {
+            self.control.fd_limit_pauses.fetch_add(1, Ordering::Relaxed);
+        }
         if self.accept_paused.is_none() {
             if let Some(l) = &self.listener {
                 let _ = self.epoll.delete(l);

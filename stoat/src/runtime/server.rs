@@ -35,6 +35,13 @@ pub struct Stats {
     pub accepted: u64,
     /// Requests answered since start.
     pub requests: u64,
+    /// Accept calls that failed because the process or system is out of
+    /// file descriptors (EMFILE/ENFILE).
+    pub fd_limit_errors: u64,
+    /// Pauses of accepting that followed them: each such failure pauses
+    /// accepting (until a connection closes, or `FD_BACKOFF`) before the
+    /// next try, so `fd_limit_errors` never runs ahead of this.
+    pub fd_limit_pauses: u64,
     /// Read buffers that exist now (in use or cached).
     pub buffers: usize,
     /// Bytes of `body_memory_limit` reserved by bodies larger than a buffer.
@@ -105,6 +112,8 @@ impl ServerHandle {
             connections: self.control.connections.load(Ordering::Acquire),
             accepted: self.control.accepted.load(Ordering::Relaxed),
             requests: self.control.requests.load(Ordering::Relaxed),
+            fd_limit_errors: self.control.fd_limit_errors.load(Ordering::Relaxed),
+            fd_limit_pauses: self.control.fd_limit_pauses.load(Ordering::Relaxed),
             buffers: self.shared.pool.allocated(),
             waiting_for_buffer: self.control.waiting.load(Ordering::Relaxed),
             body_bytes: self.shared.spills.used(),

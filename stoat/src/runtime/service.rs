@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::proto::encode::{self, BodyMode, Header};
+use crate::proto::encode::{self, BodyMode, EncodeCtx, HeadStart, Header, ResponseHead};
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
 use crate::runtime::arena::ArenaSlot;
 use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
@@ -80,14 +80,6 @@ pub struct ResponseSink<'a> {
     pub(crate) link: Option<LinkCtx<'a>>,
 }
 
-/// How a response head starts.
-enum Start<'a> {
-    /// The caller's header fields, formatted by the encoder.
-    Headers(&'a [Header<'a>]),
-    /// Status line and header lines, formatted already.
-    Preformatted(&'a [u8]),
-}
-
 /// What [`ResponseSink::suspend`] and [`ResponseSink::stream`] need.
 pub(crate) struct LinkCtx<'a> {
     /// Where an accepted WebSocket handshake leaves its session.
@@ -110,19 +102,14 @@ impl ResponseSink<'_> {
     /// Connection, Date and Server), and `body`. `close`: close the
     /// connection after it. A second call is ignored (debug assert).
     pub fn send(&mut self, status: u16, headers: &[Header<'_>], body: Body, close: bool) {
-        self.send_with(status, Start::Headers(headers), body, close);
+        self.send_start(status, HeadStart::Headers(headers), body, close);
     }
 
-    /// [`ResponseSink::send`] for a head whose status line and header lines
-    /// are formatted already (`start`, see
-    /// [`crate::proto::encode::encode_head_preformatted`]): a precomputed
-    /// head for a common response is copied whole.
-    pub fn send_preformatted(&mut self, status: u16, start: &[u8], body: Body, close: bool) {
-        self.send_with(status, Start::Preformatted(start), body, close);
-    }
-
+    /// [`ResponseSink::send`] for any [`HeadStart`]: with
+    /// [`HeadStart::Preformatted`], a precomputed head for a common
+    /// response is copied whole.
     #[inline(always)]
-    fn send_with(&mut self, status: u16, start: Start<'_>, body: Body, close: bool) {
+    pub fn send_start(&mut self, status: u16, start: HeadStart<'_>, body: Body, close: bool) {
         debug_assert!(!self.sent, "a response was already sent");
         if self.sent {
             return;
@@ -136,28 +123,16 @@ impl ResponseSink<'_> {
         };
         let close = close || self.stopping.load(Ordering::Acquire);
         let out = self.out.head_mut();
-        let mode = match start {
-            Start::Headers(headers) => self.conn.respond(
-                status,
-                headers,
-                framing,
-                close,
-                self.now,
-                out,
-                self.date,
-                self.server,
-            ),
-            Start::Preformatted(start) => self.conn.respond_preformatted(
-                status,
-                start,
-                framing,
-                close,
-                self.now,
-                out,
-                self.date,
-                self.server,
-            ),
+        let head = ResponseHead {
+            status,
+            start,
+            body: framing,
         };
+        let ctx = EncodeCtx {
+            date: self.date,
+            server: self.server,
+        };
+        let mode = self.conn.respond(head, close, self.now, out, ctx);
         if mode == BodyMode::Raw {
             match &body {
                 // A small static body is copied right after its head.
@@ -242,14 +217,18 @@ impl ResponseSink<'_> {
         }
         self.sent = true;
         let mode = self.conn.respond(
-            status,
-            headers,
-            ResponseBody::Chunked,
+            ResponseHead {
+                status,
+                start: HeadStart::Headers(headers),
+                body: ResponseBody::Chunked,
+            },
             self.stopping.load(Ordering::Acquire),
             self.now,
             self.out.head_mut(),
-            self.date,
-            self.server,
+            EncodeCtx {
+                date: self.date,
+                server: self.server,
+            },
         );
         if mode == BodyMode::None {
             return None;

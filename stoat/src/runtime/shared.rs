@@ -154,6 +154,7 @@ impl Core {
                         return;
                     }
                     Err(e) if is_fd_limit(&e) => {
+                        self.control.fd_limit_errors.fetch_add(1, Ordering::Relaxed);
                         if !logged {
                             eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
                             logged = true;
@@ -270,6 +271,7 @@ impl Core {
     /// given back, so an fd is free) or [`FD_BACKOFF`] passes, as the
     /// `per_core` loop pauses accepting.
     fn wait_for_close(&self) {
+        self.control.fd_limit_pauses.fetch_add(1, Ordering::Relaxed);
         let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         let closes = self.closes.load(Ordering::Acquire);
         let _ = self

@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 
 use super::write::outbox;
 use super::{Connection, Input, Next, Shared, Spill, ThreadCtx};
+use crate::proto::encode::EncodeCtx;
 use crate::proto::{Event, ProtoError};
 use crate::runtime::proxy::Expect;
 use crate::sys::socket;
@@ -280,7 +281,15 @@ impl Connection {
         }
         let out = outbox(&mut self.output, &mut ctx.out);
         if let Some(conn) = self.proto.http() {
-            conn.respond_error(err, ctx.now, out.head_mut(), &ctx.date, &shared.server);
+            conn.respond_error(
+                err,
+                ctx.now,
+                out.head_mut(),
+                EncodeCtx {
+                    date: &ctx.date,
+                    server: &shared.server,
+                },
+            );
         }
         // Whatever was buffered can no longer be trusted.
         if let Some(input) = &mut self.input {
