@@ -11,6 +11,7 @@ pub mod body_stream;
 pub(crate) mod connection;
 pub mod link;
 pub mod mailbox;
+pub mod metrics;
 pub mod outbox;
 mod per_core;
 pub mod pool;
