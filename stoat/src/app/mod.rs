@@ -51,6 +51,8 @@
 mod deferred;
 mod handler;
 mod header;
+mod logging;
+pub mod metrics;
 mod path_tree;
 mod pipeline;
 mod request;
@@ -63,6 +65,7 @@ mod websocket;
 pub use deferred::{Event, EventStream, Responder, SendError};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};
+pub use logging::init_logging;
 pub use path_tree::{PatternError, MAX_PARAMS};
 pub use pipeline::{BatchHandler, Job};
 pub use request::Request;

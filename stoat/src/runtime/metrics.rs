@@ -98,15 +98,11 @@ pub enum Counter {
     WsFramesReceived,
     /// `Full` answers to WebSocket senders.
     WsFull,
-    /// Access-log lines queued for the writer thread.
-    AccessLogQueued,
-    /// Access-log lines dropped because the queue was full.
-    AccessLogDropped,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 18] = [
+    pub const ALL: [Counter; 16] = [
         Counter::Accepted,
         Counter::RequestBytes,
         Counter::ResponseBytes,
@@ -123,8 +119,6 @@ impl Counter {
         Counter::WsFramesSent,
         Counter::WsFramesReceived,
         Counter::WsFull,
-        Counter::AccessLogQueued,
-        Counter::AccessLogDropped,
     ];
 }
 
@@ -190,8 +184,10 @@ impl Cell {
     /// one thread (the block's owner) ever writes the cell.
     #[inline(always)]
     fn add(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     /// The value now.
@@ -263,10 +259,12 @@ fn lower_of_index(i: usize) -> u64 {
     (SUB as u64 + m) << (e - SUB_BITS)
 }
 
-/// The power-of-two edges a classic Prometheus histogram reports, in the
-/// histogram's unit (nanoseconds for durations): 2^10 to 2^36.
-pub fn exposition_edges() -> impl Iterator<Item = u64> {
-    (10..=MAX_EXP).map(|k| 1u64 << k)
+/// Power-of-two edges for a classic Prometheus histogram, `2^from` to
+/// `2^to` (capped at 2^36), in the histogram's unit: every one is a bucket
+/// upper bound, so counts at them are exact. Durations in nanoseconds use
+/// 10..=36 (1.024 µs to 68.7 s).
+pub fn exposition_edges(from: u32, to: u32) -> impl Iterator<Item = u64> {
+    (from..=to.min(MAX_EXP)).map(|k| 1u64 << k)
 }
 
 /// Cells of one route, on one thread.
@@ -310,7 +308,9 @@ impl Block {
         Block {
             counters: std::array::from_fn(|_| Cell::default()),
             closed: std::array::from_fn(|_| Cell::default()),
-            routes: (0..shape.routes + 1).map(|_| RouteCells::default()).collect(),
+            routes: (0..shape.routes + 1)
+                .map(|_| RouteCells::default())
+                .collect(),
             pipelines: (0..shape.pipelines)
                 .map(|_| PipelineCells::default())
                 .collect(),
@@ -450,6 +450,46 @@ impl Recorder {
             cells.service.record(nanos(service));
         }
     }
+}
+
+/// A histogram of a service's own (batch sizes, fsync times) for one
+/// writer thread: the writer records with plain stores, any thread reads.
+/// Made with [`histogram`].
+#[derive(Debug)]
+pub struct HistogramWriter(Arc<Histogram>);
+
+impl HistogramWriter {
+    /// Records `value` (nanoseconds for durations, or a count).
+    #[inline]
+    pub fn record(&mut self, value: u64) {
+        self.0.record(value);
+    }
+
+    /// Records a duration in nanoseconds.
+    #[inline]
+    pub fn record_duration(&mut self, d: Duration) {
+        self.0.record(nanos(d));
+    }
+}
+
+/// The reading side of a [`HistogramWriter`]; clone it freely.
+#[derive(Debug, Clone)]
+pub struct HistogramReader(Arc<Histogram>);
+
+impl HistogramReader {
+    /// The counts now.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut h = HistogramSnapshot::default();
+        self.0.add_to(&mut h);
+        h
+    }
+}
+
+/// A single-writer histogram: the writer for the thread that records, the
+/// reader for scrapes.
+pub fn histogram() -> (HistogramWriter, HistogramReader) {
+    let h = Arc::new(Histogram::default());
+    (HistogramWriter(h.clone()), HistogramReader(h))
 }
 
 /// A duration in nanoseconds, saturating (584 years).
@@ -666,13 +706,16 @@ mod tests {
         for i in SUB..BUCKETS - 1 {
             let low = bucket_upper(i - 1) + 1;
             let high = bucket_upper(i);
-            assert!((high - low + 1) * 4 <= low - 1, "bucket {i}: {low}..={high}");
+            assert!(
+                (high - low + 1) * 4 <= low - 1,
+                "bucket {i}: {low}..={high}"
+            );
         }
     }
 
     #[test]
     fn exposition_edges_are_bucket_uppers() {
-        for edge in exposition_edges() {
+        for edge in exposition_edges(0, 36) {
             assert_eq!(bucket_upper(bucket_of(edge)), edge, "edge {edge}");
         }
     }
@@ -730,11 +773,15 @@ mod tests {
             r.response(Some(0), 200, Duration::from_nanos(v * 1000));
         }
         let h = m.snapshot().routes[0].duration.clone();
-        for (q, want) in [(0.5, 5_000_000.0), (0.99, 9_900_000.0), (0.999, 9_990_000.0)] {
+        for (q, want) in [
+            (0.5, 5_000_000.0),
+            (0.99, 9_900_000.0),
+            (0.999, 9_990_000.0),
+        ] {
             let got = h.quantile(q).unwrap() as f64;
             assert!((got - want).abs() / want <= 0.125, "q{q}: {got} vs {want}");
         }
-        let cum = h.cumulative_at(exposition_edges());
+        let cum = h.cumulative_at(exposition_edges(10, 36));
         // Exact at every edge: values are 1000, 2000, ... 10^7 ns.
         for (edge, n) in cum {
             assert_eq!(n, (edge / 1000).min(10_000), "le {edge}");

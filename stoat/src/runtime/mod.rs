@@ -6,6 +6,7 @@
 //! write, re-arm or close a connection at any moment; every other thread
 //! asks the owner through a wakeup that cannot be lost.
 
+pub mod access_log;
 pub mod arena;
 pub mod body_stream;
 pub(crate) mod connection;
