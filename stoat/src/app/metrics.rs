@@ -240,6 +240,8 @@ pub struct ServerView<'a> {
     pub access_log: Option<(u64, u64)>,
     /// Seconds since the server started.
     pub uptime_seconds: f64,
+    /// Bytes of one read buffer.
+    pub buffer_size: usize,
 }
 
 const CLASSES: [&str; STATUS_CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

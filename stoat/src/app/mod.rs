@@ -48,6 +48,7 @@
 //! - `websocket.rs`: [`WebSocket`] endpoints, [`Session`] callbacks,
 //!   [`WsSender`] (send from any thread).
 
+pub mod dashboard;
 mod deferred;
 mod handler;
 mod header;
