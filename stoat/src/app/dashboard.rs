@@ -61,6 +61,8 @@ pub type DashboardHook = Arc<dyn Fn(&mut Vec<Extra>) + Send + Sync>;
 #[derive(Debug, Default)]
 pub struct Sampler {
     prev: Option<Prev>,
+    /// Pipelines' 503 totals at the previous sample.
+    rejected: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -155,9 +157,16 @@ impl Sampler {
                 ",\"depth\":{},\"capacity\":{},\"jobs_ps\":{},\"rejected_ps\":{}}}",
                 p.depth,
                 p.capacity,
-                num(rate(now_p.map_or(0, |p| p.jobs), then_p.map(|p| p.jobs))),
-                num(rate(now_p.map_or(0, |p| p.full), then_p.map(|p| p.full))),
+                num(rate(
+                    now_p.map_or(0, |p| p.queued.count()),
+                    then_p.map(|p| p.queued.count())
+                )),
+                num(rate(p.rejected, self.rejected.get(i).copied())),
             );
+        }
+        let rejected_now: Vec<u64> = view.pipelines.iter().map(|p| p.rejected).collect();
+        if prev.is_none() {
+            self.rejected.clear();
         }
         j.push_str("],\"extras\":[");
         let mut kept = HashMap::new();
@@ -204,6 +213,7 @@ impl Sampler {
             kept.insert(x.key, x.value);
         }
         j.push_str("]}");
+        self.rejected = rejected_now;
         self.prev = Some(Prev {
             at: now,
             snapshot: s.clone(),
@@ -401,6 +411,7 @@ mod tests {
             name: "p\"1".into(),
             depth: 3,
             capacity: 8,
+            rejected: 0,
         }];
         let mut sampler = Sampler::new();
         let t0 = Instant::now();

@@ -19,12 +19,20 @@
 //!   so a scrape's size follows the routes in use, not the routes declared.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use crate::runtime::metrics::{
     exposition_edges, CloseReason, Counter, HistogramSnapshot, Snapshot, STATUS_CLASSES,
 };
-use crate::runtime::Stats;
+use crate::app::dashboard::{DashboardHook, Feed, Sampler, PAGE};
+use crate::app::pipeline::Pipeline;
+use crate::app::{Event, EventStream, Request, Response, Router, SendError};
+use crate::config::MetricsConfig;
+use crate::runtime::access_log::AccessLog;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::{Stats, StatsReader};
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -223,6 +231,8 @@ pub struct PipelineView {
     pub depth: u64,
     /// Its ring's slots.
     pub capacity: u64,
+    /// Requests answered 503 because its ring was full.
+    pub rejected: u64,
 }
 
 /// What one scrape reads.
@@ -434,15 +444,15 @@ fn pipelines(x: &mut Exposition, v: &ServerView<'_>) {
     x.family(
         "stoat_pipeline_jobs_total",
         MetricType::Counter,
-        "Jobs pushed into the pipeline's ring.",
+        "Jobs taken from the pipeline's ring by its threads.",
     );
-    each(x, &|i| s.pipelines.get(i).map_or(0, |p| p.jobs));
+    each(x, &|i| s.pipelines.get(i).map_or(0, |p| p.queued.count()));
     x.family(
         "stoat_pipeline_rejected_total",
         MetricType::Counter,
         "Requests answered 503 because the pipeline's ring was full.",
     );
-    each(x, &|i| s.pipelines.get(i).map_or(0, |p| p.full));
+    each(x, &|i| v.pipelines[i].rejected);
     x.family(
         "stoat_pipeline_queue_seconds",
         MetricType::Histogram,
@@ -531,6 +541,101 @@ fn streams(x: &mut Exposition, s: &Snapshot) {
         "WebSocket sends answered Full (the sender's backlog was full).",
     )
     .sample(&[], s.counter(Counter::WsFull));
+}
+
+/// What a running server's metrics page and dashboard read: set once the
+/// runtime has started (before that, the pages answer 503).
+pub(crate) struct Live {
+    pub metrics: Arc<Metrics>,
+    pub stats: StatsReader,
+    pub routes: Vec<RouteLabel>,
+    pub pipelines: Vec<(String, Arc<Pipeline>)>,
+    pub access_log: Option<Arc<AccessLog>>,
+    pub started: Instant,
+    pub hooks: Vec<MetricsHook>,
+    pub dashboard_hooks: Vec<DashboardHook>,
+    pub buffer_size: usize,
+}
+
+impl Live {
+    /// One consistent read of everything, handed to `f`.
+    fn with_view<R>(&self, f: impl FnOnce(&ServerView<'_>) -> R) -> R {
+        let snapshot = self.metrics.snapshot();
+        let stats = self.stats.stats();
+        let pipelines: Vec<PipelineView> = self
+            .pipelines
+            .iter()
+            .map(|(name, p)| PipelineView {
+                name: name.clone(),
+                depth: p.ring.len() as u64,
+                capacity: p.ring.capacity() as u64,
+                rejected: p.rejected.load(Ordering::Relaxed),
+            })
+            .collect();
+        f(&ServerView {
+            snapshot: &snapshot,
+            stats: &stats,
+            routes: &self.routes,
+            pipelines: &pipelines,
+            access_log: self.access_log.as_ref().map(|l| (l.written(), l.dropped())),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            buffer_size: self.buffer_size,
+        })
+    }
+
+    /// The exposition page.
+    pub fn render(&self) -> String {
+        self.with_view(|view| render(view, &self.hooks))
+    }
+
+    /// One dashboard sample.
+    pub fn sample(&self, sampler: &mut Sampler) -> String {
+        let mut extras = Vec::new();
+        for hook in &self.dashboard_hooks {
+            hook(&mut extras);
+        }
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.with_view(|view| sampler.sample(Instant::now(), unix_ms, view, extras))
+    }
+}
+
+/// The slot the pages read, filled after the runtime starts.
+pub(crate) type LiveSlot = Arc<OnceLock<Live>>;
+
+/// Registers the configured pages on `router`: the exposition at
+/// `[http.metrics] path`, the dashboard at `dashboard` and its feed at
+/// `dashboard + "/events"`. Returns the slot to fill and the feed.
+pub(crate) fn register(config: &MetricsConfig, router: Router) -> (Router, LiveSlot, Option<Arc<Feed>>) {
+    let live: LiveSlot = Arc::new(OnceLock::new());
+    let mut router = router;
+    if !config.path.is_empty() {
+        let slot = live.clone();
+        router = router.get(&config.path, move |_: &Request<'_>| match slot.get() {
+            Some(live) => Response::bytes(live.render()).header("Content-Type", CONTENT_TYPE),
+            None => Response::new(503),
+        });
+    }
+    let mut feed = None;
+    if !config.dashboard.is_empty() {
+        router = router.get(&config.dashboard, |_: &Request<'_>| Response::html(PAGE));
+        let slot = live.clone();
+        let mut sampler = Sampler::new();
+        let f = Arc::new(Feed::new(Box::new(move || match slot.get() {
+            Some(live) => live.sample(&mut sampler),
+            None => "{}".to_owned(),
+        })));
+        let events = format!("{}/events", config.dashboard.trim_end_matches('/'));
+        let sub = f.clone();
+        router = router.sse(&events, move |_: &Request<'_>, stream: EventStream| {
+            sub.subscribe(Box::new(move |json| {
+                !matches!(stream.send(Event::data(json)), Err(SendError::Closed))
+            }));
+        });
+        feed = Some(f);
+    }
+    (router, live, feed)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use std::fmt;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::app::deferred::Responder;
 use crate::app::path_tree::Captures;
@@ -46,6 +47,8 @@ pub struct Job {
     responder: Option<Responder>,
     /// The job's request arena (empty until its handler asks).
     arena: ArenaSlot,
+    /// When it was pushed into the ring (with metrics on).
+    pub(crate) pushed: Option<std::time::Instant>,
 }
 
 /// A route served by a pipeline.
@@ -83,6 +86,7 @@ impl Job {
             route,
             responder: Some(responder),
             arena: ArenaSlot::new(),
+            pushed: None,
         }
     }
 
@@ -169,22 +173,40 @@ where
 pub(crate) struct Pipeline {
     pub ring: Ring<Job>,
     pub batch: Option<Box<dyn BatchHandler>>,
+    /// Its index among the metrics' pipelines, and the registry (when on).
+    pub metrics: std::sync::OnceLock<(usize, Arc<crate::runtime::metrics::Metrics>)>,
+    /// Requests answered 503 because the ring was full (rare: one shared counter).
+    pub rejected: std::sync::atomic::AtomicU64,
 }
 
 impl Pipeline {
     /// A pipeline thread: takes batches until the ring is closed and empty.
     pub fn work(&self) {
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+        let mut rec = self.metrics.get().map(|(i, m)| (*i, m.recorder()));
         while self.ring.wait_batch(MAX_BATCH, &mut batch) > 0 {
+            let picked = rec.as_ref().map(|_| Instant::now());
             if let Some(b) = &self.batch {
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| b.call(&mut batch)));
             }
+            let batch_done = picked.map(|_| Instant::now());
             for mut job in batch.drain(..) {
+                let mut answered = batch_done;
                 if job.is_pending() && !job.is_closed() {
                     let response = job.run();
                     job.respond(response);
+                    answered = picked.map(|_| Instant::now());
                 }
                 // A job dropped pending answers 500 (its responder's drop).
+                if let (Some((i, rec)), Some(picked), Some(answered)) = (&mut rec, picked, answered)
+                {
+                    let pushed = job.pushed.unwrap_or(picked);
+                    rec.pipeline_job(
+                        *i,
+                        picked.saturating_duration_since(pushed),
+                        answered.saturating_duration_since(picked),
+                    );
+                }
             }
         }
     }

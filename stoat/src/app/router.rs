@@ -68,6 +68,8 @@ pub struct Router {
     endpoints: Vec<Endpoint>,
     /// Some route streams its request body (see `streaming.rs`).
     streams_bodies: bool,
+    /// Method and pattern of each route, by its index (for the metrics).
+    labels: Vec<(&'static str, Box<str>)>,
 }
 
 /// Everything registered for one path shape.
@@ -83,6 +85,8 @@ struct Endpoint {
 /// One registered route.
 struct Route {
     kind: Kind,
+    /// Its index in registration order (the metrics' route label).
+    index: u32,
     /// Its pattern's parameter names, in order.
     names: Box<[Box<str>]>,
 }
@@ -321,6 +325,11 @@ impl Router {
     }
 
     /// The names of the pipelines routes run on.
+    /// Method and pattern of every route, by route index.
+    pub(crate) fn route_labels(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.labels.iter().map(|(m, p)| (*m, &**p))
+    }
+
     pub(crate) fn pipeline_names(&self) -> impl Iterator<Item = &str> {
         self.endpoints
             .iter()
@@ -393,8 +402,10 @@ impl Router {
         let names: Box<[Box<str>]> = parsed.names().into();
         endpoint.routes[slot] = Some(Route {
             kind: kind(names.clone()),
+            index: self.labels.len() as u32,
             names,
         });
+        self.labels.push((name, pattern.into()));
         endpoint.allow = allow(&endpoint.routes).into();
         Ok(())
     }
@@ -560,6 +571,7 @@ impl Service for Router {
             Routed::Found(route) => route,
             _ => return self.handle(raw).send(sink),
         };
+        sink.set_route(route.index);
         match &route.kind {
             Kind::Inline(handler) => {
                 let req = Request::routed(*raw, path, &route.names, caps.spans());
@@ -612,8 +624,14 @@ impl Service for Router {
                 let Some(link) = sink.suspend() else {
                     return Response::new(500).send(sink);
                 };
-                let job = Job::new(raw, path, caps, pr.clone(), Responder::new(link.clone()));
+                let mut job = Job::new(raw, path, caps, pr.clone(), Responder::new(link.clone()));
+                if pipeline.metrics.get().is_some() {
+                    job.pushed = Some(std::time::Instant::now());
+                }
                 if let Err(job) = pipeline.ring.try_push(job) {
+                    pipeline
+                        .rejected
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Full: answer at once, without waking anyone.
                     if let Some(r) = job.into_responder() {
                         r.disarm();
@@ -946,6 +964,8 @@ mod tests {
             sent: false,
             stopping: &running,
             link: None,
+            route: u32::MAX,
+            status: 0,
         };
         let raw = RawRequest {
             head: &head,

@@ -21,7 +21,13 @@ use crate::app::websocket::WebSocket;
 use crate::app::{Handler, IntoResponse, Request, Router};
 use crate::config::Config;
 use crate::proto::Method;
+use crate::app::dashboard::{DashboardHook, Extra};
+use crate::app::metrics::{self, Exposition, Live, MetricsHook, RouteLabel};
+use crate::config::AccessLogFormat;
+use crate::runtime::access_log::{AccessLog, Format, Target};
+use crate::runtime::metrics::{Metrics, Shape};
 use crate::runtime::ring::Ring;
+use crate::runtime::Observers;
 
 use crate::runtime::{self, ServerHandle};
 use crate::sys::Signals;
@@ -45,6 +51,9 @@ pub struct Server {
     batch: BTreeMap<String, Box<dyn BatchHandler>>,
     /// Called when [`Server::run`] gets its stop signal.
     on_stop: Vec<Box<dyn FnOnce() + Send>>,
+    /// A service's own metrics and dashboard tiles.
+    metrics_hooks: Vec<MetricsHook>,
+    dashboard_hooks: Vec<DashboardHook>,
 }
 
 impl std::fmt::Debug for Server {
@@ -70,6 +79,8 @@ impl Server {
             router,
             batch: BTreeMap::new(),
             on_stop: Vec::new(),
+            metrics_hooks: Vec::new(),
+            dashboard_hooks: Vec::new(),
         }
     }
 
@@ -224,6 +235,20 @@ impl Server {
         self
     }
 
+    /// Adds a service's own families to `/metrics` (`[http.metrics] path`):
+    /// `f` runs on every scrape, after the server's families.
+    pub fn metrics_hook(mut self, f: impl Fn(&mut Exposition) + Send + Sync + 'static) -> Server {
+        self.metrics_hooks.push(Arc::new(f));
+        self
+    }
+
+    /// Adds a service's own tiles to the dashboard: `f` runs once per
+    /// sample (every second while a page is open).
+    pub fn dashboard_hook(mut self, f: impl Fn(&mut Vec<Extra>) + Send + Sync + 'static) -> Server {
+        self.dashboard_hooks.push(Arc::new(f));
+        self
+    }
+
     /// Calls `f` when [`Server::run`] (or [`Server::run_with`]) receives
     /// its stop signal, before the graceful stop begins: to end streams
     /// that would otherwise hold the drain until its deadline, say.
@@ -239,6 +264,9 @@ impl Server {
     pub fn start(mut self) -> io::Result<ServerHandle> {
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
         self.config.validate().map_err(|e| invalid(e.to_string()))?;
+        let (router, live, feed) =
+            metrics::register(&self.config.http.metrics, std::mem::take(&mut self.router));
+        self.router = router;
         // Only pipelines some route (or batch handler) uses get threads.
         let mut used: Vec<String> = self.router.pipeline_names().map(str::to_owned).collect();
         used.extend(self.batch.keys().cloned());
@@ -253,6 +281,8 @@ impl Server {
             let pipeline = Arc::new(Pipeline {
                 ring: Ring::with_capacity(pc.ring_buffer_size),
                 batch: self.batch.remove(&name),
+                metrics: Default::default(),
+                rejected: Default::default(),
             });
             pipelines.insert(name, (pipeline, pc.threads, pc.nice));
         }
@@ -267,7 +297,102 @@ impl Server {
             .map(|(n, (p, _, _))| (n.clone(), p.clone()))
             .collect();
         self.router.bind_pipelines(&bound).map_err(invalid)?;
-        let mut handle = runtime::start(&self.config, Arc::new(self.router))?;
+        let routes: Vec<RouteLabel> = self
+            .router
+            .route_labels()
+            .map(|(method, pattern)| RouteLabel {
+                method: method.to_owned(),
+                pattern: pattern.to_owned(),
+            })
+            .collect();
+        let http = &self.config.http;
+        let registry = http.metrics.enabled().then(|| {
+            Metrics::new(Shape {
+                routes: routes.len(),
+                pipelines: pipelines.len(),
+            })
+        });
+        let access_log = if http.access_log.enabled() {
+            let target = match http.access_log.path.as_str() {
+                "stderr" => Target::Stderr,
+                path => Target::File(path.into()),
+            };
+            let format = match http.access_log.format {
+                AccessLogFormat::Combined => Format::Combined,
+                AccessLogFormat::Json => Format::Json,
+            };
+            let names = routes
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.pattern))
+                .collect();
+            let log = AccessLog::start(target.clone(), format, http.access_log.queue, names)
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("http.access_log.path: cannot open {target:?}: {e}"),
+                    )
+                })?;
+            Some(Arc::new(log))
+        } else {
+            None
+        };
+        // logrotate's convention: SIGHUP reopens the log file.
+        let sighup = match &access_log {
+            Some(log) if http.access_log.path != "stderr" => Some(
+                signal_hook::flag::register(signal_hook::consts::SIGHUP, log.reopen_flag())?,
+            ),
+            _ => None,
+        };
+        let observers = Observers {
+            metrics: registry.clone(),
+            access_log: access_log.as_ref().map(|l| l.sender()),
+        };
+        if let Some(m) = &registry {
+            for (i, (pipeline, _, _)) in pipelines.values().enumerate() {
+                let _ = pipeline.metrics.set((i, m.clone()));
+            }
+        }
+        let buffer_size = http.buffer_size;
+        let mut handle = runtime::start_observed(&self.config, Arc::new(self.router), observers)?;
+        tracing::info!(
+            address = %handle.local_addr(),
+            model = ?self.config.http.model,
+            network_threads = self.config.http.network_threads,
+            "listening"
+        );
+        if let Some(metrics) = registry {
+            let _ = live.set(Live {
+                metrics,
+                stats: handle.stats_reader(),
+                routes,
+                pipelines: pipelines
+                    .iter()
+                    .map(|(n, (p, _, _))| (n.clone(), p.clone()))
+                    .collect(),
+                access_log: access_log.clone(),
+                started: std::time::Instant::now(),
+                hooks: std::mem::take(&mut self.metrics_hooks),
+                dashboard_hooks: std::mem::take(&mut self.dashboard_hooks),
+                buffer_size,
+            });
+        }
+        if feed.is_some() || access_log.is_some() {
+            // After the network threads exit: the feed's thread ends, and
+            // the access log writes what is queued and closes.
+            handle.attach(
+                Box::new(move || {
+                    if let Some(feed) = feed {
+                        feed.stop();
+                    }
+                    if let Some(id) = sighup {
+                        signal_hook::low_level::unregister(id);
+                    }
+                    drop(live);
+                    drop(access_log);
+                }),
+                Vec::new(),
+            );
+        }
         for (name, (pipeline, threads, nice)) in pipelines {
             let mut joins = Vec::with_capacity(threads);
             for i in 0..threads {
@@ -298,6 +423,8 @@ impl Server {
     /// Like [`Server::run`], calling `started` once the server listens
     /// (to log its address, say).
     pub fn run_with(mut self, started: impl FnOnce(&ServerHandle)) -> io::Result<()> {
+        crate::app::init_logging(&self.config.log);
+        let drain_timeout_sec = self.config.http.drain_timeout_sec;
         // Watch before starting: a signal during startup is not lost.
         let signals = Signals::stop()?;
         let on_stop = std::mem::take(&mut self.on_stop);
@@ -310,11 +437,13 @@ impl Server {
                 Err(e) => break Err(e),
             }
         };
+        tracing::info!(drain_timeout_sec, "stop signal: draining");
         for f in on_stop {
             f();
         }
         handle.shutdown();
         let joined = handle.join();
+        tracing::info!("stopped");
         // Kept until here: a second signal while draining exits at once.
         drop(signals);
         waited.and(joined)

@@ -31,6 +31,8 @@ use crate::proto::{Conn, DateCache, Event, HeadParser, Limits, ProtoError, Reque
 use crate::runtime::arena::{ArenaSlot, ArenaStats};
 use crate::runtime::body_stream::StreamState;
 use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
+use crate::runtime::metrics::CloseReason;
+use crate::runtime::observe::{Observe, Observers};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
 use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink, Service};
@@ -68,6 +70,8 @@ pub(crate) struct Shared {
     pub counters: Arc<AsyncCounters>,
     /// Counters of the request arenas.
     pub arenas: Arc<ArenaStats>,
+    /// Metrics and access log, when on.
+    pub observers: Observers,
 }
 
 /// The SSE heartbeat: a comment line (WHATWG HTML, "Server-sent events":
@@ -95,6 +99,8 @@ pub(crate) struct ThreadCtx {
     pub key: u64,
     /// The request arena, lent to the request being handled (if it asks).
     pub arena: ArenaSlot,
+    /// Metrics and access-log notes (see `observe.rs`).
+    pub obs: Observe,
 }
 
 impl ThreadCtx {
@@ -120,6 +126,7 @@ impl ThreadCtx {
             owner,
             key: 0,
             arena: ArenaSlot::with_stats(shared.arenas.clone()),
+            obs: Observe::new(&shared.observers),
         }
     }
 
@@ -278,7 +285,7 @@ impl Connection {
         if let Some(answer) = mail.answer {
             self.link = None;
             link.counters.resumed.fetch_add(1, Ordering::Relaxed);
-            self.late_answer(shared, ctx, |sink| {
+            self.late_answer(shared, ctx, link, |sink| {
                 answer(sink);
                 if !sink.sent {
                     sink.send(
@@ -302,6 +309,7 @@ impl Connection {
         &mut self,
         shared: &Shared,
         ctx: &mut ThreadCtx,
+        link: &Link,
         f: impl FnOnce(&mut ResponseSink<'_>),
     ) {
         let Some(conn) = self.proto.http() else {
@@ -320,8 +328,21 @@ impl Connection {
             sent: false,
             stopping: &ctx.stop_flag,
             link: None,
+            route: link.route,
+            status: 0,
         };
+        let before = sink.out.pending();
         f(&mut sink);
+        if ctx.obs.on() && sink.sent {
+            // The request began a request timeout before its deadline.
+            let start = link
+                .deadline
+                .map_or(ctx.now, |d| d - shared.limits.request_timeout);
+            let (route, status, bytes) = (sink.route, sink.status, sink.out.pending() - before);
+            // The request's bytes are gone: the log gets no method or target.
+            let head = RequestHead::default();
+            ctx.obs.request(route, status, start, &head, &[], 0, bytes);
+        }
     }
 
     /// Encodes taken stream events (and the stream's end) into the output.
@@ -374,12 +395,17 @@ impl Connection {
     /// rather than stop at a short read, since an edge-triggered socket
     /// reports that only once.
     pub fn drive(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
+        ctx.obs.begin();
         let next = self.drive_inner(shared, ctx, peer_closed);
+        if ctx.obs.on() {
+            ctx.obs.finish(self.fd.as_fd());
+        }
         // ctx.out is the thread's scratch: whatever a closing connection
         // left there must never reach the next connection.
         ctx.out.clear();
         if ctx.stopping_now() && next != Next::Close && self.is_idle() {
             // Answered during a stop: nothing more will come.
+            ctx.obs.close_reason = Some(CloseReason::Shutdown);
             return Next::Close;
         }
         next
@@ -414,7 +440,11 @@ impl Connection {
 
     /// Acts on the protocol deadline (called by the timer sweep).
     pub fn on_timer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        ctx.obs.begin();
         let next = self.on_timer_inner(shared, ctx);
+        if ctx.obs.on() {
+            ctx.obs.finish(self.fd.as_fd());
+        }
         ctx.out.clear();
         next
     }
@@ -438,12 +468,23 @@ impl Connection {
         let Some(conn) = self.proto.http() else {
             return Next::Close;
         };
+        let idle = conn.is_keepalive_idle();
         match conn.on_timeout(ctx.now, &shared.limits) {
             Timeout::None => Next::Keep {
                 want_write: self.output.is_some(),
             },
-            Timeout::Close => Next::Close,
+            Timeout::Close => {
+                ctx.obs.close_reason = Some(if self.output.is_some() {
+                    CloseReason::WriteStall
+                } else if idle {
+                    CloseReason::KeepAliveTimeout
+                } else {
+                    CloseReason::RequestTimeout
+                });
+                Next::Close
+            }
             Timeout::Respond(err) => {
+                ctx.obs.close_reason = Some(CloseReason::RequestTimeout);
                 self.respond_error(err, shared, ctx);
                 if self.flush_new(ctx).is_err() {
                     return Next::Close;
@@ -490,6 +531,7 @@ impl Connection {
                 == Timeout::Close
         {
             // The output stalled past the write timeout.
+            ctx.obs.close_reason = Some(CloseReason::WriteStall);
             return Next::Close;
         }
         match link.deadline {
@@ -502,7 +544,7 @@ impl Connection {
                 link.close();
                 self.link = None;
                 link.counters.expired.fetch_add(1, Ordering::Relaxed);
-                self.late_answer(shared, ctx, |sink| {
+                self.late_answer(shared, ctx, link, |sink| {
                     // RFC 9110 §15.6.4: 503, the server cannot answer now.
                     sink.send(
                         503,
@@ -539,6 +581,9 @@ impl Connection {
     }
 
     fn respond_error(&mut self, err: ProtoError, shared: &Shared, ctx: &mut ThreadCtx) {
+        if ctx.obs.close_reason.is_none() {
+            ctx.obs.close_reason = Some(CloseReason::Error);
+        }
         if self.abort_stream() {
             return;
         }
@@ -547,7 +592,13 @@ impl Connection {
             None => &mut ctx.out,
         };
         if let Some(conn) = self.proto.http() {
+            let before = out.pending();
             conn.respond_error(err, ctx.now, out.head_mut(), &ctx.date, &shared.server);
+            if ctx.obs.on() {
+                let bytes = out.pending() - before;
+                let head = RequestHead::default();
+                ctx.obs.request(u32::MAX, err.status(), ctx.now, &head, &[], 0, bytes);
+            }
         }
         // Whatever was buffered can no longer be trusted.
         if let Some(input) = &mut self.input {
@@ -562,7 +613,7 @@ impl Connection {
     /// Writes output left from an earlier batch.
     fn flush_pending(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
         if let Some(out) = &mut self.output {
-            if write_out(&self.fd, out)? {
+            if write_out(&self.fd, out, &mut ctx.obs)? {
                 self.output = None;
                 self.proto.set_write_pending(false, ctx.now);
             } else {
@@ -577,7 +628,7 @@ impl Connection {
     fn flush_new(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
         if let Some(out) = &mut self.output {
             // Responses were appended behind older pending output.
-            if write_out(&self.fd, out)? {
+            if write_out(&self.fd, out, &mut ctx.obs)? {
                 self.output = None;
                 self.proto.set_write_pending(false, ctx.now);
             }
@@ -586,7 +637,7 @@ impl Connection {
         if ctx.out.is_empty() {
             return Ok(());
         }
-        if !write_out(&self.fd, &mut ctx.out)? {
+        if !write_out(&self.fd, &mut ctx.out, &mut ctx.obs)? {
             self.output = Some(Box::new(std::mem::take(&mut ctx.out)));
             self.proto.set_write_pending(true, ctx.now);
         }
@@ -647,6 +698,9 @@ impl Connection {
                     None => return Next::Close,
                 },
                 Ok(n) => {
+                    if ctx.obs.on() {
+                        ctx.obs.read(n);
+                    }
                     input.end += n;
                     // man epoll(7): for stream sockets a short read means
                     // the receive queue is empty; no EAGAIN read is needed.
@@ -894,6 +948,8 @@ impl Connection {
             now: ctx.now,
             sent: false,
             stopping: &ctx.stop_flag,
+            route: u32::MAX,
+            status: 0,
             link: Some(LinkCtx {
                 upgrade: &mut upgraded,
                 slot: &mut self.link,
@@ -904,6 +960,7 @@ impl Connection {
                 counters: &shared.counters,
             }),
         };
+        let before = sink.out.pending();
         shared.service.call(
             &RawRequest {
                 head: &ctx.head,
@@ -921,22 +978,35 @@ impl Connection {
                 false,
             );
         }
+        let noted = (sink.route, sink.status, sink.out.pending() - before);
         // The handler has returned: nothing can point into the arena.
         ctx.arena.recycle();
         if let Some(session) = upgraded {
             // Nothing but frames follow the 101: the WebSocket state takes
             // the HTTP machine's place (see `Machine`).
             self.proto = Machine::Ws(WsState::new(session, ctx.now));
+            if ctx.obs.on() {
+                ctx.obs.count(crate::runtime::metrics::Counter::WsOpened);
+            }
         }
         // A suspended request is counted when its answer is delivered.
         if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {
             ctx.requests += 1;
+            if ctx.obs.on() {
+                if self.link.is_some() {
+                    // A stream (SSE) began: its head is the response noted.
+                    ctx.obs.count(crate::runtime::metrics::Counter::SseOpened);
+                }
+                let (route, status, bytes) = noted;
+                ctx.obs
+                    .request(route, status, ctx.now, &ctx.head, buf, body.len(), bytes);
+            }
         }
     }
 }
 
 /// Writes as much of `out` as the socket takes. `Ok(true)`: all written.
-fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
+fn write_out(fd: &OwnedFd, out: &mut Outbox, obs: &mut Observe) -> io::Result<bool> {
     while !out.is_empty() {
         let r = match out.single() {
             Some(bytes) => socket::write(fd.as_fd(), bytes),
@@ -947,7 +1017,12 @@ fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
             }
         };
         match r {
-            Ok(n) => out.advance(n),
+            Ok(n) => {
+                if obs.on() {
+                    obs.written(n);
+                }
+                out.advance(n)
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         }

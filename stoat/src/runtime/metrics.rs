@@ -332,6 +332,9 @@ pub struct Shape {
 pub struct Metrics {
     shape: Shape,
     blocks: Mutex<Vec<Arc<Block>>>,
+    /// Evictions by threads without a block (the `shared` model's accept
+    /// threads): rare, so one shared atomic.
+    evicted: AtomicU64,
 }
 
 impl Metrics {
@@ -340,6 +343,7 @@ impl Metrics {
         Arc::new(Metrics {
             shape,
             blocks: Mutex::new(Vec::new()),
+            evicted: AtomicU64::new(0),
         })
     }
 
@@ -362,9 +366,16 @@ impl Metrics {
         }
     }
 
+    /// A connection was evicted (at `max_connections`) by a thread that
+    /// has no recorder.
+    pub fn evicted_elsewhere(&self) {
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Every block summed.
     pub fn snapshot(&self) -> Snapshot {
         let mut snap = Snapshot::new(self.shape);
+        snap.closed[CloseReason::Evicted as usize] = self.evicted.load(Ordering::Relaxed);
         let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
         for block in blocks.iter() {
             for (total, cell) in snap.counters.iter_mut().zip(&block.counters) {

@@ -128,7 +128,7 @@ impl Core {
                     }
                     Err(e) if is_fd_limit(&e) => {
                         if !logged {
-                            eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
+                            tracing::warn!(error = %e, "accept: out of file descriptors; pausing accepts until fds are freed");
                             logged = true;
                         }
                         std::thread::sleep(FD_BACKOFF);
@@ -215,6 +215,9 @@ impl Core {
             drop(s.conn.take());
             s.generation = s.generation.wrapping_add(1);
             self.control.closed();
+            if let Some(m) = &self.shared.observers.metrics {
+                m.evicted_elsewhere();
+            }
             return Some(i as u32);
         }
         None
@@ -380,6 +383,7 @@ impl Core {
             drop(conn);
             s.generation = s.generation.wrapping_add(1);
             self.control.closed();
+            ctx.obs.closed(ctx.stopping);
             self.give_slot(slot);
         }
     }

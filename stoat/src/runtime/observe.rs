@@ -1,0 +1,211 @@
+//! What a network thread notes about its requests for the metrics and the
+//! access log: the one place the connection code calls, so that with both
+//! off a request costs a few never-taken branches.
+//!
+//! Contract:
+//! - [`Observe::request`] notes a response as its handler's sink sent it
+//!   (route, status, when its request began, its sizes; for the access log
+//!   a fixed-size [`Entry`] with the method, target, `Referer` and
+//!   `User-Agent` copied, since the request's bytes are gone later).
+//! - [`Observe::finish`] runs once the connection's output of this drive
+//!   was handed to the kernel: one clock read for every response noted
+//!   since, their durations recorded and their log entries queued.
+//! - Durations run from the batch clock of the read that completed the
+//!   request (for a head and body that arrive in one read, as nearly all
+//!   do, the first byte of the head) to the return of the write that handed
+//!   over the response's last byte, or the last write of the drive for a
+//!   response the socket did not take whole (the rest is a slow reader's,
+//!   and a stall past the write timeout is counted as a `write_stall`
+//!   close). A deferred answer (pipeline, suspended handler) runs from its
+//!   request's start (its deadline minus the request timeout).
+//! - [`Observe::closed`] counts a close by the reason the connection code
+//!   left in `close_reason` (reset at every drive), else `shutdown` while
+//!   stopping, else `client_close`.
+
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::proto::RequestHead;
+use crate::runtime::access_log::{AccessLogSender, Entry};
+use crate::runtime::metrics::{CloseReason, Counter, Metrics, Recorder};
+
+/// The server-wide side: what each thread's [`Observe`] is made from.
+#[derive(Debug, Clone, Default)]
+pub struct Observers {
+    /// The counters' registry, when metrics are on.
+    pub metrics: Option<Arc<Metrics>>,
+    /// The access log's queue, when the log is on.
+    pub access_log: Option<AccessLogSender>,
+}
+
+/// A response noted, waiting for its last byte to be written.
+#[derive(Debug, Clone, Copy)]
+struct Done {
+    route: u32,
+    status: u16,
+    start: Instant,
+}
+
+/// One network thread's notes.
+#[derive(Debug)]
+pub(crate) struct Observe {
+    rec: Option<Recorder>,
+    log: Option<AccessLogSender>,
+    on: bool,
+    done: Vec<Done>,
+    entries: Vec<Entry>,
+    /// Why the connection being driven closes, when it does.
+    pub close_reason: Option<CloseReason>,
+    /// Instant and unix milliseconds at start (wall time without a clock read).
+    base: (Instant, u64),
+}
+
+impl Observe {
+    pub fn new(observers: &Observers) -> Observe {
+        let rec = observers.metrics.as_ref().map(|m| m.recorder());
+        let log = observers.access_log.clone();
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Observe {
+            on: rec.is_some() || log.is_some(),
+            rec,
+            log,
+            done: Vec::new(),
+            entries: Vec::new(),
+            close_reason: None,
+            base: (Instant::now(), unix_ms),
+        }
+    }
+
+    /// Whether anything is observed (else every call here is skipped).
+    #[inline(always)]
+    pub fn on(&self) -> bool {
+        self.on
+    }
+
+    /// `n` request bytes were read.
+    #[inline]
+    pub fn read(&mut self, n: usize) {
+        if let Some(rec) = &mut self.rec {
+            rec.add(Counter::RequestBytes, n as u64);
+        }
+    }
+
+    /// `n` response bytes were handed to the kernel.
+    #[inline]
+    pub fn written(&mut self, n: usize) {
+        if let Some(rec) = &mut self.rec {
+            rec.add(Counter::ResponseBytes, n as u64);
+        }
+    }
+
+    /// Adds one to `counter`.
+    #[inline]
+    pub fn count(&mut self, counter: Counter) {
+        if let Some(rec) = &mut self.rec {
+            rec.count(counter);
+        }
+    }
+
+    /// A response was sent for the request in `head` (bytes in `buf`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn request(
+        &mut self,
+        route: u32,
+        status: u16,
+        start: Instant,
+        head: &RequestHead,
+        buf: &[u8],
+        body_len: usize,
+        response_bytes: usize,
+    ) {
+        self.done.push(Done {
+            route,
+            status,
+            start,
+        });
+        if self.log.is_some() {
+            let mut entry = Entry::new(
+                head.method_span.of(buf),
+                head.target.of(buf),
+                field(head, buf, b"referer"),
+                field(head, buf, b"user-agent"),
+            );
+            entry.status = status;
+            entry.route = route;
+            entry.request_bytes = (head.len + body_len) as u64;
+            entry.response_bytes = response_bytes as u64;
+            self.entries.push(entry);
+        }
+    }
+
+    /// The output of this drive was written: records what was noted.
+    #[inline]
+    pub fn finish(&mut self, fd: BorrowedFd<'_>) {
+        if self.done.is_empty() {
+            return;
+        }
+        self.finish_slow(fd);
+    }
+
+    #[inline(never)]
+    fn finish_slow(&mut self, fd: BorrowedFd<'_>) {
+        let end = Instant::now();
+        if let Some(rec) = &mut self.rec {
+            for d in &self.done {
+                let route = (d.route != u32::MAX).then_some(d.route as usize);
+                rec.response(route, d.status, end.saturating_duration_since(d.start));
+            }
+        }
+        if let Some(log) = &self.log {
+            let remote = peer(fd);
+            let unix_ms = self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
+            for (entry, d) in self.entries.drain(..).zip(&self.done) {
+                let mut entry = entry;
+                entry.remote = remote;
+                entry.unix_ms = unix_ms;
+                entry.duration = end.saturating_duration_since(d.start);
+                log.send(entry);
+            }
+        }
+        self.done.clear();
+        self.entries.clear();
+    }
+
+    /// A connection closed.
+    #[inline]
+    pub fn closed(&mut self, stopping: bool) {
+        let reason = self.close_reason.take();
+        if let Some(rec) = &mut self.rec {
+            let reason = reason.unwrap_or(if stopping {
+                CloseReason::Shutdown
+            } else {
+                CloseReason::ClientClose
+            });
+            rec.closed(reason);
+        }
+    }
+
+    /// Forgets notes of a connection that is not closing (a new drive).
+    #[inline(always)]
+    pub fn begin(&mut self) {
+        self.close_reason = None;
+    }
+}
+
+/// The first value of the field `name` (lowercase) in `head`, or empty.
+fn field<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> &'a [u8] {
+    head.headers
+        .iter()
+        .find(|h| h.name.of(buf).eq_ignore_ascii_case(name))
+        .map_or(&[][..], |h| h.value.of(buf))
+}
+
+/// The connection's peer (a syscall; only with the access log on).
+fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
+    let addr = rustix::net::getpeername(fd).ok()??;
+    SocketAddr::try_from(addr).ok()
+}
