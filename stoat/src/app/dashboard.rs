@@ -68,6 +68,7 @@ pub struct Sampler {
 #[derive(Debug)]
 struct Prev {
     at: Instant,
+    accepted: u64,
     snapshot: Snapshot,
     duration: HistogramSnapshot,
     extras: HashMap<String, ExtraValue>,
@@ -118,8 +119,8 @@ impl Sampler {
             num(view.uptime_seconds),
             s.requests(),
             num(rate(s.requests(), p_snap.map(Snapshot::requests))),
-            s.open(),
-            num(counter(Counter::Accepted)),
+            view.stats.connections,
+            num(rate(view.stats.accepted, prev.as_ref().map(|p| p.accepted))),
         );
         let _ = write!(
             j,
@@ -216,6 +217,7 @@ impl Sampler {
         self.rejected = rejected_now;
         self.prev = Some(Prev {
             at: now,
+            accepted: view.stats.accepted,
             snapshot: s.clone(),
             duration,
             extras: kept,
@@ -434,10 +436,15 @@ mod tests {
         for _ in 0..2 {
             r.response(Some(0), 503, Duration::from_millis(10));
         }
-        r.count(Counter::Accepted);
         let s1 = m.snapshot();
+        let stats1 = Stats {
+            connections: 1,
+            accepted: 4,
+            ..Stats::default()
+        };
         let v1 = ServerView {
             snapshot: &s1,
+            stats: &stats1,
             ..v0
         };
         let json = sampler.sample(
@@ -452,7 +459,7 @@ mod tests {
         );
         assert!(json.contains("\"rps\":101,"), "{json}");
         assert!(json.contains("\"e5_ps\":1,"), "{json}");
-        assert!(json.contains("\"open\":1,"), "{json}");
+        assert!(json.contains("\"open\":1,\"accepted_ps\":2,"), "{json}");
         assert!(
             json.contains("\"name\":\"p\\\"1\",\"depth\":3,\"capacity\":8"),
             "{json}"

@@ -23,15 +23,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::runtime::metrics::{
-    exposition_edges, CloseReason, Counter, HistogramSnapshot, Snapshot, STATUS_CLASSES,
-};
 use crate::app::dashboard::{DashboardHook, Feed, Sampler, PAGE};
 use crate::app::pipeline::Pipeline;
 use crate::app::{Event, EventStream, Request, Response, Router, SendError};
 use crate::config::MetricsConfig;
 use crate::runtime::access_log::AccessLog;
 use crate::runtime::metrics::Metrics;
+use crate::runtime::metrics::{
+    exposition_edges, CloseReason, Counter, HistogramSnapshot, Snapshot, STATUS_CLASSES,
+};
 use crate::runtime::{Stats, StatsReader};
 
 /// The `Content-Type` of the exposition.
@@ -274,7 +274,7 @@ fn server_families(x: &mut Exposition, v: &ServerView<'_>) {
         "Seconds since the server started.",
     )
     .sample_f64(&[], v.uptime_seconds);
-    connections(x, s);
+    connections(x, s, v.stats);
     requests(x, v);
     memory(x, v.stats);
     pipelines(x, v);
@@ -296,19 +296,19 @@ fn server_families(x: &mut Exposition, v: &ServerView<'_>) {
     }
 }
 
-fn connections(x: &mut Exposition, s: &Snapshot) {
+fn connections(x: &mut Exposition, s: &Snapshot, st: &Stats) {
     x.family(
         "stoat_connections_accepted_total",
         MetricType::Counter,
         "Connections accepted.",
     )
-    .sample(&[], s.counter(Counter::Accepted));
+    .sample(&[], st.accepted);
     x.family(
         "stoat_connections_open",
         MetricType::Gauge,
-        "Connections open now (accepted minus closed).",
+        "Connections open now.",
     )
-    .sample(&[], s.open());
+    .sample(&[], st.connections as u64);
     x.family(
         "stoat_connections_closed_total",
         MetricType::Counter,
@@ -607,7 +607,10 @@ pub(crate) type LiveSlot = Arc<OnceLock<Live>>;
 /// Registers the configured pages on `router`: the exposition at
 /// `[http.metrics] path`, the dashboard at `dashboard` and its feed at
 /// `dashboard + "/events"`. Returns the slot to fill and the feed.
-pub(crate) fn register(config: &MetricsConfig, router: Router) -> (Router, LiveSlot, Option<Arc<Feed>>) {
+pub(crate) fn register(
+    config: &MetricsConfig,
+    router: Router,
+) -> (Router, LiveSlot, Option<Arc<Feed>>) {
     let live: LiveSlot = Arc::new(OnceLock::new());
     let mut router = router;
     if !config.path.is_empty() {

@@ -191,15 +191,14 @@ impl Pipeline {
             }
             let batch_done = picked.map(|_| Instant::now());
             for mut job in batch.drain(..) {
-                let mut answered = batch_done;
-                if job.is_pending() && !job.is_closed() {
-                    let response = job.run();
-                    job.respond(response);
-                    answered = picked.map(|_| Instant::now());
-                }
-                // A job dropped pending answers 500 (its responder's drop).
-                if let (Some((i, rec)), Some(picked), Some(answered)) = (&mut rec, picked, answered)
-                {
+                let response = (job.is_pending() && !job.is_closed()).then(|| job.run());
+                // Recorded before the answer leaves, so a client that has
+                // its answer finds its job counted.
+                if let (Some((i, rec)), Some(picked)) = (&mut rec, picked) {
+                    let answered = match (&response, batch_done) {
+                        (None, Some(done)) => done,
+                        _ => Instant::now(),
+                    };
                     let pushed = job.pushed.unwrap_or(picked);
                     rec.pipeline_job(
                         *i,
@@ -207,6 +206,10 @@ impl Pipeline {
                         answered.saturating_duration_since(picked),
                     );
                 }
+                if let Some(response) = response {
+                    job.respond(response);
+                }
+                // A job dropped pending answers 500 (its responder's drop).
             }
         }
     }

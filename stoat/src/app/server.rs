@@ -14,16 +14,16 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
+use crate::app::dashboard::{DashboardHook, Extra};
+use crate::app::metrics::{self, Exposition, Live, MetricsHook, RouteLabel};
 use crate::app::pipeline::{BatchHandler, Pipeline};
 use crate::app::router::{StreamHandler, SuspendHandler};
 use crate::app::streaming::StreamingHandler;
 use crate::app::websocket::WebSocket;
 use crate::app::{Handler, IntoResponse, Request, Router};
+use crate::config::AccessLogFormat;
 use crate::config::Config;
 use crate::proto::Method;
-use crate::app::dashboard::{DashboardHook, Extra};
-use crate::app::metrics::{self, Exposition, Live, MetricsHook, RouteLabel};
-use crate::config::AccessLogFormat;
 use crate::runtime::access_log::{AccessLog, Format, Target};
 use crate::runtime::metrics::{Metrics, Shape};
 use crate::runtime::ring::Ring;
@@ -338,9 +338,10 @@ impl Server {
         };
         // logrotate's convention: SIGHUP reopens the log file.
         let sighup = match &access_log {
-            Some(log) if http.access_log.path != "stderr" => Some(
-                signal_hook::flag::register(signal_hook::consts::SIGHUP, log.reopen_flag())?,
-            ),
+            Some(log) if http.access_log.path != "stderr" => Some(signal_hook::flag::register(
+                signal_hook::consts::SIGHUP,
+                log.reopen_flag(),
+            )?),
             _ => None,
         };
         let observers = Observers {

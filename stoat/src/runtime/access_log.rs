@@ -149,13 +149,28 @@ struct Counts {
     dropped: AtomicU64,
     written: AtomicU64,
     reopen: Arc<AtomicBool>,
+    /// The log is being dropped: write what is queued and exit.
+    closing: AtomicBool,
+}
+
+/// What goes through the queue.
+enum Msg {
+    Entry(Entry),
+    /// Look at the flags now (sent on close).
+    Wake,
 }
 
 /// A network thread's handle on the queue.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AccessLogSender {
-    tx: SyncSender<Entry>,
+    tx: SyncSender<Msg>,
     counts: Arc<Counts>,
+}
+
+impl std::fmt::Debug for AccessLogSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLogSender").finish_non_exhaustive()
+    }
 }
 
 impl AccessLogSender {
@@ -163,7 +178,7 @@ impl AccessLogSender {
     /// it and counts it. Never blocks. Returns whether it was queued.
     #[inline]
     pub fn send(&self, entry: Entry) -> bool {
-        match self.tx.try_send(entry) {
+        match self.tx.try_send(Msg::Entry(entry)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counts.dropped.fetch_add(1, Ordering::Relaxed);
@@ -178,6 +193,9 @@ impl AccessLogSender {
 pub struct AccessLog {
     sender: Option<AccessLogSender>,
     thread: Option<JoinHandle<()>>,
+    /// Closed by the writer thread as it exits (a Mutex: `AccessLog` is
+    /// shared between threads, a `Receiver` is not `Sync`).
+    exited: std::sync::Mutex<Receiver<()>>,
 }
 
 impl AccessLog {
@@ -192,6 +210,7 @@ impl AccessLog {
         let out = Output::open(&target)?;
         let (tx, rx) = mpsc::sync_channel(queue.max(1));
         let counts = Arc::new(Counts::default());
+        let (exit_tx, exited) = mpsc::channel();
         let writer = Writer {
             rx,
             out: Some(out),
@@ -204,10 +223,14 @@ impl AccessLog {
         };
         let thread = std::thread::Builder::new()
             .name("stoat-access-log".into())
-            .spawn(move || writer.run())?;
+            .spawn(move || {
+                writer.run();
+                drop(exit_tx);
+            })?;
         Ok(AccessLog {
             sender: Some(AccessLogSender { tx, counts }),
             thread: Some(thread),
+            exited: std::sync::Mutex::new(exited),
         })
     }
 
@@ -250,12 +273,31 @@ impl AccessLog {
     }
 }
 
+/// How long dropping the log waits for the writer to finish its queue.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        self.sender = None;
+        if let Some(sender) = self.sender.take() {
+            sender.counts.closing.store(true, Ordering::Release);
+            // A full queue means the writer is awake (or blocked writing).
+            let _ = sender.tx.try_send(Msg::Wake);
+        }
         if let Some(thread) = self.thread.take() {
-            // Ends once every sender (network threads hold clones) is gone.
-            let _ = thread.join();
+            // A writer blocked on its target (a stalled disk, a FIFO nobody
+            // reads) must not hold the server's stop: wait a bounded time,
+            // then leave it detached.
+            let exited = self.exited.lock().unwrap_or_else(|e| e.into_inner());
+            match exited.recv_timeout(CLOSE_WAIT) {
+                Err(RecvTimeoutError::Timeout) => {
+                    tracing::warn!(
+                        "access log writer still blocked at close; lines queued are lost"
+                    );
+                }
+                _ => {
+                    let _ = thread.join();
+                }
+            }
         }
     }
 }
@@ -294,7 +336,7 @@ impl Output {
 
 /// The writer thread's state.
 struct Writer {
-    rx: Receiver<Entry>,
+    rx: Receiver<Msg>,
     /// `None` after a failed reopen, until one succeeds.
     out: Option<Output>,
     target: Target,
@@ -313,18 +355,24 @@ impl Writer {
     fn run(mut self) {
         loop {
             let first = match self.rx.recv_timeout(IDLE_CHECK) {
-                Ok(entry) => Some(entry),
+                Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             self.check_reopen();
-            if let Some(entry) = first {
-                self.write(&entry);
+            if let Some(msg) = first {
+                self.take(msg);
                 // Everything queued now, then one flush.
-                while let Ok(entry) = self.rx.try_recv() {
-                    self.write(&entry);
+                while let Ok(msg) = self.rx.try_recv() {
+                    self.take(msg);
                 }
                 self.flush();
+            }
+            if self.counts.closing.load(Ordering::Acquire) {
+                while let Ok(msg) = self.rx.try_recv() {
+                    self.take(msg);
+                }
+                break;
             }
         }
         self.flush();
@@ -346,6 +394,12 @@ impl Writer {
                 self.out = None;
                 tracing::error!(target = ?self.target, error = %e, "access log reopen failed; lines are dropped until a reopen succeeds");
             }
+        }
+    }
+
+    fn take(&mut self, msg: Msg) {
+        if let Msg::Entry(entry) = msg {
+            self.write(&entry);
         }
     }
 

@@ -597,7 +597,8 @@ impl Connection {
             if ctx.obs.on() {
                 let bytes = out.pending() - before;
                 let head = RequestHead::default();
-                ctx.obs.request(u32::MAX, err.status(), ctx.now, &head, &[], 0, bytes);
+                ctx.obs
+                    .request(u32::MAX, err.status(), ctx.now, &head, &[], 0, bytes);
             }
         }
         // Whatever was buffered can no longer be trusted.

@@ -12,8 +12,8 @@ pub mod body_stream;
 pub(crate) mod connection;
 pub mod link;
 pub mod mailbox;
-pub(crate) mod observe;
 pub mod metrics;
+pub(crate) mod observe;
 pub mod outbox;
 mod per_core;
 pub mod pool;
@@ -26,7 +26,7 @@ pub(crate) mod websocket;
 
 pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};
-pub use outbox::Body;
 pub use observe::Observers;
+pub use outbox::Body;
 pub use server::{start, start_observed, ServerHandle, Stats, StatsReader};
 pub use service::{RawRequest, ResponseSink, Service};

@@ -162,7 +162,8 @@ impl Observe {
         }
         if let Some(log) = &self.log {
             let remote = peer(fd);
-            let unix_ms = self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
+            let unix_ms =
+                self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
             for (entry, d) in self.entries.drain(..).zip(&self.done) {
                 let mut entry = entry;
                 entry.remote = remote;
