@@ -175,10 +175,20 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
         for Checked { request } in requests {
             if let Some(o) = writer.status.get(&request.request_id) {
                 decided.push(Decided::Known(o.clone()));
+                store
+                    .stats
+                    .commits
+                    .duplicates
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if let Some(&e) = in_chunk.get(&request.request_id) {
                 decided.push(Decided::Entry(e));
+                store
+                    .stats
+                    .commits
+                    .duplicates
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if let Some(rv) = request.read_version.filter(|&rv| rv > next) {
@@ -226,8 +236,15 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
     }
     if !entries.is_empty() {
         let record = BatchRecord { entries };
-        if let Err(e) = writer.log.append(&record.encode()) {
-            eprintln!("weasel: commit log write failed, refusing commits: {e}");
+        let encoded = record.encode();
+        let started = std::time::Instant::now();
+        let appended = writer.log.append(&encoded);
+        store
+            .stats
+            .commits
+            .record_batch(record.entries.len(), encoded.len(), started.elapsed());
+        if let Err(e) = appended {
+            tracing::error!(error = %e, "commit log write or fsync failed; refusing commits");
             let m = format!("the commit log failed ({e}); the commit was not made");
             return decided
                 .into_iter()
@@ -242,6 +259,13 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
         let decided = entries.len() as u64;
         store.stats.decided.fetch_add(decided, Ordering::Relaxed);
         store.stats.records.fetch_add(1, Ordering::Relaxed);
+        for e in &entries {
+            let counter = match e.outcome {
+                LoggedOutcome::Committed { .. } => &store.stats.commits.committed,
+                LoggedOutcome::Conflict { .. } => &store.stats.commits.conflicts,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         let mut events = Vec::new();
         {
             let mut state = store.write_state();

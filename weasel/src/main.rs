@@ -73,26 +73,25 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("configuration ok");
         return Ok(());
     }
+    stoat::app::init_logging(&config.server.log);
     let data_dir = config.store.data_dir.clone();
     let (server, store, recovery) = weasel::build(config)
         .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
-    eprintln!(
-        "weasel: recovered version {} from {} records in {}{}",
-        recovery.version,
-        recovery.records,
-        data_dir.display(),
-        if recovery.truncated > 0 {
-            format!(" (cut a torn tail of {} bytes)", recovery.truncated)
-        } else {
-            String::new()
-        }
+    tracing::info!(
+        version = recovery.version,
+        records = recovery.records,
+        data_dir = %data_dir.display(),
+        torn_tail_bytes_cut = recovery.truncated,
+        "recovered"
     );
     server.run_with(|h| eprintln!("weasel: listening on http://{}", h.local_addr()))?;
     let decided = store.stats.decided.load(Ordering::Relaxed);
     let records = store.stats.records.load(Ordering::Relaxed);
-    eprintln!(
-        "weasel: stopped; {decided} commits decided in {records} durable writes ({:.1} per write)",
-        decided as f64 / records.max(1) as f64
+    tracing::info!(
+        decided,
+        records,
+        per_write = format_args!("{:.1}", decided as f64 / records.max(1) as f64),
+        "stopped"
     );
     Ok(())
 }

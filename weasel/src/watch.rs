@@ -159,7 +159,7 @@ impl Hub {
             .name("weasel-watch".into())
             .spawn(move || h.run())
         {
-            eprintln!("weasel: cannot start the watch thread: {e}");
+            tracing::error!(error = %e, "cannot start the watch thread");
         }
         hub
     }

@@ -8,6 +8,8 @@
 //! library never installs one by itself: `Server::run` does (a binary's
 //! entry point); `Server::start` (embedding) leaves the choice to the caller.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
@@ -24,6 +26,8 @@ pub fn init_logging(config: &LogConfig) -> bool {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a log file or pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true)
         .try_init()
         .is_ok()
