@@ -331,17 +331,26 @@ impl Connection {
             route: link.route,
             status: 0,
         };
-        let before = sink.out.pending();
+        let before = if ctx.obs.logs() {
+            sink.out.pending()
+        } else {
+            0
+        };
         f(&mut sink);
         if ctx.obs.on() && sink.sent {
             // The request began a request timeout before its deadline.
             let start = link
                 .deadline
                 .map_or(ctx.now, |d| d - shared.limits.request_timeout);
-            let (route, status, bytes) = (sink.route, sink.status, sink.out.pending() - before);
-            // The request's bytes are gone: the log gets no method or target.
-            let head = RequestHead::default();
-            ctx.obs.request(route, status, start, &head, &[], 0, bytes);
+            let (route, status) = (sink.route, sink.status);
+            ctx.obs.response(route, status, start);
+            if ctx.obs.logs() {
+                let bytes = sink.out.pending() - before;
+                // The request's bytes are gone: the log gets no method or target.
+                let head = RequestHead::default();
+                ctx.obs
+                    .log_entry(route, status, start, &head, &[], 0, bytes);
+            }
         }
     }
 
@@ -595,10 +604,13 @@ impl Connection {
             let before = out.pending();
             conn.respond_error(err, ctx.now, out.head_mut(), &ctx.date, &shared.server);
             if ctx.obs.on() {
-                let bytes = out.pending() - before;
-                let head = RequestHead::default();
-                ctx.obs
-                    .request(u32::MAX, err.status(), ctx.now, &head, &[], 0, bytes);
+                ctx.obs.response(u32::MAX, err.status(), ctx.now);
+                if ctx.obs.logs() {
+                    let bytes = out.pending() - before;
+                    let head = RequestHead::default();
+                    ctx.obs
+                        .log_entry(u32::MAX, err.status(), ctx.now, &head, &[], 0, bytes);
+                }
             }
         }
         // Whatever was buffered can no longer be trusted.
@@ -961,7 +973,11 @@ impl Connection {
                 counters: &shared.counters,
             }),
         };
-        let before = sink.out.pending();
+        let before = if ctx.obs.logs() {
+            sink.out.pending()
+        } else {
+            0
+        };
         shared.service.call(
             &RawRequest {
                 head: &ctx.head,
@@ -979,7 +995,15 @@ impl Connection {
                 false,
             );
         }
-        let noted = (sink.route, sink.status, sink.out.pending() - before);
+        let noted = (
+            sink.route,
+            sink.status,
+            if ctx.obs.logs() {
+                sink.out.pending() - before
+            } else {
+                0
+            },
+        );
         // The handler has returned: nothing can point into the arena.
         ctx.arena.recycle();
         if let Some(session) = upgraded {
@@ -999,8 +1023,11 @@ impl Connection {
                     ctx.obs.count(crate::runtime::metrics::Counter::SseOpened);
                 }
                 let (route, status, bytes) = noted;
-                ctx.obs
-                    .request(route, status, ctx.now, &ctx.head, buf, body.len(), bytes);
+                ctx.obs.response(route, status, ctx.now);
+                if ctx.obs.logs() {
+                    ctx.obs
+                        .log_entry(route, status, ctx.now, &ctx.head, buf, body.len(), bytes);
+                }
             }
         }
     }

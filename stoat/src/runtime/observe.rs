@@ -40,22 +40,19 @@ pub struct Observers {
     pub access_log: Option<AccessLogSender>,
 }
 
-/// A response noted, waiting for its last byte to be written.
-#[derive(Debug, Clone, Copy)]
-struct Done {
-    route: u32,
-    status: u16,
-    start: Instant,
-}
-
 /// One network thread's notes.
 #[derive(Debug)]
 pub(crate) struct Observe {
     rec: Option<Recorder>,
     log: Option<AccessLogSender>,
     on: bool,
-    done: Vec<Done>,
-    entries: Vec<Entry>,
+    /// Responses of this drive whose request began at `run_start`, as runs
+    /// of one route (`runs`): with pipelining, a batch of responses to one
+    /// route is one entry, and the histogram takes it in one add.
+    runs: Vec<(u32, u32)>,
+    run_start: Option<Instant>,
+    /// Access-log entries of this drive (with their request's start).
+    entries: Vec<(Entry, Instant)>,
     /// Why the connection being driven closes, when it does.
     pub close_reason: Option<CloseReason>,
     /// Instant and unix milliseconds at start (wall time without a clock read).
@@ -73,7 +70,8 @@ impl Observe {
             on: rec.is_some() || log.is_some(),
             rec,
             log,
-            done: Vec::new(),
+            runs: Vec::new(),
+            run_start: None,
             entries: Vec::new(),
             close_reason: None,
             base: (Instant::now(), unix_ms),
@@ -84,6 +82,12 @@ impl Observe {
     #[inline(always)]
     pub fn on(&self) -> bool {
         self.on
+    }
+
+    /// Whether the access log wants entries (and so response sizes).
+    #[inline(always)]
+    pub fn logs(&self) -> bool {
+        self.log.is_some()
     }
 
     /// `n` request bytes were read.
@@ -110,9 +114,32 @@ impl Observe {
         }
     }
 
-    /// A response was sent for the request in `head` (bytes in `buf`).
+    /// A response was sent to a request that began at `start` (the
+    /// drive's batch clock for requests answered at once). Its status class
+    /// is counted now; its duration when the drive's output is written.
+    #[inline]
+    pub fn response(&mut self, route: u32, status: u16, start: Instant) {
+        let Some(rec) = &mut self.rec else {
+            return;
+        };
+        let index = (route != u32::MAX).then_some(route as usize);
+        rec.status(index, status);
+        if self.run_start.is_some_and(|s| s != start) {
+            // A late answer beside answers of this batch (rare): its own
+            // start, recorded now against the clock now.
+            rec.duration(index, Instant::now().saturating_duration_since(start));
+            return;
+        }
+        self.run_start = Some(start);
+        match self.runs.last_mut() {
+            Some((r, n)) if *r == route => *n += 1,
+            _ => self.runs.push((route, 1)),
+        }
+    }
+
+    /// The access-log entry of the response just noted.
     #[allow(clippy::too_many_arguments)]
-    pub fn request(
+    pub fn log_entry(
         &mut self,
         route: u32,
         status: u16,
@@ -122,30 +149,23 @@ impl Observe {
         body_len: usize,
         response_bytes: usize,
     ) {
-        self.done.push(Done {
-            route,
-            status,
-            start,
-        });
-        if self.log.is_some() {
-            let mut entry = Entry::new(
-                head.method_span.of(buf),
-                head.target.of(buf),
-                field(head, buf, b"referer"),
-                field(head, buf, b"user-agent"),
-            );
-            entry.status = status;
-            entry.route = route;
-            entry.request_bytes = (head.len + body_len) as u64;
-            entry.response_bytes = response_bytes as u64;
-            self.entries.push(entry);
-        }
+        let mut entry = Entry::new(
+            head.method_span.of(buf),
+            head.target.of(buf),
+            field(head, buf, b"referer"),
+            field(head, buf, b"user-agent"),
+        );
+        entry.status = status;
+        entry.route = route;
+        entry.request_bytes = (head.len + body_len) as u64;
+        entry.response_bytes = response_bytes as u64;
+        self.entries.push((entry, start));
     }
 
     /// The output of this drive was written: records what was noted.
     #[inline]
     pub fn finish(&mut self, fd: BorrowedFd<'_>) {
-        if self.done.is_empty() {
+        if self.run_start.is_none() && self.entries.is_empty() {
             return;
         }
         self.finish_slow(fd);
@@ -154,26 +174,25 @@ impl Observe {
     #[inline(never)]
     fn finish_slow(&mut self, fd: BorrowedFd<'_>) {
         let end = Instant::now();
-        if let Some(rec) = &mut self.rec {
-            for d in &self.done {
-                let route = (d.route != u32::MAX).then_some(d.route as usize);
-                rec.response(route, d.status, end.saturating_duration_since(d.start));
+        if let (Some(rec), Some(start)) = (&mut self.rec, self.run_start.take()) {
+            let d = end.saturating_duration_since(start);
+            for &(route, n) in &self.runs {
+                let index = (route != u32::MAX).then_some(route as usize);
+                rec.durations(index, d, n);
             }
         }
+        self.runs.clear();
         if let Some(log) = &self.log {
             let remote = peer(fd);
             let unix_ms =
                 self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
-            for (entry, d) in self.entries.drain(..).zip(&self.done) {
-                let mut entry = entry;
+            for (mut entry, start) in self.entries.drain(..) {
                 entry.remote = remote;
                 entry.unix_ms = unix_ms;
-                entry.duration = end.saturating_duration_since(d.start);
+                entry.duration = end.saturating_duration_since(start);
                 log.send(entry);
             }
         }
-        self.done.clear();
-        self.entries.clear();
     }
 
     /// A connection closed.
