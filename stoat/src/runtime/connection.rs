@@ -31,7 +31,7 @@ use crate::proto::{Conn, DateCache, Event, HeadParser, Limits, ProtoError, Reque
 use crate::runtime::arena::{ArenaSlot, ArenaStats};
 use crate::runtime::body_stream::StreamState;
 use crate::runtime::link::{AsyncCounters, Link, Mail, Owner};
-use crate::runtime::metrics::CloseReason;
+use crate::runtime::metrics::{CloseReason, Counter};
 use crate::runtime::observe::{Observe, Observers};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
@@ -138,6 +138,9 @@ impl ThreadCtx {
     /// Reads the clock once for a batch of events.
     pub fn tick(&mut self) {
         self.now = Instant::now();
+        if self.obs.on() {
+            self.obs.tick(self.now);
+        }
         let secs = self.base.1 + (self.now - self.base.0).as_secs();
         self.date.update(secs);
     }
@@ -259,10 +262,17 @@ impl Connection {
             shared.pool.give(&mut ctx.local, input.mem);
         }
         if let Some(link) = self.link.take() {
+            if ctx.obs.on() && link.deadline.is_none() && !self.is_ws() {
+                // A stream closed with its connection.
+                ctx.obs.count(Counter::SseClosed);
+            }
             link.close();
         }
         self.stream = None;
         if let Some(ws) = ws_of(&mut self.proto) {
+            if ctx.obs.on() {
+                ctx.obs.count(Counter::WsClosed);
+            }
             ws.report_close();
         }
     }
@@ -375,12 +385,18 @@ impl Connection {
             if let Some(link) = &self.link {
                 link.beat(ctx.now);
             }
+            if ctx.obs.on() {
+                ctx.obs.add(Counter::SseEvents, mail.events.len() as u64);
+            }
         }
         if mail.ended {
             if let Some(conn) = self.proto.http() {
                 conn.end_stream(ctx.now, out.head_mut());
             }
             self.link = None;
+            if ctx.obs.on() {
+                ctx.obs.count(Counter::SseClosed);
+            }
         }
     }
 
@@ -1011,7 +1027,7 @@ impl Connection {
             // the HTTP machine's place (see `Machine`).
             self.proto = Machine::Ws(WsState::new(session, ctx.now));
             if ctx.obs.on() {
-                ctx.obs.count(crate::runtime::metrics::Counter::WsOpened);
+                ctx.obs.count(Counter::WsOpened);
             }
         }
         // A suspended request is counted when its answer is delivered.
@@ -1020,7 +1036,7 @@ impl Connection {
             if ctx.obs.on() {
                 if self.link.is_some() {
                     // A stream (SSE) began: its head is the response noted.
-                    ctx.obs.count(crate::runtime::metrics::Counter::SseOpened);
+                    ctx.obs.count(Counter::SseOpened);
                 }
                 let (route, status, bytes) = noted;
                 ctx.obs.response(route, status, ctx.now);

@@ -446,9 +446,15 @@ impl Recorder {
     /// Counts a response of `route` by its status class.
     #[inline]
     pub fn status(&mut self, route: Option<usize>, status: u16) {
+        self.statuses(route, status, 1);
+    }
+
+    /// Counts `n` responses of `route` with `status`.
+    #[inline]
+    pub fn statuses(&mut self, route: Option<usize>, status: u16, n: u32) {
         let cells = &self.block.routes[route.unwrap_or(self.unmatched).min(self.unmatched)];
         let class = (status / 100).clamp(1, STATUS_CLASSES as u16) as usize - 1;
-        cells.classes[class].add(1);
+        cells.classes[class].add(u64::from(n));
     }
 
     /// Records one request duration of `route`.

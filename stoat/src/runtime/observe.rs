@@ -46,11 +46,19 @@ pub(crate) struct Observe {
     rec: Option<Recorder>,
     log: Option<AccessLogSender>,
     on: bool,
-    /// Responses of this drive whose request began at `run_start`, as runs
-    /// of one route (`runs`): with pipelining, a batch of responses to one
-    /// route is one entry, and the histogram takes it in one add.
-    runs: Vec<(u32, u32)>,
-    run_start: Option<Instant>,
+    /// The cycle counter (`quanta`: the TSC where the kernel trusts it,
+    /// else the OS clock): a few instructions per read, where
+    /// `Instant::now` costs a vDSO call.
+    clock: quanta::Clock,
+    /// `clock.raw()` at the batch's clock read (`tick`).
+    tick_raw: u64,
+    /// The batch's `Instant` (to tell its requests from late answers).
+    tick_at: Option<Instant>,
+    /// Responses of this drive to requests of this batch, as runs of one
+    /// route and status class (`key`): with pipelining, a batch of
+    /// responses to one route is one entry, and the histogram takes it
+    /// in one add.
+    runs: Vec<(u64, u32)>,
     /// Access-log entries of this drive (with their request's start).
     entries: Vec<(Entry, Instant)>,
     /// Why the connection being driven closes, when it does.
@@ -70,8 +78,10 @@ impl Observe {
             on: rec.is_some() || log.is_some(),
             rec,
             log,
+            clock: quanta::Clock::new(),
+            tick_raw: 0,
+            tick_at: None,
             runs: Vec::new(),
-            run_start: None,
             entries: Vec::new(),
             close_reason: None,
             base: (Instant::now(), unix_ms),
@@ -88,6 +98,16 @@ impl Observe {
     #[inline(always)]
     pub fn logs(&self) -> bool {
         self.log.is_some()
+    }
+
+    /// The batch's clock was read (`now`): requests read in this batch
+    /// start here.
+    #[inline]
+    pub fn tick(&mut self, now: Instant) {
+        if self.rec.is_some() {
+            self.tick_raw = self.clock.raw();
+            self.tick_at = Some(now);
+        }
     }
 
     /// `n` request bytes were read.
@@ -109,32 +129,46 @@ impl Observe {
     /// Adds one to `counter`.
     #[inline]
     pub fn count(&mut self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// Adds `n` to `counter`.
+    #[inline]
+    pub fn add(&mut self, counter: Counter, n: u64) {
         if let Some(rec) = &mut self.rec {
-            rec.count(counter);
+            rec.add(counter, n);
         }
     }
 
-    /// A response was sent to a request that began at `start` (the
-    /// drive's batch clock for requests answered at once). Its status class
-    /// is counted now; its duration when the drive's output is written.
-    #[inline]
+    /// A response was sent to a request that began at `start` (the batch
+    /// clock, for requests answered at once). Counted, with its duration,
+    /// when the drive's output is written.
+    #[inline(always)]
     pub fn response(&mut self, route: u32, status: u16, start: Instant) {
+        let key = u64::from(route) << 16 | u64::from(status);
+        if let Some((k, n)) = self.runs.last_mut() {
+            if *k == key && self.tick_at == Some(start) {
+                *n += 1;
+                return;
+            }
+        }
+        self.response_slow(key, start);
+    }
+
+    #[inline(never)]
+    fn response_slow(&mut self, key: u64, start: Instant) {
         let Some(rec) = &mut self.rec else {
             return;
         };
-        let index = (route != u32::MAX).then_some(route as usize);
-        rec.status(index, status);
-        if self.run_start.is_some_and(|s| s != start) {
-            // A late answer beside answers of this batch (rare): its own
-            // start, recorded now against the clock now.
-            rec.duration(index, Instant::now().saturating_duration_since(start));
+        if self.tick_at != Some(start) {
+            // A late answer (pipeline, suspended): its own start, recorded
+            // now against the clock now.
+            let (route, status) = split(key);
+            rec.status(route, status);
+            rec.duration(route, Instant::now().saturating_duration_since(start));
             return;
         }
-        self.run_start = Some(start);
-        match self.runs.last_mut() {
-            Some((r, n)) if *r == route => *n += 1,
-            _ => self.runs.push((route, 1)),
-        }
+        self.runs.push((key, 1));
     }
 
     /// The access-log entry of the response just noted.
@@ -165,7 +199,7 @@ impl Observe {
     /// The output of this drive was written: records what was noted.
     #[inline]
     pub fn finish(&mut self, fd: BorrowedFd<'_>) {
-        if self.run_start.is_none() && self.entries.is_empty() {
+        if self.runs.is_empty() && self.entries.is_empty() {
             return;
         }
         self.finish_slow(fd);
@@ -173,25 +207,34 @@ impl Observe {
 
     #[inline(never)]
     fn finish_slow(&mut self, fd: BorrowedFd<'_>) {
-        let end = Instant::now();
-        if let (Some(rec), Some(start)) = (&mut self.rec, self.run_start.take()) {
-            let d = end.saturating_duration_since(start);
-            for &(route, n) in &self.runs {
-                let index = (route != u32::MAX).then_some(route as usize);
-                rec.durations(index, d, n);
+        if let Some(rec) = &mut self.rec {
+            let nanos = self.clock.delta_as_nanos(self.tick_raw, self.clock.raw());
+            let d = std::time::Duration::from_nanos(nanos);
+            for &(key, n) in &self.runs {
+                let (route, status) = split(key);
+                rec.statuses(route, status, n);
+                rec.durations(route, d, n);
             }
         }
         self.runs.clear();
-        if let Some(log) = &self.log {
-            let remote = peer(fd);
-            let unix_ms =
-                self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
-            for (mut entry, start) in self.entries.drain(..) {
-                entry.remote = remote;
-                entry.unix_ms = unix_ms;
-                entry.duration = end.saturating_duration_since(start);
-                log.send(entry);
-            }
+        if self.log.is_some() {
+            self.send_entries(fd);
+        }
+    }
+
+    #[cold]
+    fn send_entries(&mut self, fd: BorrowedFd<'_>) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let end = Instant::now();
+        let remote = peer(fd);
+        let unix_ms = self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
+        for (mut entry, start) in self.entries.drain(..) {
+            entry.remote = remote;
+            entry.unix_ms = unix_ms;
+            entry.duration = end.saturating_duration_since(start);
+            log.send(entry);
         }
     }
 
@@ -214,6 +257,13 @@ impl Observe {
     pub fn begin(&mut self) {
         self.close_reason = None;
     }
+}
+
+/// A run's route index (`None`: matched no route) and status.
+#[inline(always)]
+fn split(key: u64) -> (Option<usize>, u16) {
+    let route = (key >> 16) as u32;
+    ((route != u32::MAX).then_some(route as usize), key as u16)
 }
 
 /// The first value of the field `name` (lowercase) in `head`, or empty.
