@@ -278,7 +278,7 @@ fn server_families(x: &mut Exposition, v: &ServerView<'_>) {
     requests(x, v);
     memory(x, v.stats);
     pipelines(x, v);
-    deferred(x, s);
+    deferred(x, v.stats);
     streams(x, s);
     if let Some((written, dropped)) = v.access_log {
         x.family(
@@ -471,31 +471,30 @@ fn pipelines(x: &mut Exposition, v: &ServerView<'_>) {
     }
 }
 
-fn deferred(x: &mut Exposition, s: &Snapshot) {
-    for (name, counter, help) in [
+fn deferred(x: &mut Exposition, st: &Stats) {
+    for (name, value, help) in [
         (
             "stoat_suspended_total",
-            Counter::Suspended,
+            st.suspended,
             "Requests taken off the network thread (pipeline jobs, suspended handlers).",
         ),
         (
             "stoat_resumed_total",
-            Counter::Resumed,
+            st.resumed,
             "Of those, answered in time.",
         ),
         (
             "stoat_expired_total",
-            Counter::Expired,
+            st.expired,
             "Of those, answered 503 at their deadline (the late answer discarded).",
         ),
         (
             "stoat_abandoned_total",
-            Counter::Abandoned,
+            st.abandoned,
             "Of those, whose responder was dropped unanswered (answered 500).",
         ),
     ] {
-        x.family(name, MetricType::Counter, help)
-            .sample(&[], s.counter(counter));
+        x.family(name, MetricType::Counter, help).sample(&[], value);
     }
 }
 
