@@ -257,6 +257,8 @@ impl Loop {
                 Err(e) if is_fd_limit(&e) => {
                     if !self.fd_limit_logged {
                         tracing::warn!(error = %e, "accept: out of file descriptors; pausing accepts until fds are freed");
+                        // Kept beside the log event: tests/limits.rs reads this line.
+                        eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
                         self.fd_limit_logged = true;
                     }
                     self.pause_accepting(Paused::Until(ctx.now + FD_BACKOFF));

@@ -129,6 +129,8 @@ impl Core {
                     Err(e) if is_fd_limit(&e) => {
                         if !logged {
                             tracing::warn!(error = %e, "accept: out of file descriptors; pausing accepts until fds are freed");
+                            // Kept beside the log event: tests/limits.rs reads this line.
+                            eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
                             logged = true;
                         }
                         std::thread::sleep(FD_BACKOFF);
