@@ -143,6 +143,7 @@ fn run(mut args: Args) -> Result<ExitCode, Failure> {
         println!("configuration ok");
         return Ok(ExitCode::SUCCESS);
     }
+    stoat::app::init_logging(&config.server.log);
     let data_dir = config.store.data_dir.clone();
     let (server, store, recovery) = weasel::build(config).map_err(|e| {
         let error = anyhow::Error::from(e)

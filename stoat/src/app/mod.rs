@@ -56,9 +56,12 @@
 //! - `websocket.rs`: [`WebSocket`] endpoints, [`Session`] callbacks,
 //!   [`WsSender`] (send from any thread).
 
+pub mod dashboard;
 mod deferred;
 mod handler;
 mod header;
+mod logging;
+pub mod metrics;
 mod path_tree;
 mod pipeline;
 mod request;
@@ -71,6 +74,7 @@ mod websocket;
 pub use deferred::{EventStream, Responder, SseEvent};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};
+pub use logging::init_logging;
 pub use path_tree::{PatternError, MAX_PARAMS};
 pub use pipeline::{per_job, Job, Pipeline};
 pub use request::Request;

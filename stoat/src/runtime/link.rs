@@ -175,6 +175,8 @@ pub struct Link {
     /// Owner: when the stream last sent something (for heartbeats).
     last_beat: Mutex<Instant>,
     pub(crate) counters: Arc<AsyncCounters>,
+    /// The route's index for the metrics (`u32::MAX`: none).
+    pub(crate) route: u32,
 }
 
 impl Link {
@@ -184,6 +186,7 @@ impl Link {
         deadline: Option<Instant>,
         backlog: usize,
         counters: Arc<AsyncCounters>,
+        route: u32,
     ) -> Arc<Link> {
         Arc::new(Link {
             owner,
@@ -197,6 +200,7 @@ impl Link {
             deadline,
             last_beat: Mutex::new(Instant::now()),
             counters,
+            route,
         })
     }
 

@@ -11,12 +11,15 @@
 //! rings, mailboxes, the buffer pool, links, the outbox and the arena are
 //! the crate's own.
 
+pub mod access_log;
 pub(crate) mod arena;
 pub mod body_stream;
 pub(crate) mod connection;
 mod control;
 pub(crate) mod link;
 pub(crate) mod mailbox;
+pub mod metrics;
+pub(crate) mod observe;
 pub(crate) mod outbox;
 mod per_core;
 pub(crate) mod pipeline;
@@ -34,7 +37,9 @@ use std::sync::Arc;
 pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};
 pub use link::{AsyncCounters, SendError};
+pub use observe::Observers;
 pub use outbox::Body;
+pub use server::StatsReader;
 pub use server::{ServerHandle, Stats};
 pub use service::{RawRequest, ResponseSink, Service};
 
@@ -49,4 +54,16 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     server::start(config, service)
+}
+
+/// [`start`] with metrics and an access log (see `runtime/observe.rs`).
+pub fn start_observed(
+    config: &Config,
+    service: Arc<dyn Service>,
+    observers: Observers,
+) -> io::Result<ServerHandle> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    server::start_observed(config, service, observers)
 }

@@ -74,6 +74,11 @@ pub struct ResponseSink<'a> {
     /// How to take the request off the thread; `None` for a late answer
     /// (which cannot suspend again).
     pub(crate) link: Option<LinkCtx<'a>>,
+    /// The route's index for the metrics and access log (`u32::MAX`: none);
+    /// set by the service with [`ResponseSink::set_route`].
+    pub(crate) route: u32,
+    /// The status sent (0 before).
+    pub(crate) status: u16,
 }
 
 /// How a response head starts.
@@ -124,6 +129,7 @@ impl ResponseSink<'_> {
             return;
         }
         self.sent = true;
+        self.status = status;
         let len = body.as_bytes().len() as u64;
         let framing = if len == 0 {
             ResponseBody::Empty
@@ -193,6 +199,13 @@ impl ResponseSink<'_> {
         self.sent
     }
 
+    /// Names the route that answers, by its index (for the metrics and
+    /// the access log); unset, the request counts as matched by none.
+    #[inline]
+    pub fn set_route(&mut self, index: u32) {
+        self.route = index;
+    }
+
     /// Takes the request off the network thread: the response will come
     /// through the returned link, from any thread, or be `503` at the
     /// request deadline. `None` if a response was sent already or this
@@ -208,6 +221,7 @@ impl ResponseSink<'_> {
             Some(self.now + ctx.timeout),
             0,
             ctx.counters.clone(),
+            self.route,
         );
         *ctx.slot = Some(link.clone());
         ctx.counters.suspended.fetch_add(1, Ordering::Relaxed);
@@ -237,6 +251,7 @@ impl ResponseSink<'_> {
             return None;
         }
         self.sent = true;
+        self.status = status;
         let mode = self.conn.respond(
             status,
             headers,
@@ -257,6 +272,7 @@ impl ResponseSink<'_> {
             None,
             ctx.backlog,
             ctx.counters.clone(),
+            self.route,
         );
         *ctx.slot = Some(link.clone());
         Some(link)
@@ -279,6 +295,7 @@ impl ResponseSink<'_> {
         };
         *ctx.upgrade = Some(session);
         self.sent = true;
+        self.status = 101;
         head(self.out.head_mut(), self.server);
         true
     }
