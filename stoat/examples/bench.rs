@@ -10,7 +10,8 @@
 //!
 //! Usage: `bench [--port P] [--threads N] [--model shared|per_core]
 //! [--max-connections N] [--buffer-memory-limit BYTES]
-//! [--keepalive-timeout SECS] [--echo stream|whole]` (defaults: port 8080, then the
+//! [--keepalive-timeout SECS] [--echo stream|whole] [--metrics PATH]
+//! [--dashboard PATH] [--access-log FILE|stderr]` (defaults: port 8080, then the
 //! configuration's thread count, per_core, and the configuration's
 //! connection limit, read-buffer memory limit and keep-alive timeout;
 //! `--echo whole` serves `/echo` with a whole-body handler, for comparison).
@@ -29,7 +30,8 @@ struct Message {
 
 const USAGE: &str = "usage: bench [--port P] [--threads N] [--model shared|per_core] \
                      [--max-connections N] [--buffer-memory-limit BYTES] \
-                     [--keepalive-timeout SECS] [--echo stream|whole]";
+                     [--keepalive-timeout SECS] [--echo stream|whole] \
+                     [--metrics PATH] [--dashboard PATH] [--access-log FILE|stderr]";
 
 fn main() {
     let (config, whole_echo) = match parse_args(std::env::args().skip(1)) {
@@ -133,6 +135,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Config, bool), 
                     _ => return Err(format!("bad model {value:?}")),
                 };
             }
+            "--metrics" => config.http.metrics.path = value,
+            "--dashboard" => config.http.metrics.dashboard = value,
+            "--access-log" => config.http.access_log.path = value,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }

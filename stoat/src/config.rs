@@ -99,6 +99,22 @@ health_path = "/healthz"
 # Seconds after SIGTERM that the health path answers 503 while still serving, before the listener closes; 0: none.
 drain_health_sec = 0
 
+# Prometheus metrics and the live dashboard, served inline by the network threads.
+[http.metrics]
+# Path of the Prometheus text exposition (format 0.0.4); "" serves none.
+path = ""
+# Path of the live dashboard page (its event feed is this path + "/events"); "" serves none.
+dashboard = ""
+
+# The access log, written by a thread of its own from a bounded queue (a full queue drops lines and counts them).
+[http.access_log]
+# File to append to, "stderr", or "" for no access log; SIGHUP reopens the file.
+path = ""
+# "combined" (the combined log format, then duration and route) or "json" (one object per line).
+format = "combined"
+# Lines queued for the writer thread; 1 to 1048576.
+queue = 4096
+
 # A named service pipeline (names use A-Z, a-z, 0-9, '_' and '-').
 [http.pipelines.commit_status]
 # Slots in the pipeline's request ring; a power of two from 2 to 1048576.
@@ -107,6 +123,11 @@ ring_buffer_size = 1024
 threads = 1
 # Scheduling priority below the network threads (nice value added), 0 to 19.
 nice = 19
+
+# Structured logs (tracing) to standard error.
+[log]
+# Filter: "error", "warn", "info", "debug", "trace", "off", or directives like "stoat=debug"; RUST_LOG overrides it.
+level = "info"
 "#;
 
 /// The whole configuration file.
@@ -118,13 +139,15 @@ pub struct Config {
     /// The file the configuration was read from, for errors (not a key).
     #[serde(skip)]
     file: Option<PathBuf>,
+    /// The `[log]` table: structured logs.
+    pub log: LogConfig,
 }
 
 /// Two configurations are equal when their keys are: where they were read
 /// from is not part of the value.
 impl PartialEq for Config {
     fn eq(&self, other: &Config) -> bool {
-        self.http == other.http
+        self.http == other.http && self.log == other.log
     }
 }
 
@@ -223,6 +246,10 @@ pub struct HttpConfig {
     pub drain_health_sec: u64,
     /// Named service pipelines (`[http.pipelines.NAME]`). Default none.
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// `[http.metrics]`: Prometheus exposition and dashboard. Default off.
+    pub metrics: MetricsConfig,
+    /// `[http.access_log]`: the access log. Default off.
+    pub access_log: AccessLogConfig,
 }
 
 /// How connections are spread over threads.
@@ -347,6 +374,123 @@ pub struct PipelineConfig {
 pub const MIN_PENDING_OUTPUT: usize = 1024;
 /// Largest allowed `max_pending_output` (1 GiB).
 pub const MAX_PENDING_OUTPUT: usize = 1 << 30;
+/// The `[http.metrics]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Path serving the Prometheus text exposition; empty: none. Default
+    /// empty. Starts with `/`.
+    pub path: String,
+    /// Path serving the live dashboard; its event feed is `path + "/events"`.
+    /// Empty: none. Default empty. Starts with `/`.
+    pub dashboard: String,
+}
+
+impl MetricsConfig {
+    /// Whether any of it is served.
+    pub fn enabled(&self) -> bool {
+        !self.path.is_empty() || !self.dashboard.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, path) in [
+            ("http.metrics.path", &self.path),
+            ("http.metrics.dashboard", &self.dashboard),
+        ] {
+            let ok = path.is_empty()
+                || (path.starts_with('/')
+                    && path.bytes().all(|b| {
+                        b.is_ascii_graphic() && b != b'?' && b != b'#' && b != b'{' && b != b'}'
+                    }));
+            if !ok {
+                return Err(invalid(
+                    key,
+                    format!("must be empty or a path starting with '/' (no spaces, '?', '#', '{{' or '}}'), got {path:?}"),
+                ));
+            }
+        }
+        if !self.path.is_empty()
+            && (self.path == self.dashboard || self.path == format!("{}/events", self.dashboard))
+        {
+            return Err(invalid(
+                "http.metrics.path",
+                "must differ from the dashboard's paths",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `[http.access_log]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// A file to append to, `stderr`, or empty for no log. Default empty.
+    pub path: String,
+    /// Line format. Default [`AccessLogFormat::Combined`].
+    pub format: AccessLogFormat,
+    /// Lines queued for the writer thread. Default 4096; 1 to 1048576.
+    pub queue: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            path: String::new(),
+            format: AccessLogFormat::Combined,
+            queue: 4096,
+        }
+    }
+}
+
+impl AccessLogConfig {
+    /// Whether the log is on.
+    pub fn enabled(&self) -> bool {
+        !self.path.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        at_least("http.access_log.queue", self.queue, 1)?;
+        at_most("http.access_log.queue", self.queue, 1 << 20)
+    }
+}
+
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    /// The combined log format, then the duration in seconds and the route.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `[log]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `stoat=debug,warn`); `RUST_LOG`
+    /// overrides it. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map(|_| ())
+            .map_err(|e| invalid("log.level", format!("{e}: {:?}", self.level)))
+    }
+}
+
 /// Largest allowed `buffer_size` (1 MiB).
 pub const MAX_BUFFER_SIZE: usize = 1 << 20;
 /// Smallest allowed `ring_buffer_size`.
@@ -444,7 +588,16 @@ impl Config {
     /// `Server::start` calls it once, after the last change through
     /// `Server::config_mut`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.http.validate().map_err(|e| e.in_file(self.file()))
+        self.http.validate().map_err(|e| e.in_file(self.file()))?;
+        self.http
+            .metrics
+            .validate()
+            .map_err(|e| e.in_file(self.file()))?;
+        self.http
+            .access_log
+            .validate()
+            .map_err(|e| e.in_file(self.file()))?;
+        self.log.validate().map_err(|e| e.in_file(self.file()))
     }
 
     /// The file the configuration was read from ([`Config::load`], or
@@ -509,6 +662,8 @@ impl Default for HttpConfig {
             health_path: "/healthz".to_owned(),
             drain_health_sec: 0,
             pipelines: BTreeMap::new(),
+            metrics: MetricsConfig::default(),
+            access_log: AccessLogConfig::default(),
         }
     }
 }

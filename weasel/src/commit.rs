@@ -182,10 +182,20 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
         for Checked { request } in requests {
             if let Some(o) = writer.status().get(&request.request_id).cloned() {
                 decided.push(Decided::Known(o));
+                store
+                    .stats
+                    .commits
+                    .duplicates
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if let Some(&e) = in_chunk.get(&request.request_id) {
                 decided.push(Decided::Entry(e));
+                store
+                    .stats
+                    .commits
+                    .duplicates
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if let Some(rv) = request.read_version.filter(|&rv| rv > next) {
@@ -233,9 +243,16 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
     }
     if !entries.is_empty() {
         let record = BatchRecord { entries };
-        let written = writer.log.append(&record.encode());
+        let encoded = record.encode();
+        let started = std::time::Instant::now();
+        let written = writer.log.append(&encoded);
+        store
+            .stats
+            .commits
+            .record_batch(record.entries.len(), encoded.len(), started.elapsed());
         store.note_append(&written, &writer.log);
         if let Err(e) = written {
+            tracing::error!(error = %e, "commit log write or fsync failed; refusing commits");
             let m = format!("the commit log failed ({e}); the commit was not made");
             return decided
                 .into_iter()
@@ -250,6 +267,13 @@ fn commit_chunk(store: &Store, requests: Vec<Checked>) -> Vec<Response> {
         let decided = entries.len() as u64;
         store.stats.decided.fetch_add(decided, Ordering::Relaxed);
         store.stats.records.fetch_add(1, Ordering::Relaxed);
+        for e in &entries {
+            let counter = match e.outcome {
+                LoggedOutcome::Committed { .. } => &store.stats.commits.committed,
+                LoggedOutcome::Conflict { .. } => &store.stats.commits.conflicts,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         let mut events = Vec::new();
         {
             let mut state = store.write_state();

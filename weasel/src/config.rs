@@ -57,7 +57,11 @@ max_operations = 1024
 
 /// The embedded default configuration, whole: Stoat's and Weasel's tables.
 pub fn default_config_text() -> String {
-    format!("{DEFAULT_CONFIG}{WEASEL_DEFAULT_TABLE}")
+    // Metrics and the dashboard are on in Weasel.
+    format!(
+        "{}{WEASEL_DEFAULT_TABLE}",
+        crate::metrics::default_text(DEFAULT_CONFIG)
+    )
 }
 
 /// The `[weasel]` table. Field docs give each key's default.
@@ -228,6 +232,7 @@ impl WeaselConfig {
                 store
             }
         };
+        crate::metrics::default_on(&mut table);
         // What is left is Stoat's; a re-rendered table is valid TOML.
         let rest = toml::to_string(&table).map_err(|e| WeaselConfigError::Syntax {
             file: owned_file.clone(),

@@ -22,6 +22,7 @@ pub mod api;
 pub mod codec;
 pub mod commit;
 pub mod config;
+pub mod metrics;
 pub mod status;
 pub mod store;
 pub mod watch;
@@ -63,6 +64,9 @@ pub const PIPELINE: &str = "commit_status";
 pub fn build(config: WeaselConfig) -> io::Result<(Server, Arc<Store>, Recovery)> {
     let (store, recovery) = Store::open(config.store, Codecs::default())?;
     let store = Arc::new(store);
-    let server = api::routes(Server::new(config.server), store.clone())?;
+    let (expose, tiles) = (store.clone(), store.clone());
+    let server = api::routes(Server::new(config.server), store.clone())?
+        .metrics_hook(move |x| metrics::expose(&expose, x))
+        .dashboard_hook(move |out| metrics::tiles(&tiles, out));
     Ok((server, store, recovery))
 }

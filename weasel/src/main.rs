@@ -144,6 +144,7 @@ fn run(mut args: Args) -> Result<ExitCode, Failure> {
         println!("configuration ok");
         return Ok(ExitCode::SUCCESS);
     }
+    stoat::app::init_logging(&config.server.log);
     let data_dir = config.store.data_dir.clone();
     // Started by a handover (SIGUSR2 to the running weasel): the
     // configuration is good, so the old process may stop; the store is

@@ -63,11 +63,14 @@
 //!   (SIGUSR2), zero-downtime restarts.
 
 mod compress;
+pub mod dashboard;
 mod deferred;
 mod files;
 mod handler;
 mod header;
 mod health;
+mod logging;
+pub mod metrics;
 mod path_tree;
 mod pipeline;
 mod query;
@@ -88,6 +91,7 @@ pub use files::{Files, FilesError};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};
 pub use health::Health;
+pub use logging::init_logging;
 pub use path_tree::{PatternError, MAX_PARAMS};
 pub use pipeline::{per_job, Job, Pipeline};
 pub use query::{decode_form, decode_path, QueryPairs};

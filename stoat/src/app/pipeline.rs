@@ -25,7 +25,9 @@
 use std::fmt;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use crate::app::deferred::Responder;
 use crate::app::path_tree::Captures;
@@ -33,6 +35,7 @@ use crate::app::request::client_addr_of;
 use crate::app::router::Kind;
 use crate::app::{IntoResponse, Request, Response, SendError, Server};
 use crate::proto::{Method, RequestHead};
+use crate::runtime::metrics::Recorder;
 use crate::runtime::pipeline::{self as threads, PipelineStart};
 use crate::runtime::ring::Ring;
 use crate::runtime::{ArenaSlot, ConnInfo, RawRequest, Resolved};
@@ -56,6 +59,8 @@ pub struct Job<R = ()> {
     /// The connection's peer and client addresses, resolved on the
     /// network thread (the socket cannot be asked from here).
     addrs: Resolved,
+    /// When it was pushed into the ring (with metrics on).
+    pub(crate) pushed: Option<std::time::Instant>,
 }
 
 impl<R: Copy> Job<R> {
@@ -153,11 +158,41 @@ impl<R: fmt::Debug> fmt::Debug for Job<R> {
 pub struct Pipeline<'s, R> {
     server: &'s mut Server,
     ring: Arc<Ring<Job<R>>>,
+    obs: Arc<PipelineObs>,
+}
+
+/// What the metrics read of one pipeline: its ring's depth, the 503s for
+/// a full ring, and (with metrics on) where its jobs' times are recorded.
+pub(crate) struct PipelineObs {
+    /// Its configured name.
+    pub name: String,
+    /// Jobs in the ring now, and its capacity.
+    pub depth: Box<dyn Fn() -> (usize, usize) + Send + Sync>,
+    /// Requests answered 503 because the ring was full (rare: one shared counter).
+    pub rejected: AtomicU64,
+    /// Its index among the metrics' pipelines and its recorder (set at
+    /// start when metrics are on; locked once per batch, never per request).
+    pub metrics: OnceLock<(usize, Mutex<Recorder>)>,
+}
+
+impl PipelineObs {
+    pub(crate) fn new<T: Send + 'static>(name: &str, ring: Arc<Ring<T>>) -> Arc<PipelineObs> {
+        Arc::new(PipelineObs {
+            name: name.to_owned(),
+            depth: Box::new(move || (ring.len(), ring.capacity())),
+            rejected: AtomicU64::new(0),
+            metrics: OnceLock::new(),
+        })
+    }
 }
 
 impl<R: Copy + Send + Sync + 'static> Pipeline<'_, R> {
-    pub(crate) fn new(server: &mut Server, ring: Arc<Ring<Job<R>>>) -> Pipeline<'_, R> {
-        Pipeline { server, ring }
+    pub(crate) fn new(
+        server: &mut Server,
+        ring: Arc<Ring<Job<R>>>,
+        obs: Arc<PipelineObs>,
+    ) -> Pipeline<'_, R> {
+        Pipeline { server, ring, obs }
     }
 
     /// Routes `method` requests matching `pattern` to this pipeline, as
@@ -169,9 +204,11 @@ impl<R: Copy + Send + Sync + 'static> Pipeline<'_, R> {
     #[track_caller]
     pub fn route(self, method: Method, pattern: &str, route: R) -> Self {
         let ring = self.ring.clone();
+        let obs = self.obs.clone();
         self.server.add_kind(method, pattern, move |names| {
             Kind::Pipeline(Box::new(Entry {
                 ring,
+                obs,
                 route,
                 names: names.into(),
             }))
@@ -256,15 +293,41 @@ where
 
 /// How a pipeline's threads are started: its ring and batch handler, for
 /// the runtime (`runtime/pipeline.rs`).
-pub(crate) fn starter<R, F>(name: &str, ring: Arc<Ring<Job<R>>>, batch: F) -> PipelineStart
+pub(crate) fn starter<R, F>(
+    name: &str,
+    ring: Arc<Ring<Job<R>>>,
+    obs: Arc<PipelineObs>,
+    batch: F,
+) -> PipelineStart
 where
     R: Send + 'static,
     F: Fn(&mut [Job<R>]) + Send + Sync + 'static,
 {
     let work = Arc::new(move |jobs: &mut Vec<Job<R>>| {
+        let picked = obs.metrics.get().map(|(i, rec)| {
+            // Queueing (push to pick-up) is recorded before any job of the
+            // batch is answered: a client that has its answer finds its
+            // job counted.
+            let picked = Instant::now();
+            let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
+            for job in jobs.iter() {
+                let pushed = job.pushed.unwrap_or(picked);
+                rec.pipeline_queued(*i, picked.saturating_duration_since(pushed));
+            }
+            picked
+        });
         // A panic leaves the unanswered jobs to their responders' drop,
         // which answers 500.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| batch(jobs)));
+        if let (Some((i, rec)), Some(picked)) = (obs.metrics.get(), picked) {
+            // Service: the batch's time, shared by its jobs (one clock
+            // read per batch, not per job).
+            let service = picked.elapsed();
+            let mut rec = rec.lock().unwrap_or_else(|e| e.into_inner());
+            for _ in jobs.iter() {
+                rec.pipeline_service(*i, service);
+            }
+        }
     });
     PipelineStart {
         name: name.to_owned(),
@@ -289,6 +352,7 @@ pub(crate) trait Enqueue: Send + Sync {
 /// One pipeline route.
 struct Entry<R> {
     ring: Arc<Ring<Job<R>>>,
+    obs: Arc<PipelineObs>,
     route: R,
     names: Arc<[Box<str>]>,
 }
@@ -326,8 +390,10 @@ impl<R: Copy + Send + Sync + 'static> Enqueue for Entry<R> {
                 peer: raw.conn.peer_addr(),
                 client: client_addr_of(raw),
             },
+            pushed: self.obs.metrics.get().map(|_| Instant::now()),
         };
         self.ring.try_push(job).map_err(|mut job| {
+            self.obs.rejected.fetch_add(1, Ordering::Relaxed);
             // `job` was built with a responder just above.
             job.responder
                 .take()

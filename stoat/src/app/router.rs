@@ -60,6 +60,8 @@ pub struct Router {
     endpoints: Vec<Endpoint>,
     /// Some route streams its request body (see `streaming.rs`).
     streams_bodies: bool,
+    /// Method and pattern of each route, by its index (for the metrics).
+    labels: Vec<(&'static str, Box<str>)>,
 }
 
 /// Everything registered for one path shape.
@@ -75,6 +77,8 @@ struct Endpoint {
 /// One registered route.
 struct Route {
     kind: Kind,
+    /// Its index in registration order (the metrics' route label).
+    index: u32,
     /// Its pattern's parameter names, in order.
     names: Box<[Box<str>]>,
 }
@@ -207,12 +211,25 @@ impl Router {
             }
             kind
         };
-        Self::insert(&mut self.tree, &mut self.endpoints, method, pattern, kind)
+        Self::insert(
+            &mut self.tree,
+            &mut self.endpoints,
+            &mut self.labels,
+            method,
+            pattern,
+            kind,
+        )
+    }
+
+    /// Method and pattern of every route, by route index.
+    pub(crate) fn route_labels(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.labels.iter().map(|(m, p)| (*m, &**p))
     }
 
     fn insert(
         tree: &mut PathTree,
         endpoints: &mut Vec<Endpoint>,
+        labels: &mut Vec<(&'static str, Box<str>)>,
         method: Method,
         pattern: &str,
         kind: impl FnOnce(Box<[Box<str>]>) -> Kind,
@@ -245,8 +262,10 @@ impl Router {
         let names: Box<[Box<str>]> = parsed.names().into();
         endpoint.routes[slot] = Some(Route {
             kind: kind(names.clone()),
+            index: labels.len() as u32,
             names,
         });
+        labels.push((name, pattern.into()));
         endpoint.allow = allow(&endpoint.routes).into();
         Ok(())
     }
@@ -361,6 +380,7 @@ impl Service for Router {
             Routed::Found(route) => route,
             _ => return self.handle(raw).send(sink),
         };
+        sink.set_route(route.index);
         match &route.kind {
             Kind::Inline(handler) => {
                 let req = Request::routed(*raw, path, &route.names, caps.spans());
@@ -740,6 +760,8 @@ mod tests {
             sent: false,
             stopping: &running,
             link: None,
+            route: u32::MAX,
+            status: 0,
         };
         let raw = RawRequest {
             head: &head,

@@ -24,17 +24,24 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::app::dashboard::{DashboardHook, Extra};
 use crate::app::deferred::{EventStream, Responder};
+use crate::app::metrics::{self, Exposition, Live, MetricsHook, RouteLabel};
+use crate::app::pipeline::PipelineObs;
 use crate::app::pipeline::{self, Job, Pipeline};
 use crate::app::router::{Kind, RouteError};
 use crate::app::streaming::StreamingHandler;
 use crate::app::websocket::WebSocket;
 use crate::app::Health;
 use crate::app::{IntoResponse, Request, Router};
+use crate::config::AccessLogFormat;
 use crate::config::{Config, ConfigError};
 use crate::proto::Method;
+use crate::runtime::access_log::{AccessLog, Format, Target};
+use crate::runtime::metrics::{Metrics, Shape};
 use crate::runtime::pipeline::{PipelineStart, ServeError};
 use crate::runtime::ring::Ring;
+use crate::runtime::Observers;
 use crate::runtime::ServerHandle;
 use crate::sys::Signals;
 
@@ -93,6 +100,11 @@ pub struct Server {
     on_stop: Vec<Box<dyn FnOnce() + Send>>,
     /// Ready or draining, on the health path (see [`Server::health`]).
     health: Health,
+    /// A service's own metrics and dashboard tiles.
+    metrics_hooks: Vec<MetricsHook>,
+    dashboard_hooks: Vec<DashboardHook>,
+    /// What the metrics read of each pipeline, in [`Server::pipeline`]'s order.
+    pipeline_obs: Vec<Arc<PipelineObs>>,
 }
 
 impl fmt::Debug for Server {
@@ -375,9 +387,25 @@ impl Server {
             });
         }
         let ring = Arc::new(Ring::with_capacity(pc.ring_buffer_size));
+        let obs = PipelineObs::new(name, ring.clone());
+        self.pipeline_obs.push(obs.clone());
         self.pipelines
-            .push(pipeline::starter(name, ring.clone(), batch));
-        Ok(Pipeline::new(self, ring))
+            .push(pipeline::starter(name, ring.clone(), obs.clone(), batch));
+        Ok(Pipeline::new(self, ring, obs))
+    }
+
+    /// Adds a service's own families to `/metrics` (`[http.metrics] path`):
+    /// `f` runs on every scrape, after the server's families.
+    pub fn metrics_hook(mut self, f: impl Fn(&mut Exposition) + Send + Sync + 'static) -> Server {
+        self.metrics_hooks.push(Arc::new(f));
+        self
+    }
+
+    /// Adds a service's own tiles to the dashboard: `f` runs once per
+    /// sample (every second while a page is open).
+    pub fn dashboard_hook(mut self, f: impl Fn(&mut Vec<Extra>) + Send + Sync + 'static) -> Server {
+        self.dashboard_hooks.push(Arc::new(f));
+        self
     }
 
     /// Routes `GET` (and `HEAD`) of `[http] health_path` (default
@@ -426,7 +454,7 @@ impl Server {
 
     /// Validates the configuration (once), starts the pipelines' threads,
     /// binds and starts serving; returns at once. See [`StartError`].
-    pub fn start(self) -> Result<ServerHandle, StartError> {
+    pub fn start(mut self) -> Result<ServerHandle, StartError> {
         self.config.validate()?;
         for p in &self.pipelines {
             if !self.config.http.pipelines.contains_key(&p.name) {
@@ -436,11 +464,114 @@ impl Server {
                 });
             }
         }
-        let router = Arc::new(self.router);
-        crate::runtime::pipeline::serve(&self.config, router, self.pipelines).map_err(|e| match e {
-            ServeError::Pipeline { name, source } => StartError::PipelineThreads { name, source },
-            ServeError::Runtime(e) => StartError::Io(e),
-        })
+        let invalid = |e: String| StartError::Io(io::Error::new(io::ErrorKind::InvalidInput, e));
+        let (live, feed) =
+            metrics::register(&self.config.http.metrics, &mut self.router).map_err(invalid)?;
+        let routes: Vec<RouteLabel> = self
+            .router
+            .route_labels()
+            .map(|(method, pattern)| RouteLabel {
+                method: method.to_owned(),
+                pattern: pattern.to_owned(),
+            })
+            .collect();
+        let http = &self.config.http;
+        let registry = http.metrics.enabled().then(|| {
+            Metrics::new(Shape {
+                routes: routes.len(),
+                pipelines: self.pipeline_obs.len(),
+            })
+        });
+        let access_log = if http.access_log.enabled() {
+            let target = match http.access_log.path.as_str() {
+                "stderr" => Target::Stderr,
+                path => Target::File(path.into()),
+            };
+            let format = match http.access_log.format {
+                AccessLogFormat::Combined => Format::Combined,
+                AccessLogFormat::Json => Format::Json,
+            };
+            let names = routes
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.pattern))
+                .collect();
+            let log = AccessLog::start(target.clone(), format, http.access_log.queue, names)
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("http.access_log.path: cannot open {target:?}: {e}"),
+                    )
+                })?;
+            Some(Arc::new(log))
+        } else {
+            None
+        };
+        // logrotate's convention: SIGHUP reopens the log file.
+        let sighup = match &access_log {
+            Some(log) if http.access_log.path != "stderr" => Some(signal_hook::flag::register(
+                signal_hook::consts::SIGHUP,
+                log.reopen_flag(),
+            )?),
+            _ => None,
+        };
+        let observers = Observers {
+            metrics: registry.clone(),
+            access_log: access_log.as_ref().map(|l| l.sender()),
+        };
+        if let Some(m) = &registry {
+            for (i, p) in self.pipeline_obs.iter().enumerate() {
+                let _ = p.metrics.set((i, std::sync::Mutex::new(m.recorder())));
+            }
+        }
+        let buffer_size = http.buffer_size;
+        let router = Arc::new(std::mem::take(&mut self.router));
+        let pipelines = std::mem::take(&mut self.pipelines);
+        let mut handle =
+            crate::runtime::pipeline::serve(&self.config, router, pipelines, observers).map_err(
+                |e| match e {
+                    ServeError::Pipeline { name, source } => {
+                        StartError::PipelineThreads { name, source }
+                    }
+                    ServeError::Runtime(e) => StartError::Io(e),
+                },
+            )?;
+        tracing::info!(
+            address = %handle.local_addr(),
+            model = ?self.config.http.model,
+            network_threads = self.config.http.network_threads,
+            "listening"
+        );
+        if let Some(metrics) = registry {
+            let _ = live.set(Live {
+                metrics,
+                stats: handle.stats_reader(),
+                routes,
+                pipelines: self.pipeline_obs.clone(),
+                access_log: access_log.clone(),
+                started: std::time::Instant::now(),
+                hooks: std::mem::take(&mut self.metrics_hooks),
+                dashboard_hooks: std::mem::take(&mut self.dashboard_hooks),
+                buffer_size,
+            });
+        }
+        if feed.is_some() || access_log.is_some() {
+            // After the network threads exit: the feed's thread ends, and
+            // the access log writes what is queued and closes.
+            handle.attach(
+                Box::new(move || {
+                    if let Some(feed) = feed {
+                        feed.stop();
+                    }
+                    if let Some(id) = sighup {
+                        signal_hook::low_level::unregister(id);
+                    }
+                    drop(live);
+                    drop(access_log);
+                }),
+                Vec::new(),
+            );
+        }
+        Ok(handle)
     }
 
     /// Starts, serves until SIGINT or SIGTERM, then stops gracefully and
@@ -463,6 +594,8 @@ impl Server {
     /// Like [`Server::run`], calling `started` once the server listens
     /// (to log its address, say).
     pub fn run_with(mut self, started: impl FnOnce(&ServerHandle)) -> Result<(), StartError> {
+        crate::app::init_logging(&self.config.log);
+        let drain_timeout_sec = self.config.http.drain_timeout_sec;
         // Watch before starting: a signal during startup is not lost.
         let signals = Signals::stop()?;
         let restart = Signals::new(&[signal_hook::consts::SIGUSR2])?;
@@ -484,11 +617,13 @@ impl Server {
             }
         }
         let waited = waited.map(|_| ());
+        tracing::info!(drain_timeout_sec, "stop signal: draining");
         for f in on_stop {
             f();
         }
         handle.shutdown();
         let joined = handle.join();
+        tracing::info!("stopped");
         // Kept until here: a second signal while draining exits at once.
         drop(signals);
         Ok(waited.and(joined)?)

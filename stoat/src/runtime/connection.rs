@@ -27,6 +27,8 @@ use crate::proto::{Conn, DateCache, Limits, RequestHead};
 use crate::runtime::arena::{ArenaSlot, ArenaStats};
 use crate::runtime::body_stream::StreamState;
 use crate::runtime::link::{AsyncCounters, Link, Owner};
+use crate::runtime::metrics::Counter;
+use crate::runtime::observe::{Observe, Observers};
 use crate::runtime::outbox::Outbox;
 use crate::runtime::pool::{LocalPool, Pool, SpillBudget, SpillGrant};
 use crate::runtime::proxy::{Expect, Header as ProxyHeader, ProxyPolicy};
@@ -70,6 +72,8 @@ pub(crate) struct Shared {
     pub output_peak: std::sync::atomic::AtomicUsize,
     /// PROXY protocol settings and counters, trusted proxies.
     pub proxy: ProxyPolicy,
+    /// Metrics and access log, when on.
+    pub observers: Observers,
 }
 
 /// During a graceful stop, an idle connection is closed once it has been
@@ -103,6 +107,8 @@ pub(crate) struct ThreadCtx {
     /// The most bytes this thread has queued for one client
     /// (`Shared::output_peak` is raised only when this is).
     output_peak: usize,
+    /// Metrics and access-log notes (see `observe.rs`).
+    pub obs: Observe,
 }
 
 impl ThreadCtx {
@@ -129,6 +135,7 @@ impl ThreadCtx {
             key: 0,
             arena: ArenaSlot::with_stats(shared.arenas.clone()),
             output_peak: 0,
+            obs: Observe::new(&shared.observers),
         }
     }
 
@@ -137,9 +144,23 @@ impl ThreadCtx {
         self.stopping || self.stop_flag.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The clock read at the end of a batch (the loop's, for its wait):
+    /// the batch's responses are recorded against it.
+    #[inline]
+    pub fn end_batch(&mut self) -> Instant {
+        let now = Instant::now();
+        if self.obs.on() {
+            self.obs.end_batch(now);
+        }
+        now
+    }
+
     /// Reads the clock once for a batch of events.
     pub fn tick(&mut self) {
         self.now = Instant::now();
+        if self.obs.on() {
+            self.obs.tick(self.now);
+        }
         let secs = self.base.1 + (self.now - self.base.0).as_secs();
         self.date.update(secs);
     }
@@ -343,10 +364,17 @@ impl Connection {
             // The client left before its answer was delivered (a request
             // answered meanwhile but not yet written counts here too).
             link.settle(|c| &c.abandoned);
+            if ctx.obs.on() && link.deadline.is_none() && !self.is_ws() {
+                // A stream closed with its connection.
+                ctx.obs.count(Counter::SseClosed);
+            }
             link.close();
         }
         self.stream = None;
         if let Some(ws) = ws_of(&mut self.proto) {
+            if ctx.obs.on() {
+                ctx.obs.count(Counter::WsClosed);
+            }
             ws.report_close();
         }
     }
@@ -356,7 +384,11 @@ impl Connection {
     /// rather than stop at a short read, since an edge-triggered socket
     /// reports that only once.
     pub fn drive(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
+        ctx.obs.begin();
         let next = self.drive_inner(shared, ctx, peer_closed);
+        if ctx.obs.on() {
+            ctx.obs.finish(self.fd.as_fd());
+        }
         // ctx.out is the thread's scratch: whatever a closing connection
         // left there must never reach the next connection.
         ctx.out.clear();
@@ -366,6 +398,7 @@ impl Connection {
             // stop closes its connection by itself, `Connection: close`; an
             // idle connection driven by some other event, EPOLLOUT say, may
             // have a request on the way: it gets the grace.)
+            ctx.obs.close_reason = Some(crate::runtime::metrics::CloseReason::Shutdown);
             return Next::Close;
         }
         next

@@ -180,6 +180,8 @@ pub struct Link {
     /// Owner: when the stream last sent something (for heartbeats).
     last_beat: Mutex<Instant>,
     pub(crate) counters: Arc<AsyncCounters>,
+    /// The route's index for the metrics (`u32::MAX`: none).
+    pub(crate) route: u32,
 }
 
 impl Link {
@@ -189,6 +191,7 @@ impl Link {
         deadline: Option<Instant>,
         backlog: usize,
         counters: Arc<AsyncCounters>,
+        route: u32,
     ) -> Arc<Link> {
         Arc::new(Link {
             owner,
@@ -203,6 +206,7 @@ impl Link {
             deadline,
             last_beat: Mutex::new(Instant::now()),
             counters,
+            route,
         })
     }
 

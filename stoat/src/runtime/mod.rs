@@ -11,6 +11,7 @@
 //! rings, mailboxes, the buffer pool, links, the outbox and the arena are
 //! the crate's own.
 
+pub mod access_log;
 pub(crate) mod arena;
 pub mod body_stream;
 pub(crate) mod connection;
@@ -18,6 +19,8 @@ mod control;
 pub mod file_body;
 pub(crate) mod link;
 pub(crate) mod mailbox;
+pub mod metrics;
+pub(crate) mod observe;
 pub(crate) mod outbox;
 mod per_core;
 pub(crate) mod pipeline;
@@ -37,8 +40,10 @@ pub use arena::ArenaSlot;
 pub use body_stream::{BodySink, BodyStream};
 pub use file_body::FileBody;
 pub use link::{AsyncCounters, SendError};
+pub use observe::Observers;
 pub use outbox::Body;
 pub use proxy::{ConnInfo, ProxyCounters, Resolved};
+pub use server::StatsReader;
 pub use server::{ServerHandle, Stats};
 pub use service::{RawRequest, ResponseSink, Service};
 
@@ -53,4 +58,16 @@ pub fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHan
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     server::start(config, service)
+}
+
+/// [`start`] with metrics and an access log (see `runtime/observe.rs`).
+pub fn start_observed(
+    config: &Config,
+    service: Arc<dyn Service>,
+    observers: Observers,
+) -> io::Result<ServerHandle> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    server::start_observed(config, service, observers)
 }

@@ -9,7 +9,7 @@
 //! `epoll_wait`. Other threads reach this one only through its eventfd.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -108,7 +108,7 @@ impl Loop {
         let mut mail: Vec<Arc<Link>> = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
-            let wait = next_sweep.saturating_duration_since(Instant::now());
+            let wait = next_sweep.saturating_duration_since(ctx.end_batch());
             if self.epoll.wait(&mut events, Some(wait)).is_err() {
                 break;
             }
@@ -263,6 +263,7 @@ impl Loop {
             match listener.accept() {
                 Ok((fd, peer)) => {
                     if let Some(key) = victim {
+                        ctx.obs.close_reason = Some(crate::runtime::metrics::CloseReason::Evicted);
                         self.close(key, ctx);
                     }
                     let entry = self.conns.vacant_entry();
@@ -281,7 +282,12 @@ impl Loop {
                 Err(e) if is_fd_limit(&e) => {
                     self.control.fd_limit_errors.fetch_add(1, Ordering::Relaxed);
                     if !self.fd_limit_logged {
-                        eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
+                        tracing::warn!(error = %e, "accept: out of file descriptors; pausing accepts until fds are freed");
+                        // Kept beside the log event: tests/limits.rs reads this line.
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "stoat: accept: {e}; pausing accepts until fds are freed"
+                        );
                         self.fd_limit_logged = true;
                     }
                     self.pause_accepting(Paused::Until(ctx.now + FD_BACKOFF));
@@ -354,6 +360,7 @@ impl Loop {
             // Dropping the fd closes it, which also removes it from the epoll.
             drop(conn);
             self.control.closed();
+            ctx.obs.closed(ctx.stopping);
             if let Some(Paused::Until(_)) = self.accept_paused {
                 // An fd was freed: the next accept can have it.
                 self.accept_paused = Some(Paused::Until(ctx.now));
@@ -370,10 +377,11 @@ impl Loop {
             ctx.key = key as u64;
             let next = conn.on_timer(&self.shared, ctx);
             if !matches!(next, Next::Keep { .. }) {
-                acted.push((key, next));
+                acted.push((key, next, ctx.obs.close_reason.take()));
             }
         }
-        for (key, next) in acted {
+        for (key, next, reason) in acted {
+            ctx.obs.close_reason = reason;
             self.after(key, next, ctx);
         }
         // The table's memory follows the connections it holds: once most

@@ -120,6 +120,7 @@ pub(crate) fn serve(
     config: &Config,
     service: Arc<dyn Service>,
     pipelines: Vec<PipelineStart>,
+    observers: crate::runtime::Observers,
 ) -> Result<ServerHandle, ServeError> {
     let mut running: Vec<Running> = Vec::with_capacity(pipelines.len());
     let stop_all = |running: Vec<Running>| running.into_iter().for_each(Running::stop);
@@ -140,7 +141,7 @@ pub(crate) fn serve(
             }
         }
     }
-    let mut handle = match server::start(config, service) {
+    let mut handle = match server::start_observed(config, service, observers) {
         Ok(h) => h,
         Err(e) => {
             stop_all(running);

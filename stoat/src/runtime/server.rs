@@ -19,6 +19,7 @@ use crate::config::{Config, Model};
 use crate::runtime::connection::Shared;
 use crate::runtime::control::Control;
 use crate::runtime::link::AsyncCounters;
+use crate::runtime::observe::Observers;
 use crate::runtime::pool::Pool;
 use crate::runtime::proxy::ProxyPolicy;
 use crate::runtime::service::Service;
@@ -81,6 +82,50 @@ pub struct Stats {
     pub output_peak: usize,
 }
 
+/// Reads a running server's [`Stats`]; cheap to clone, usable after the
+/// server stopped (the last values).
+#[derive(Clone)]
+pub struct StatsReader {
+    control: Arc<Control>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for StatsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsReader").finish_non_exhaustive()
+    }
+}
+
+impl StatsReader {
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        Stats {
+            connections: self.control.connections.load(Ordering::Acquire),
+            accepted: self.control.accepted.load(Ordering::Relaxed),
+            requests: self.control.requests.load(Ordering::Relaxed),
+            buffers: self.shared.pool.allocated(),
+            waiting_for_buffer: self.control.waiting.load(Ordering::Relaxed),
+            body_bytes: self.shared.spills.used(),
+            body_bytes_peak: self.shared.spills.peak(),
+            suspended: c.suspended.load(Ordering::Relaxed),
+            resumed: c.resumed.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
+            abandoned: c.abandoned.load(Ordering::Relaxed),
+            arenas_in_use: self.shared.arenas.in_use.load(Ordering::Relaxed),
+            arenas_cached: self.shared.arenas.cached.load(Ordering::Relaxed),
+            arena_bytes_cached: self.shared.arenas.cached_bytes.load(Ordering::Relaxed),
+            arenas_dropped: self.shared.arenas.dropped.load(Ordering::Relaxed),
+            output_peak: self.shared.output_peak.load(Ordering::Relaxed),
+            fd_limit_errors: self.control.fd_limit_errors.load(Ordering::Relaxed),
+            fd_limit_pauses: self.control.fd_limit_pauses.load(Ordering::Relaxed),
+            proxy_proxied: self.shared.proxy.counters.proxied.load(Ordering::Relaxed),
+            proxy_local: self.shared.proxy.counters.local.load(Ordering::Relaxed),
+            proxy_refused: self.shared.proxy.counters.refused.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Threads beside the network threads, and how to tell them to finish.
 type Companion = (Box<dyn FnOnce() + Send + Sync>, Vec<JoinHandle<()>>);
 
@@ -107,29 +152,14 @@ impl ServerHandle {
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
-        let c = &self.shared.counters;
-        Stats {
-            connections: self.control.connections.load(Ordering::Acquire),
-            accepted: self.control.accepted.load(Ordering::Relaxed),
-            requests: self.control.requests.load(Ordering::Relaxed),
-            fd_limit_errors: self.control.fd_limit_errors.load(Ordering::Relaxed),
-            fd_limit_pauses: self.control.fd_limit_pauses.load(Ordering::Relaxed),
-            buffers: self.shared.pool.allocated(),
-            waiting_for_buffer: self.control.waiting.load(Ordering::Relaxed),
-            body_bytes: self.shared.spills.used(),
-            body_bytes_peak: self.shared.spills.peak(),
-            suspended: c.suspended.load(Ordering::Relaxed),
-            resumed: c.resumed.load(Ordering::Relaxed),
-            expired: c.expired.load(Ordering::Relaxed),
-            abandoned: c.abandoned.load(Ordering::Relaxed),
-            arenas_in_use: self.shared.arenas.in_use.load(Ordering::Relaxed),
-            arenas_cached: self.shared.arenas.cached.load(Ordering::Relaxed),
-            arena_bytes_cached: self.shared.arenas.cached_bytes.load(Ordering::Relaxed),
-            arenas_dropped: self.shared.arenas.dropped.load(Ordering::Relaxed),
-            output_peak: self.shared.output_peak.load(Ordering::Relaxed),
-            proxy_proxied: self.shared.proxy.counters.proxied.load(Ordering::Relaxed),
-            proxy_local: self.shared.proxy.counters.local.load(Ordering::Relaxed),
-            proxy_refused: self.shared.proxy.counters.refused.load(Ordering::Relaxed),
+        self.stats_reader().stats()
+    }
+
+    /// A handle that reads [`Stats`] from any thread (for a metrics page).
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader {
+            control: self.control.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -199,6 +229,16 @@ impl Drop for ServerHandle {
 /// Binds and starts serving `service` as `config` says; `config` passed
 /// `Config::validate` (see `runtime::start`).
 pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<ServerHandle> {
+    start_observed(config, service, Observers::default())
+}
+
+/// [`start`] with metrics and an access log (see `runtime/observe.rs`);
+/// `config` passed `Config::validate`.
+pub(crate) fn start_observed(
+    config: &Config,
+    service: Arc<dyn Service>,
+    observers: Observers,
+) -> io::Result<ServerHandle> {
     let http = &config.http;
     // A server holding many connections needs many fds: take all we may.
     let _ = crate::sys::raise_nofile_limit();
@@ -222,6 +262,7 @@ pub(crate) fn start(config: &Config, service: Arc<dyn Service>) -> io::Result<Se
         max_output: http.max_pending_output,
         output_peak: AtomicUsize::new(0),
         proxy: ProxyPolicy::new(http),
+        observers,
     });
     let addr = http.socket_addr();
     let threads = http.network_threads;

@@ -78,6 +78,11 @@ pub struct ResponseSink<'a> {
     /// How to take the request off the thread; `None` for a late answer
     /// (which cannot suspend again).
     pub(crate) link: Option<LinkCtx<'a>>,
+    /// The route's index for the metrics and access log (`u32::MAX`: none);
+    /// set by the service with [`ResponseSink::set_route`].
+    pub(crate) route: u32,
+    /// The status sent (0 before).
+    pub(crate) status: u16,
 }
 
 /// What [`ResponseSink::suspend`] and [`ResponseSink::stream`] need.
@@ -115,6 +120,7 @@ impl ResponseSink<'_> {
             return;
         }
         self.sent = true;
+        self.status = status;
         let len = body.len() as u64;
         let framing = if len == 0 {
             ResponseBody::Empty
@@ -172,6 +178,13 @@ impl ResponseSink<'_> {
         self.sent
     }
 
+    /// Names the route that answers, by its index (for the metrics and
+    /// the access log); unset, the request counts as matched by none.
+    #[inline]
+    pub fn set_route(&mut self, index: u32) {
+        self.route = index;
+    }
+
     /// Takes the request off the network thread: the response will come
     /// through the returned link, from any thread, or be `503` at the
     /// request deadline. `None` if a response was sent already or this
@@ -187,6 +200,7 @@ impl ResponseSink<'_> {
             Some(self.now + ctx.timeout),
             0,
             ctx.counters.clone(),
+            self.route,
         );
         *ctx.slot = Some(link.clone());
         ctx.counters.suspended.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +230,7 @@ impl ResponseSink<'_> {
             return None;
         }
         self.sent = true;
+        self.status = status;
         let mode = self.conn.respond(
             ResponseHead {
                 status,
@@ -240,6 +255,7 @@ impl ResponseSink<'_> {
             None,
             ctx.backlog,
             ctx.counters.clone(),
+            self.route,
         );
         *ctx.slot = Some(link.clone());
         Some(link)
@@ -262,6 +278,7 @@ impl ResponseSink<'_> {
         };
         *ctx.upgrade = Some(session);
         self.sent = true;
+        self.status = 101;
         head(self.out.head_mut(), self.server);
         true
     }

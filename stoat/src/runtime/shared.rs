@@ -13,7 +13,7 @@
 //! reused. Only the thread holding the slot closes the fd.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -156,7 +156,12 @@ impl Core {
                     Err(e) if is_fd_limit(&e) => {
                         self.control.fd_limit_errors.fetch_add(1, Ordering::Relaxed);
                         if !logged {
-                            eprintln!("stoat: accept: {e}; pausing accepts until fds are freed");
+                            tracing::warn!(error = %e, "accept: out of file descriptors; pausing accepts until fds are freed");
+                            // Kept beside the log event: tests/limits.rs reads this line.
+                            let _ = writeln!(
+                                std::io::stderr(),
+                                "stoat: accept: {e}; pausing accepts until fds are freed"
+                            );
                             logged = true;
                         }
                         self.wait_for_close();
@@ -262,6 +267,9 @@ impl Core {
             drop(s.conn.take());
             s.generation = s.generation.wrapping_add(1);
             self.control.closed();
+            if let Some(m) = &self.shared.observers.metrics {
+                m.evicted_elsewhere();
+            }
             return Some(i as u32);
         }
         None
@@ -299,7 +307,7 @@ impl Core {
         let mut mail: Vec<Arc<Link>> = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
-            let wait = next_sweep.saturating_duration_since(Instant::now());
+            let wait = next_sweep.saturating_duration_since(ctx.end_batch());
             if self.epoll.wait(&mut events, Some(wait)).is_err() {
                 break;
             }
@@ -441,6 +449,7 @@ impl Core {
             drop(conn);
             s.generation = s.generation.wrapping_add(1);
             self.control.closed();
+            ctx.obs.closed(ctx.stopping);
             self.give_slot(slot);
         }
     }

@@ -265,6 +265,7 @@ impl WsIo<'_> {
                 None,
                 self.limits.backlog,
                 self.counters.clone(),
+                u32::MAX,
             )
         });
         Some(link.clone())

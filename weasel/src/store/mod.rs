@@ -264,6 +264,8 @@ pub struct Stats {
     pub decided: AtomicU64,
     /// Log records (one write and one fsync each) written.
     pub records: AtomicU64,
+    /// Outcomes, duplicates, log bytes, batch sizes, sync times (`/metrics`).
+    pub commits: crate::metrics::CommitMetrics,
 }
 
 /// What recovery found, for the start-up log line.

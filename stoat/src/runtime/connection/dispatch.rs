@@ -14,6 +14,7 @@ use super::{Connection, Machine, Next, Shared, ThreadCtx};
 use crate::proto::encode::encode_chunk;
 use crate::proto::{Conn, DateCache, HeadParser, ProtoError};
 use crate::runtime::link::{Link, Mail};
+use crate::runtime::metrics::Counter;
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::proxy::ConnInfo;
 use crate::runtime::service::{LinkCtx, RawRequest, ResponseSink};
@@ -38,7 +39,7 @@ impl Connection {
         if let Some(answer) = mail.answer {
             self.link = None;
             link.settle(|c| &c.resumed);
-            self.late_answer(shared, ctx, |sink| {
+            self.late_answer(shared, ctx, link, |sink| {
                 answer(sink);
                 if !sink.sent {
                     sink.send(
@@ -62,6 +63,7 @@ impl Connection {
         &mut self,
         shared: &Shared,
         ctx: &mut ThreadCtx,
+        link: &Link,
         f: impl FnOnce(&mut ResponseSink<'_>),
     ) {
         let Some(conn) = self.proto.http() else {
@@ -69,7 +71,32 @@ impl Connection {
         };
         let out = outbox(&mut self.output, &mut ctx.out);
         let mut sink = response_sink(conn, out, shared, &ctx.date, ctx.now, &ctx.stop_flag, None);
+        sink.route = link.route;
+        let before = if ctx.obs.logs() {
+            sink.out.pending()
+        } else {
+            0
+        };
         f(&mut sink);
+        if ctx.obs.on() && sink.sent {
+            // The request began a request timeout before its deadline.
+            let start = link
+                .deadline
+                .map_or(ctx.now, |d| d - shared.limits.request_timeout);
+            let (route, status) = (sink.route, sink.status);
+            let bytes = if ctx.obs.logs() {
+                sink.out.pending() - before
+            } else {
+                0
+            };
+            ctx.obs.response(route, status, start);
+            if ctx.obs.logs() {
+                // The request's bytes are gone: the log gets no method or target.
+                let head = crate::proto::RequestHead::default();
+                ctx.obs
+                    .log_entry(route, status, start, &head, &[], 0, bytes);
+            }
+        }
     }
 
     /// Encodes taken stream events (and the stream's end) into the output.
@@ -90,12 +117,18 @@ impl Connection {
             if let Some(link) = &self.link {
                 link.beat(ctx.now);
             }
+            if ctx.obs.on() {
+                ctx.obs.add(Counter::SseEvents, mail.events.len() as u64);
+            }
         }
         if mail.ended {
             if let Some(conn) = self.proto.http() {
                 conn.end_stream(ctx.now, out.head_mut());
             }
             self.link = None;
+            if ctx.obs.on() {
+                ctx.obs.count(Counter::SseClosed);
+            }
         }
     }
 
@@ -146,6 +179,11 @@ impl Connection {
             &ctx.stop_flag,
             Some(link),
         );
+        let before = if ctx.obs.logs() {
+            sink.out.pending()
+        } else {
+            0
+        };
         shared.service.call(
             &RawRequest {
                 head: &ctx.head,
@@ -168,16 +206,40 @@ impl Connection {
                 false,
             );
         }
+        let noted = (
+            sink.route,
+            sink.status,
+            if ctx.obs.logs() {
+                sink.out.pending() - before
+            } else {
+                0
+            },
+        );
         // The handler has returned: nothing can point into the arena.
         ctx.arena.recycle();
         if let Some(session) = upgraded {
             // Nothing but frames follow the 101: the WebSocket state takes
             // the HTTP machine's place (see `Machine`).
             self.proto = Machine::Ws(WsState::new(session, ctx.now));
+            if ctx.obs.on() {
+                ctx.obs.count(Counter::WsOpened);
+            }
         }
         // A suspended request is counted when its answer is delivered.
         if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {
             ctx.requests += 1;
+            if ctx.obs.on() {
+                if self.link.is_some() {
+                    // A stream (SSE) began: its head is the response noted.
+                    ctx.obs.count(Counter::SseOpened);
+                }
+                let (route, status, bytes) = noted;
+                ctx.obs.response(route, status, ctx.now);
+                if ctx.obs.logs() {
+                    ctx.obs
+                        .log_entry(route, status, ctx.now, &ctx.head, buf, body.len(), bytes);
+                }
+            }
         }
     }
 
@@ -224,5 +286,7 @@ fn response_sink<'a>(
         sent: false,
         stopping,
         link,
+        route: u32::MAX,
+        status: 0,
     }
 }

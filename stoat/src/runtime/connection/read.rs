@@ -74,6 +74,9 @@ impl Connection {
                     None => return (Next::Close, false),
                 },
                 Ok(n) => {
+                    if ctx.obs.on() {
+                        ctx.obs.read(n);
+                    }
                     input.end += n;
                     // man epoll(7): for stream sockets a short read means
                     // the receive queue is empty; no EAGAIN read is needed.
@@ -276,11 +279,15 @@ impl Connection {
     }
 
     pub(super) fn respond_error(&mut self, err: ProtoError, shared: &Shared, ctx: &mut ThreadCtx) {
+        if ctx.obs.close_reason.is_none() {
+            ctx.obs.close_reason = Some(crate::runtime::metrics::CloseReason::Error);
+        }
         if self.abort_stream() {
             return;
         }
         let out = outbox(&mut self.output, &mut ctx.out);
         if let Some(conn) = self.proto.http() {
+            let before = out.pending();
             conn.respond_error(
                 err,
                 ctx.now,
@@ -290,6 +297,15 @@ impl Connection {
                     server: &shared.server,
                 },
             );
+            if ctx.obs.on() {
+                ctx.obs.response(u32::MAX, err.status(), ctx.now);
+                if ctx.obs.logs() {
+                    let bytes = out.pending() - before;
+                    let head = crate::proto::RequestHead::default();
+                    ctx.obs
+                        .log_entry(u32::MAX, err.status(), ctx.now, &head, &[], 0, bytes);
+                }
+            }
         }
         // Whatever was buffered can no longer be trusted.
         if let Some(input) = &mut self.input {

@@ -2,12 +2,14 @@
 //! deadlines (408, keep-alive expiry, write stall), slow heads parked off
 //! the pool, a suspended request's 503 at its deadline, SSE heartbeats.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::{Connection, Next, Shared, ThreadCtx};
 use crate::proto::conn::Timeout;
 use crate::proto::encode::{encode_chunk, Header};
 use crate::runtime::link::Link;
+use crate::runtime::metrics::CloseReason;
 use crate::runtime::outbox::Body;
 use crate::runtime::proxy::Expect;
 
@@ -18,7 +20,11 @@ pub(super) const HEARTBEAT: &[u8] = b":\n\n";
 impl Connection {
     /// Acts on the protocol deadline (called by the timer sweep).
     pub fn on_timer(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Next {
+        ctx.obs.begin();
         let next = self.on_timer_inner(shared, ctx);
+        if ctx.obs.on() {
+            ctx.obs.finish(self.fd.as_fd());
+        }
         ctx.out.clear();
         if next == Next::Close && self.proxy == Expect::Header {
             // The request timeout ran out before its PROXY header was whole.
@@ -49,12 +55,23 @@ impl Connection {
         let Some(conn) = self.proto.http() else {
             return Next::Close;
         };
+        let idle = conn.is_keepalive_idle();
         match conn.on_timeout(ctx.now, &shared.limits) {
             Timeout::None => Next::Keep {
                 want_write: self.output.is_some(),
             },
-            Timeout::Close => Next::Close,
+            Timeout::Close => {
+                ctx.obs.close_reason = Some(if self.output.is_some() {
+                    CloseReason::WriteStall
+                } else if idle {
+                    CloseReason::KeepAliveTimeout
+                } else {
+                    CloseReason::RequestTimeout
+                });
+                Next::Close
+            }
             Timeout::Respond(err) => {
+                ctx.obs.close_reason = Some(CloseReason::RequestTimeout);
                 self.respond_error(err, shared, ctx);
                 if self.flush_new(ctx).is_err() {
                     return Next::Close;
@@ -119,7 +136,7 @@ impl Connection {
                 link.close();
                 self.link = None;
                 link.settle(|c| &c.expired);
-                self.late_answer(shared, ctx, |sink| {
+                self.late_answer(shared, ctx, link, |sink| {
                     // RFC 9110 §15.6.4: 503, the server cannot answer now.
                     sink.send(
                         503,

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Connection, Next, Shared, ThreadCtx};
 use crate::runtime::file_body::FILE_SLICE;
+use crate::runtime::observe::Observe;
 use crate::runtime::outbox::Outbox;
 use crate::sys::{sendfile, socket};
 
@@ -30,7 +31,7 @@ impl Connection {
     /// Writes output left from an earlier batch.
     pub(super) fn flush_pending(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
         if let Some(out) = &mut self.output {
-            if write_out(&self.fd, out)? {
+            if write_out(&self.fd, out, &mut ctx.obs)? {
                 self.output = None;
                 self.proto.set_write_pending(false, ctx.now);
             } else {
@@ -45,7 +46,7 @@ impl Connection {
     pub(super) fn flush_new(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
         if let Some(out) = &mut self.output {
             // Responses were appended behind older pending output.
-            if write_out(&self.fd, out)? {
+            if write_out(&self.fd, out, &mut ctx.obs)? {
                 self.output = None;
                 self.proto.set_write_pending(false, ctx.now);
             }
@@ -54,7 +55,7 @@ impl Connection {
         if ctx.out.is_empty() {
             return Ok(());
         }
-        if !write_out(&self.fd, &mut ctx.out)? {
+        if !write_out(&self.fd, &mut ctx.out, &mut ctx.obs)? {
             self.output = Some(Box::new(std::mem::take(&mut ctx.out)));
             self.proto.set_write_pending(true, ctx.now);
         }
@@ -83,7 +84,7 @@ impl Connection {
 }
 
 /// Writes as much of `out` as the socket takes. `Ok(true)`: all written.
-pub(super) fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
+pub(super) fn write_out(fd: &OwnedFd, out: &mut Outbox, obs: &mut Observe) -> io::Result<bool> {
     while !out.is_empty() {
         if let Some((file, mut offset, left)) = out.front_file() {
             // A file body's turn (`file_body.rs`): sendfile, one slice per
@@ -111,7 +112,12 @@ pub(super) fn write_out(fd: &OwnedFd, out: &mut Outbox) -> io::Result<bool> {
             }
         };
         match r {
-            Ok(n) => out.advance(n),
+            Ok(n) => {
+                if obs.on() {
+                    obs.written(n);
+                }
+                out.advance(n)
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         }
