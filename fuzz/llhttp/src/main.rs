@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use stoat::proto::{Conn, DateCache, Event, Limits, RequestHead, ResponseBody};
+use stoat::proto::encode::{EncodeCtx, HeadStart, ResponseHead};
+use stoat::proto::{Conn, ConnEvent as Event, DateCache, Limits, RequestHead, ResponseBody};
 
 /// How a side's reading of the input ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,14 +166,18 @@ fn ours_inner(input: &[u8], methods: &mut Vec<Vec<u8>>) -> Verdict {
             bodies.push(len);
             closing = !head.keep_alive;
             conn.respond(
-                200,
-                &[],
-                ResponseBody::Length(2),
+                ResponseHead {
+                    status: 200,
+                    start: HeadStart::Headers(&[]),
+                    body: ResponseBody::Length(2),
+                },
                 false,
                 now,
                 &mut out,
-                &date,
-                b"",
+                EncodeCtx {
+                    date: &date,
+                    server: b"",
+                },
             );
             out.clear();
         }
