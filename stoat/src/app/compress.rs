@@ -548,13 +548,19 @@ impl<H: Handler> Compressed<H> {
 ///
 /// // Echo the upload back, compressed as the client accepts.
 /// fn echo(req: &Request, res: &mut BodyWriter) -> impl FnMut(BodyChunk, &mut BodyWriter) {
-///     let mut body = CompressedBody::start(&Compression::new(), req, res, Response::text(""));
+///     let mut body = Some(CompressedBody::start(&Compression::new(), req, res, Response::text("")));
 ///     move |chunk: BodyChunk, res: &mut BodyWriter| match chunk {
 ///         BodyChunk::Data(bytes) => {
-///             body.write(res, bytes);
+///             if let Some(body) = body.as_mut() {
+///                 body.write(res, bytes);
+///             }
 ///         }
 ///         BodyChunk::End => {
-///             body.finish(res);
+///             // `finish` takes the body: the closure is FnMut, so it is
+///             // taken out of its Option once.
+///             if let Some(body) = body.take() {
+///                 body.finish(res);
+///             }
 ///         }
 ///     }
 /// }
