@@ -240,7 +240,18 @@ fn exposition_parses_with_prometheus_client(model: Model) {
         c.send(&get("/quote\"d\\path"));
         assert_eq!(c.response().status, 200);
     }
-    let page = scrape(addr);
+    // A response is counted when its batch ends, after it was written: the
+    // client can see the 20th answer before the count does. Scrape until
+    // the counts have caught up (bounded), then parse that page.
+    let mut page = String::new();
+    wait_until("the 20 requests of each route to be counted", || {
+        page = scrape(addr);
+        page.contains(
+            "stoat_requests_total{method=\"GET\",route=\"/quote\\\"d\\\\path\",class=\"2xx\"} 20\n",
+        ) && page.contains(
+            "stoat_request_duration_seconds_count{method=\"POST\",route=\"/work/{id}\"} 20\n",
+        ) && page.contains("stoat_pipeline_queue_seconds_count{pipeline=\"work\"} 20\n")
+    });
     let script = r#"
 import sys
 from prometheus_client.parser import text_string_to_metric_families
