@@ -98,6 +98,23 @@ impl Control {
         self.connections.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// An accept failed for the fd limit (EMFILE/ENFILE): counted, and
+    /// reported once per accepting thread (`logged`); the caller pauses
+    /// accepting until a connection closes or [`FD_BACKOFF`] passes.
+    pub fn fd_limit_hit(&self, e: &std::io::Error, logged: &mut bool) {
+        self.fd_limit_errors.fetch_add(1, Ordering::Relaxed);
+        if !*logged {
+            tracing::warn!(error = %e, "accept: out of file descriptors; pausing accepts until fds are freed");
+            // Kept beside the log event: tests/limits.rs reads this line.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "stoat: accept: {e}; pausing accepts until fds are freed"
+            );
+            *logged = true;
+        }
+    }
+
     /// A connection was accepted.
     pub fn opened(&self) {
         self.connections.fetch_add(1, Ordering::AcqRel);

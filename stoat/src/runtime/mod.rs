@@ -16,6 +16,7 @@ pub(crate) mod arena;
 pub mod body_stream;
 pub(crate) mod connection;
 mod control;
+mod event_loop;
 pub mod file_body;
 pub(crate) mod link;
 pub(crate) mod mailbox;

@@ -12,23 +12,25 @@
 //! recognised as stale and dropped even when the fd number and slot were
 //! reused. Only the thread holding the slot closes the fd.
 
-use std::collections::VecDeque;
-use std::io::{self, Write as _};
-use std::sync::atomic::Ordering;
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
-use crate::runtime::control::{give_back_memory, Control, FD_BACKOFF, SWEEP};
-use crate::runtime::link::{Link, Owner};
-use crate::runtime::wake::LoopMailbox;
+use crate::runtime::control::{Control, FD_BACKOFF, SWEEP};
+use crate::runtime::event_loop::{self, Common, Model, MAILBOX};
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
-use crate::sys::{Epoll, EventFd, Events, Interest, Listener};
+use crate::sys::{EventFd, Interest, Listener};
 
-const WAKER: u64 = u64::MAX;
-const MAILBOX: u64 = u64::MAX - 1;
 /// Most slots looked at to find an idle connection to evict.
 const EVICT_SCAN: usize = 1024;
+/// A connection's interest, re-armed after each event.
+const CONN_INTEREST: Interest = Interest::READ
+    .union(Interest::RDHUP)
+    .union(Interest::ONESHOT);
+/// The mailbox's: one thread drains it at a time and re-arms it.
+const MAILBOX_INTEREST: Interest = Interest::READ.union(Interest::ONESHOT);
 
 /// One slot of the connection table.
 #[derive(Default)]
@@ -39,25 +41,30 @@ struct Slot {
 
 /// Everything the threads of the shared model share.
 pub(crate) struct Core {
-    shared: Arc<Shared>,
-    control: Arc<Control>,
-    epoll: Epoll,
-    waker: Arc<EventFd>,
-    /// Links with something for their connections; `EPOLLONESHOT`, so one
-    /// network thread drains it at a time and re-arms it.
-    mailbox: Arc<LoopMailbox>,
+    common: Common,
     slots: Box<[Mutex<Slot>]>,
     /// Free slot indices, and a condvar for accept threads waiting for one.
     free: Mutex<Vec<u32>>,
     space: Condvar,
-    /// Connections waiting for a buffer (slot, generation), FIFO.
-    waiting: Mutex<VecDeque<(u32, u32)>>,
+    /// Slots handed out so far at most (one past the highest): the sweep
+    /// walks these, not the whole table. Free slots are taken lowest first
+    /// and most recently freed first, so this follows the most connections
+    /// open at once.
+    used: AtomicUsize,
     threads: usize,
     /// Where the next search for an idle connection to evict starts.
-    evict_cursor: std::sync::atomic::AtomicUsize,
+    evict_cursor: AtomicUsize,
     /// Slots given back so far (an accept thread paused by EMFILE waits for
     /// this to change).
-    closes: std::sync::atomic::AtomicU64,
+    closes: AtomicU64,
+}
+
+/// One network thread's view of the [`Core`]: the table the generic loop
+/// (`event_loop::run`) drives.
+struct Worker<'a> {
+    core: &'a Core,
+    /// This thread's index: its share of the table for sweeps and the stop.
+    index: usize,
 }
 
 fn token(slot: u32, generation: u32) -> u64 {
@@ -94,36 +101,30 @@ impl Core {
         max_connections: usize,
         threads: usize,
     ) -> io::Result<Core> {
-        let epoll = Epoll::new()?;
-        epoll.add(&*waker, WAKER, Interest::READ)?;
-        let mailbox = Arc::new(LoopMailbox::new(max_connections)?);
-        epoll.add(mailbox.fd(), MAILBOX, Interest::READ | Interest::ONESHOT)?;
+        let common = Common::new(shared, control, waker, max_connections, MAILBOX_INTEREST)?;
         let slots = (0..max_connections)
             .map(|_| Mutex::new(Slot::default()))
             .collect();
         Ok(Core {
-            shared,
-            control,
-            epoll,
-            waker,
-            mailbox,
+            common,
             slots,
             // Lowest indices first, so the table's hot part stays small.
             free: Mutex::new((0..max_connections as u32).rev().collect()),
             space: Condvar::new(),
-            waiting: Mutex::new(VecDeque::new()),
+            used: AtomicUsize::new(0),
             threads,
-            evict_cursor: std::sync::atomic::AtomicUsize::new(0),
-            closes: std::sync::atomic::AtomicU64::new(0),
+            evict_cursor: AtomicUsize::new(0),
+            closes: AtomicU64::new(0),
         })
     }
 
     /// An accept thread: accepts from `listeners` (non-blocking; it waits
     /// in `poll` for any of them or the stop), registers what it gets.
     pub fn accept_loop(&self, listeners: &[Arc<Listener>]) {
+        let control = &self.common.control;
         let mut logged = false;
         loop {
-            if self.control.is_stopping() {
+            if control.is_stopping() {
                 return;
             }
             // A free slot if there is one; otherwise the connection accepted
@@ -136,7 +137,7 @@ impl Core {
                 }
             };
             let (fd, peer) = loop {
-                if self.control.is_stopping() {
+                if control.is_stopping() {
                     give_back(slot);
                     return;
                 }
@@ -149,21 +150,12 @@ impl Core {
                         // accepting on it; see sys/listenfd.rs.)
                         self.wait_acceptable(listeners);
                     }
-                    Err(_) if self.control.is_stopping() => {
+                    Err(_) if control.is_stopping() => {
                         give_back(slot);
                         return;
                     }
                     Err(e) if is_fd_limit(&e) => {
-                        self.control.fd_limit_errors.fetch_add(1, Ordering::Relaxed);
-                        if !logged {
-                            tracing::warn!(error = %e, "accept: out of file descriptors; pausing accepts until fds are freed");
-                            // Kept beside the log event: tests/limits.rs reads this line.
-                            let _ = writeln!(
-                                std::io::stderr(),
-                                "stoat: accept: {e}; pausing accepts until fds are freed"
-                            );
-                            logged = true;
-                        }
+                        control.fd_limit_hit(&e, &mut logged);
                         self.wait_for_close();
                     }
                     Err(e) if is_transient_accept(&e) => {}
@@ -181,19 +173,22 @@ impl Core {
                     None => return,
                 },
             };
+            self.used.fetch_max(slot as usize + 1, Ordering::Relaxed);
+            // Held while registering: an event that comes at once waits for
+            // the connection to be in its slot.
             let mut s = lock(&self.slots[slot as usize]);
             s.generation = s.generation.wrapping_add(1);
             let t = token(slot, s.generation);
-            let interest = Interest::READ | Interest::RDHUP | Interest::ONESHOT;
-            if self.epoll.add(&fd, t, interest).is_err() {
-                drop(s);
-                self.give_slot(slot);
-                continue;
+            match self
+                .common
+                .adopt(fd, &peer, t, CONN_INTEREST, Instant::now())
+            {
+                Some(conn) => s.conn = Some(conn),
+                None => {
+                    drop(s);
+                    self.give_slot(slot);
+                }
             }
-            let mut conn = Connection::new(fd, Instant::now());
-            conn.expect(self.shared.proxy.at_accept(&peer));
-            s.conn = Some(conn);
-            self.control.opened();
         }
     }
 
@@ -206,7 +201,7 @@ impl Core {
             .iter()
             .map(|l| PollFd::new(l.as_ref(), PollFlags::IN))
             .collect();
-        if let Some(waker) = &self.control.accept_waker {
+        if let Some(waker) = &self.common.control.accept_waker {
             fds.push(PollFd::from_borrowed_fd(waker.as_fd(), PollFlags::IN));
         }
         // Bounded, so a missed stop is still seen; errors (EINTR) retry.
@@ -225,7 +220,7 @@ impl Core {
     fn free_slot(&self) -> Option<u32> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if self.control.is_stopping() {
+            if self.common.control.is_stopping() {
                 return None;
             }
             if let Some(slot) = free.pop() {
@@ -266,8 +261,8 @@ impl Core {
             // give back; dropping it closes the fd (and leaves the epoll).
             drop(s.conn.take());
             s.generation = s.generation.wrapping_add(1);
-            self.control.closed();
-            if let Some(m) = &self.shared.observers.metrics {
+            self.common.control.closed();
+            if let Some(m) = &self.common.shared.observers.metrics {
                 m.evicted_elsewhere();
             }
             return Some(i as u32);
@@ -279,13 +274,14 @@ impl Core {
     /// given back, so an fd is free) or [`FD_BACKOFF`] passes, as the
     /// `per_core` loop pauses accepting.
     fn wait_for_close(&self) {
-        self.control.fd_limit_pauses.fetch_add(1, Ordering::Relaxed);
+        let control = &self.common.control;
+        control.fd_limit_pauses.fetch_add(1, Ordering::Relaxed);
         let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         let closes = self.closes.load(Ordering::Acquire);
         let _ = self
             .space
             .wait_timeout_while(free, FD_BACKOFF, |_| {
-                self.closes.load(Ordering::Acquire) == closes && !self.control.is_stopping()
+                self.closes.load(Ordering::Acquire) == closes && !control.is_stopping()
             })
             .unwrap_or_else(|e| e.into_inner());
     }
@@ -301,132 +297,30 @@ impl Core {
 
     /// A network thread.
     pub fn network_loop(&self, index: usize) {
-        let owner: Arc<dyn Owner> = self.mailbox.clone();
-        let mut ctx = ThreadCtx::new(&self.shared, self.control.stop_flag(), owner);
-        let mut events = Events::with_capacity(256);
-        let mut mail: Vec<Arc<Link>> = Vec::new();
-        let mut next_sweep = Instant::now() + SWEEP;
-        loop {
-            let wait = next_sweep.saturating_duration_since(ctx.end_batch());
-            if self.epoll.wait(&mut events, Some(wait)).is_err() {
-                break;
-            }
-            ctx.tick();
-            let before = ctx.requests;
-            for ev in events.iter() {
-                if ev.token() == WAKER {
-                    // Level-triggered and drained by one thread; the others
-                    // notice a stop at their next sweep.
-                    let _ = self.waker.drain();
-                    continue;
-                }
-                if ev.token() == MAILBOX {
-                    self.deliver(&mut mail, &mut ctx);
-                    continue;
-                }
-                let (slot, generation) = untoken(ev.token());
-                self.drive(slot, generation, &mut ctx, ev.is_rdhup() || ev.is_hup());
-            }
-            self.retry_waiting(&mut ctx);
-            self.control
-                .requests
-                .fetch_add(ctx.requests - before, Ordering::Relaxed);
-            if self.control.is_stopping() && !ctx.stopping {
-                ctx.stopping = true;
-                let (now, limits) = (ctx.now, &self.shared.limits);
-                self.close_where(index, &mut ctx, |c| c.stop_may_close(now, limits));
-            }
-            if ctx.now >= next_sweep {
-                next_sweep = ctx.now + SWEEP;
-                self.sweep(index, &mut ctx);
-                // The slot table is fixed: it never shrinks.
-                give_back_memory(&self.shared, &mut ctx, false);
-            }
-            if ctx.stopping {
-                if self.control.drain_deadline().is_some_and(|d| ctx.now >= d) {
-                    self.close_where(index, &mut ctx, |_| true);
-                }
-                if self.control.connections.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-            }
-        }
-        self.shared.pool.release(&mut ctx.local);
+        event_loop::run(&mut Worker { core: self, index });
     }
 
-    /// Hands every posted link to its connection, then re-arms the mailbox.
-    fn deliver(&self, mail: &mut Vec<Arc<Link>>, ctx: &mut ThreadCtx) {
-        mail.clear();
-        self.mailbox.drain(mail);
-        // Re-arm before delivering: links posted from now on wake some
-        // thread (perhaps this one, after the batch).
-        let _ = self.epoll.modify(
-            self.mailbox.fd(),
-            MAILBOX,
-            Interest::READ | Interest::ONESHOT,
-        );
-        for link in mail.drain(..) {
-            let (slot, generation) = untoken(link.key());
-            let Some(m) = self.slots.get(slot as usize) else {
-                continue;
-            };
-            let mut s = lock(m);
-            if s.generation != generation {
-                continue;
-            }
-            let Some(conn) = s.conn.as_mut() else {
-                continue;
-            };
-            ctx.key = link.key();
-            let next = conn.on_link(&link, &self.shared, ctx);
-            self.after(slot, &mut s, next, ctx);
-        }
-    }
-
-    fn drive(&self, slot: u32, generation: u32, ctx: &mut ThreadCtx, peer_closed: bool) {
-        let Some(m) = self.slots.get(slot as usize) else {
-            return;
-        };
-        let mut s = lock(m);
-        if s.generation != generation {
-            // Stale: the connection this event was for is gone.
-            return;
-        }
-        let Some(conn) = s.conn.as_mut() else {
-            return;
-        };
-        ctx.key = token(slot, generation);
-        let next = conn.drive(&self.shared, ctx, peer_closed);
-        self.after(slot, &mut s, next, ctx);
-    }
-
-    /// Re-arms, parks or closes a connection the caller holds.
-    fn after(&self, slot: u32, s: &mut MutexGuard<'_, Slot>, next: Next, ctx: &mut ThreadCtx) {
+    /// Settles what the connection in the held slot asked for: `Keep`
+    /// re-arms it (one-shot), with write interest while output is pending.
+    #[inline]
+    fn settle(&self, slot: u32, s: &mut MutexGuard<'_, Slot>, next: Next, ctx: &mut ThreadCtx) {
         let t = token(slot, s.generation);
         match next {
             Next::Keep { want_write } => {
                 if let Some(conn) = &s.conn {
-                    let mut interest = Interest::READ | Interest::RDHUP | Interest::ONESHOT;
+                    let mut interest = CONN_INTEREST;
                     if want_write {
-                        interest |= Interest::WRITE;
+                        interest = interest.union(Interest::WRITE);
                     }
-                    if self.epoll.modify(conn.fd(), t, interest).is_err() {
+                    if self.common.epoll.modify(conn.fd(), t, interest).is_err() {
                         self.close_held(slot, s, ctx);
                     }
                 }
             }
+            // Stays disarmed until a buffer is free; timeouts still run.
             Next::WaitBuffer => {
-                // Stays disarmed until a buffer is free; timeouts still run.
-                let generation = s.generation;
                 if let Some(conn) = s.conn.as_mut() {
-                    if !conn.waiting {
-                        conn.waiting = true;
-                        self.waiting
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push_back((slot, generation));
-                        self.control.waiting.fetch_add(1, Ordering::Relaxed);
-                    }
+                    self.common.park(conn, t);
                 }
             }
             Next::Close => self.close_held(slot, s, ctx),
@@ -434,89 +328,79 @@ impl Core {
     }
 
     fn close_held(&self, slot: u32, s: &mut MutexGuard<'_, Slot>, ctx: &mut ThreadCtx) {
-        if let Some(mut conn) = s.conn.take() {
-            if conn.waiting {
-                let generation = s.generation;
-                self.waiting
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|&w| w != (slot, generation));
-                self.control.waiting.fetch_sub(1, Ordering::Relaxed);
-            }
-            conn.release(&self.shared, ctx);
-            // Closing removes the fd from the epoll; a racing event carries
-            // the old generation and is dropped.
-            drop(conn);
+        if let Some(conn) = s.conn.take() {
+            self.common.close(conn, token(slot, s.generation), ctx);
+            // A racing event carries the old generation and is dropped.
             s.generation = s.generation.wrapping_add(1);
-            self.control.closed();
-            ctx.obs.closed(ctx.stopping);
             self.give_slot(slot);
         }
     }
+}
 
-    fn retry_waiting(&self, ctx: &mut ThreadCtx) {
-        // At most one try per waiter per call (one that still cannot
-        // proceed goes to the back).
-        let n = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len();
-        for _ in 0..n {
-            if !self.shared.pool.has_free(&ctx.local) && !self.shared.spills.has_room() {
-                return;
-            }
-            let next = self
-                .waiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
-            let Some((slot, generation)) = next else {
-                return;
-            };
-            self.control.waiting.fetch_sub(1, Ordering::Relaxed);
-            if let Some(m) = self.slots.get(slot as usize) {
-                let mut s = lock(m);
-                if s.generation == generation {
-                    if let Some(conn) = s.conn.as_mut() {
-                        conn.waiting = false;
-                    }
-                }
-            }
-            self.drive(slot, generation, ctx, false);
+impl Model for Worker<'_> {
+    const EVENTS: usize = 256;
+
+    #[inline]
+    fn common(&self) -> &Common {
+        &self.core.common
+    }
+
+    #[inline]
+    fn act<F>(&mut self, token: u64, ctx: &mut ThreadCtx, f: F)
+    where
+        F: FnOnce(&mut Connection, &Shared, &mut ThreadCtx) -> Next,
+    {
+        let (slot, generation) = untoken(token);
+        let Some(m) = self.core.slots.get(slot as usize) else {
+            return;
+        };
+        let mut s = lock(m);
+        if s.generation != generation {
+            // Stale: the connection this token was for is gone.
+            return;
         }
+        let Some(conn) = s.conn.as_mut() else {
+            return;
+        };
+        ctx.key = token;
+        let next = f(conn, &self.core.common.shared, ctx);
+        self.core.settle(slot, &mut s, next, ctx);
     }
 
-    /// This thread's share of the table: every `threads`-th slot.
-    fn partition(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
-        (index..self.slots.len()).step_by(self.threads)
-    }
-
-    fn sweep(&self, index: usize, ctx: &mut ThreadCtx) {
-        for i in self.partition(index) {
+    fn each<F>(&mut self, ctx: &mut ThreadCtx, mut f: F)
+    where
+        F: FnMut(&mut Connection, &Shared, &mut ThreadCtx) -> Next,
+    {
+        // This thread's share: every `threads`-th slot of those in use.
+        let used = self.core.used.load(Ordering::Relaxed);
+        for i in (self.index..used).step_by(self.core.threads) {
             // Never wait for an owner: a busy connection is alive anyway.
-            let Ok(mut s) = self.slots[i].try_lock() else {
+            let Ok(mut s) = self.core.slots[i].try_lock() else {
                 continue;
             };
             ctx.key = token(i as u32, s.generation);
             let Some(conn) = s.conn.as_mut() else {
                 continue;
             };
-            let next = conn.on_timer(&self.shared, ctx);
-            match next {
-                Next::Close => self.close_held(i as u32, &mut s, ctx),
-                Next::Keep { want_write: true } | Next::WaitBuffer => {
-                    self.after(i as u32, &mut s, next, ctx)
-                }
-                _ => {}
+            match f(conn, &self.core.common.shared, ctx) {
+                // Armed as it is: re-arming would only cost a syscall.
+                Next::Keep { want_write: false } => {}
+                next => self.core.settle(i as u32, &mut s, next, ctx),
             }
         }
     }
 
-    fn close_where(&self, index: usize, ctx: &mut ThreadCtx, pred: impl Fn(&Connection) -> bool) {
-        for i in self.partition(index) {
-            let Ok(mut s) = self.slots[i].try_lock() else {
-                continue;
-            };
-            if s.conn.as_ref().is_some_and(&pred) {
-                self.close_held(i as u32, &mut s, ctx);
-            }
-        }
+    fn mailbox_drained(&self) {
+        let c = &self.core.common;
+        let _ = c.epoll.modify(c.mailbox.fd(), MAILBOX, MAILBOX_INTEREST);
+    }
+
+    fn after_sweep(&mut self, _ctx: &mut ThreadCtx) -> bool {
+        // The slot table is fixed: it never shrinks.
+        false
+    }
+
+    fn drained(&self) -> bool {
+        self.core.common.control.connections.load(Ordering::Acquire) == 0
     }
 }
