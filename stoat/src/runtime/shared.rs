@@ -13,9 +13,12 @@
 //! reused. Only the thread holding the slot closes the fd.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags};
 
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
 use crate::runtime::control::{Control, FD_BACKOFF, SWEEP};
@@ -123,6 +126,12 @@ impl Core {
     pub fn accept_loop(&self, listeners: &[Arc<Listener>]) {
         let control = &self.common.control;
         let mut logged = false;
+        // Whether to wait for a listener before the next accept: after a
+        // connection that came only after a wait, the queue was most likely
+        // emptied by it, and an `accept4` that says EAGAIN would be wasted;
+        // after one taken at once (a backlog), accept again at once.
+        let mut wait_first = false;
+        let mut poll_set = self.poll_set(listeners);
         loop {
             if control.is_stopping() {
                 return;
@@ -136,20 +145,26 @@ impl Core {
                     self.give_slot(slot);
                 }
             };
+            let mut waited = false;
             let (fd, peer) = loop {
                 if control.is_stopping() {
                     give_back(slot);
                     return;
                 }
+                if wait_first {
+                    // Wait for a connection, or the stop. (Never blocked in
+                    // accept: a stop cannot shut an inherited listener
+                    // down, another process may be accepting on it; see
+                    // sys/listenfd.rs.)
+                    Self::wait_acceptable(&mut poll_set);
+                    wait_first = false;
+                    waited = true;
+                    continue;
+                }
                 match accept_any(listeners) {
                     Ok(Some(accepted)) => break accepted,
-                    Ok(None) => {
-                        // Every queue is empty: wait for one, or the stop.
-                        // (Never blocked in accept: a stop cannot shut an
-                        // inherited listener down, another process may be
-                        // accepting on it; see sys/listenfd.rs.)
-                        self.wait_acceptable(listeners);
-                    }
+                    // Every queue is empty.
+                    Ok(None) => wait_first = true,
                     Err(_) if control.is_stopping() => {
                         give_back(slot);
                         return;
@@ -173,6 +188,7 @@ impl Core {
                     None => return,
                 },
             };
+            wait_first = waited;
             self.used.fetch_max(slot as usize + 1, Ordering::Relaxed);
             // Held while registering: an event that comes at once waits for
             // the connection to be in its slot.
@@ -194,19 +210,25 @@ impl Core {
 
     /// Waits until a listener has a connection or the stop began (the
     /// control's accept waker, never drained once notified).
-    fn wait_acceptable(&self, listeners: &[Arc<Listener>]) {
-        use rustix::event::{PollFd, PollFlags};
-        use std::os::fd::AsFd;
-        let mut fds: Vec<PollFd<'_>> = listeners
-            .iter()
-            .map(|l| PollFd::new(l.as_ref(), PollFlags::IN))
-            .collect();
+    fn wait_acceptable(fds: &mut [PollFd<'_>]) {
+        // Bounded, so a missed stop is still seen; errors (EINTR) retry.
+        let timeout = rustix::event::Timespec::try_from(SWEEP).ok();
+        let _ = rustix::event::poll(fds, timeout.as_ref());
+    }
+
+    /// What an accept thread polls: the listeners and the stop's waker.
+    /// Made once per thread (poll sets only the results on each call).
+    fn poll_set<'a>(&'a self, listeners: &'a [Arc<Listener>]) -> Vec<PollFd<'a>> {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(listeners.len() + 1);
+        fds.extend(
+            listeners
+                .iter()
+                .map(|l| PollFd::new(l.as_ref(), PollFlags::IN)),
+        );
         if let Some(waker) = &self.common.control.accept_waker {
             fds.push(PollFd::from_borrowed_fd(waker.as_fd(), PollFlags::IN));
         }
-        // Bounded, so a missed stop is still seen; errors (EINTR) retry.
-        let timeout = rustix::event::Timespec::try_from(SWEEP).ok();
-        let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+        fds
     }
 
     /// A free slot, if there is one now.
