@@ -50,7 +50,8 @@ impl Responder {
         if !link.claim() {
             return Err(SendError::Closed(response));
         }
-        link.deliver(Box::new(move |sink| response.send(sink)));
+        // Router::answer_late sends it on the owning thread.
+        link.deliver(Box::new(response));
         Ok(())
     }
 
@@ -72,11 +73,9 @@ impl Drop for Responder {
         if let Some(link) = self.link.take() {
             if !link.is_answered() && !link.is_closed() {
                 link.settle(|c| &c.abandoned);
-                link.answer(Box::new(|sink| {
-                    Response::text("the handler dropped the request unanswered\n")
-                        .with_status(500)
-                        .send(sink)
-                }));
+                link.answer(Box::new(
+                    Response::text("the handler dropped the request unanswered\n").with_status(500),
+                ));
             }
         }
     }

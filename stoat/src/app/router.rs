@@ -34,6 +34,7 @@ use crate::app::websocket::WebSocket;
 use crate::app::{Handler, Request, Response};
 use crate::proto::encode::Header;
 use crate::proto::Method;
+use crate::runtime::link::Answer;
 use crate::runtime::{BodySink, BodyStream, RawRequest, ResponseSink, Service};
 
 /// The methods a route can be registered for, in slot order.
@@ -364,6 +365,14 @@ impl Router {
 }
 
 impl Service for Router {
+    /// A late answer is the `Response` a `Responder` (or a pipeline job)
+    /// left (app/deferred.rs).
+    fn answer_late(&self, answer: Answer, res: &mut ResponseSink<'_>) {
+        if let Ok(response) = answer.downcast::<Response>() {
+            response.send(res);
+        }
+    }
+
     fn open_stream(
         &self,
         raw: &RawRequest<'_>,

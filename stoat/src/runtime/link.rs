@@ -30,10 +30,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use crate::runtime::service::ResponseSink;
-
-/// A late answer: run by the owner with a sink for the waiting request.
-pub type Answer = Box<dyn FnOnce(&mut ResponseSink<'_>) + Send>;
+/// A late answer, opaque to the link: the service that suspended the
+/// request gave it, and turns it into a response on the owning thread
+/// (`Service::answer_late`). Opaque so that this module needs nothing of
+/// the sink's (`service` imports `link`, never the other way round); one
+/// box, as a boxed closure was.
+pub type Answer = Box<dyn std::any::Any + Send>;
 
 /// Where links go to wake their owner.
 pub(crate) trait Owner: Send + Sync {

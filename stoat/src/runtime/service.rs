@@ -22,7 +22,7 @@ use crate::proto::encode::{self, BodyMode, EncodeCtx, HeadStart, Header, Respons
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
 use crate::runtime::arena::ArenaSlot;
 use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
-use crate::runtime::link::{AsyncCounters, Link, Owner};
+use crate::runtime::link::{Answer, AsyncCounters, Link, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::proxy::ConnInfo;
 use crate::runtime::websocket::WsSession;
@@ -44,6 +44,15 @@ pub trait Service: Send + Sync + 'static {
     ) -> Option<Box<dyn BodyStream>> {
         let _ = (req, res);
         None
+    }
+
+    /// Writes a late answer (what was left on a suspended request's link,
+    /// see [`ResponseSink::suspend`]) into `res`, on the thread that owns
+    /// the connection. The default writes nothing: the runtime then
+    /// answers 500. A service that suspends requests gives the answers it
+    /// leaves their meaning here.
+    fn answer_late(&self, answer: Answer, res: &mut ResponseSink<'_>) {
+        let _ = (answer, res);
     }
 }
 

@@ -40,7 +40,7 @@ impl Connection {
             self.link = None;
             link.settle(|c| &c.resumed);
             self.late_answer(shared, ctx, link, |sink| {
-                answer(sink);
+                shared.service.answer_late(answer, sink);
                 if !sink.sent {
                     sink.send(
                         500,
