@@ -283,6 +283,25 @@ impl Conn {
         mode
     }
 
+    /// [`Conn::respond`] for a response whose whole body is `body`, at
+    /// most [`encode::SMALL_BODY`] bytes (`head.body` its length): the body
+    /// is written with the head when one follows it (see
+    /// [`encode::encode_response`]), so nothing is left to write.
+    #[inline]
+    pub fn respond_small(
+        &mut self,
+        head: ResponseHead<'_>,
+        close: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+        ctx: EncodeCtx<'_>,
+        body: &[u8],
+    ) {
+        let (keep, framing) = self.framing(close);
+        let mode = encode::encode_response(out, head, framing, ctx, body);
+        self.responded(mode, keep, now);
+    }
+
     /// Whether the connection persists after the response being sent, and
     /// the encoder's framing facts.
     #[inline]
