@@ -121,6 +121,7 @@ impl Conn {
     /// Reads from `input` (the bytes received and not yet consumed).
     /// Returns the bytes consumed and what was found. After an error, send
     /// [`Conn::respond_error`] and close.
+    #[inline]
     pub fn poll(
         &mut self,
         input: &[u8],
@@ -132,6 +133,16 @@ impl Conn {
             State::Idle { .. } | State::ReadingHead { .. } => {
                 self.poll_head(input, now, limits, head)
             }
+            _ => self.poll_rest(input, now),
+        }
+    }
+
+    /// [`Conn::poll`] past the head: a body, or a request being answered
+    /// (out of line, so the head's path inlines into the caller).
+    #[inline(never)]
+    fn poll_rest(&mut self, input: &[u8], now: Instant) -> Result<(usize, Event), ProtoError> {
+        match &mut self.state {
+            State::Idle { .. } | State::ReadingHead { .. } => Ok((0, Event::NeedInput)),
             State::ReadingBody { decoder, last } => {
                 // Framing-only steps (a chunk-size line) are taken here, so
                 // every event returned carries data or news.
