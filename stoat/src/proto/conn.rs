@@ -178,6 +178,7 @@ impl Conn {
         }
     }
 
+    #[inline]
     fn poll_head(
         &mut self,
         input: &[u8],
