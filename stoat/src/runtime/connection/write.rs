@@ -29,7 +29,17 @@ impl Connection {
     }
 
     /// Writes output left from an earlier batch.
+    #[inline]
     pub(super) fn flush_pending(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
+        if self.output.is_none() {
+            return Ok(());
+        }
+        self.flush_left(ctx)
+    }
+
+    /// [`Connection::flush_pending`] when there is output left.
+    #[inline(never)]
+    fn flush_left(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
         if let Some(out) = &mut self.output {
             if write_out(&self.fd, out, &mut ctx.obs)? {
                 self.output = None;
