@@ -132,6 +132,7 @@ impl Outbox {
     }
 
     /// Whether nothing is pending.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.sent_buf == self.buf.len() && self.bodies.is_empty()
     }
@@ -143,6 +144,7 @@ impl Outbox {
     }
 
     /// The pending output when it is one contiguous run (no queued body).
+    #[inline]
     pub fn single(&self) -> Option<&[u8]> {
         self.bodies.is_empty().then(|| &self.buf[self.sent_buf..])
     }
