@@ -151,26 +151,12 @@ pub fn encode_response(
         "the small body does not fit the head"
     );
     match head.start {
-        HeadStart::Headers(headers) => encode_lines(
-            out,
-            head.status,
-            headers,
-            head.body,
-            framing,
-            ctx.date,
-            ctx.server,
-            body,
-        ),
-        HeadStart::Preformatted(start) => encode_preformatted(
-            out,
-            head.status,
-            start,
-            head.body,
-            framing,
-            ctx.date,
-            ctx.server,
-            body,
-        ),
+        HeadStart::Headers(headers) => {
+            encode_lines(out, head.status, headers, head.body, framing, ctx, body)
+        }
+        HeadStart::Preformatted(start) => {
+            encode_preformatted(out, head.status, start, head.body, framing, ctx, body)
+        }
     }
 }
 
@@ -181,10 +167,10 @@ fn encode_lines(
     headers: &[Header<'_>],
     body: ResponseBody,
     framing: Framing,
-    date: &DateCache,
-    server: &[u8],
+    ctx: EncodeCtx<'_>,
     small: &[u8],
 ) -> BodyMode {
+    let EncodeCtx { date, server } = ctx;
     // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF
     // Filled only for unregistered codes, so the common path skips it.
     let mut custom: [u8; 15];
@@ -236,10 +222,10 @@ fn encode_preformatted(
     start: &[u8],
     body: ResponseBody,
     framing: Framing,
-    date: &DateCache,
-    server: &[u8],
+    ctx: EncodeCtx<'_>,
     small: &[u8],
 ) -> BodyMode {
+    let EncodeCtx { date, server } = ctx;
     debug_assert!(
         (200..=999).contains(&status)
             && status_line(status).map_or(start.starts_with(b"HTTP/1.1 "), |line| {
