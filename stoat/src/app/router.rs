@@ -394,10 +394,13 @@ impl Service for Router {
             Kind::Inline(handler) => {
                 let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // The handler is user code: a panic must not take the
-                // network thread (and its other connections) down.
-                panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
-                    .unwrap_or_else(|_| Response::new(500))
-                    .send(sink);
+                // network thread (and its other connections) down. Its
+                // response is sent inside the guard, where it was built
+                // (not moved out through the guard's result first).
+                let sent = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req).send(sink)));
+                if sent.is_err() && !sink.is_sent() {
+                    Response::new(500).send(sink);
+                }
             }
             Kind::Suspend(handler) => {
                 let Some(link) = sink.suspend() else {

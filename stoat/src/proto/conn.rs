@@ -121,6 +121,7 @@ impl Conn {
     /// Reads from `input` (the bytes received and not yet consumed).
     /// Returns the bytes consumed and what was found. After an error, send
     /// [`Conn::respond_error`] and close.
+    #[inline]
     pub fn poll(
         &mut self,
         input: &[u8],
@@ -132,6 +133,16 @@ impl Conn {
             State::Idle { .. } | State::ReadingHead { .. } => {
                 self.poll_head(input, now, limits, head)
             }
+            _ => self.poll_rest(input, now),
+        }
+    }
+
+    /// [`Conn::poll`] past the head: a body, or a request being answered
+    /// (out of line, so the head's path inlines into the caller).
+    #[inline(never)]
+    fn poll_rest(&mut self, input: &[u8], now: Instant) -> Result<(usize, Event), ProtoError> {
+        match &mut self.state {
+            State::Idle { .. } | State::ReadingHead { .. } => Ok((0, Event::NeedInput)),
             State::ReadingBody { decoder, last } => {
                 // Framing-only steps (a chunk-size line) are taken here, so
                 // every event returned carries data or news.
@@ -167,6 +178,7 @@ impl Conn {
         }
     }
 
+    #[inline]
     fn poll_head(
         &mut self,
         input: &[u8],
@@ -281,6 +293,25 @@ impl Conn {
         let mode = encode::encode_head(out, head, framing, ctx);
         self.responded(mode, keep, now);
         mode
+    }
+
+    /// [`Conn::respond`] for a response whose whole body is `body`, at
+    /// most [`encode::SMALL_BODY`] bytes (`head.body` its length): the body
+    /// is written with the head when one follows it (see
+    /// [`encode::encode_response`]), so nothing is left to write.
+    #[inline]
+    pub fn respond_small(
+        &mut self,
+        head: ResponseHead<'_>,
+        close: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+        ctx: EncodeCtx<'_>,
+        body: &[u8],
+    ) {
+        let (keep, framing) = self.framing(close);
+        let mode = encode::encode_response(out, head, framing, ctx, body);
+        self.responded(mode, keep, now);
     }
 
     /// Whether the connection persists after the response being sent, and

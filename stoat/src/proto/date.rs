@@ -104,6 +104,15 @@ impl DateCache {
         &self.line
     }
 
+    /// The `Server` value this cache was made for, as the cache's own
+    /// bytes: given back to [`DateCache::tail`], it is known without
+    /// comparing (the same memory, borrowed from the cache).
+    #[inline]
+    pub fn server(&self) -> &[u8] {
+        let at = SERVER_PREFIX.len();
+        &self.tail[at..at + self.server_len]
+    }
+
     /// `Server: <server>\r\nDate: <value>\r\n\r\n` (without the `Server`
     /// line when `server` is empty) if `server` is the value this cache was
     /// made for; `None` otherwise.
@@ -113,6 +122,10 @@ impl DateCache {
             return None;
         }
         let at = SERVER_PREFIX.len();
+        if std::ptr::eq(server.as_ptr(), self.tail.as_ptr().wrapping_add(at)) {
+            // The cache's own copy (`DateCache::server`): the same bytes.
+            return Some(&self.tail);
+        }
         // With no Server line the range is empty (the tail is longer than
         // the prefix), and matches the empty value.
         match self.tail.get(at..at + server.len()) {

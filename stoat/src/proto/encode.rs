@@ -126,25 +126,37 @@ pub fn encode_head(
     framing: Framing,
     ctx: EncodeCtx<'_>,
 ) -> BodyMode {
+    encode_response(out, head, framing, ctx, &[])
+}
+
+/// Most bytes of a body [`encode_response`] writes with its head.
+pub const SMALL_BODY: usize = 32;
+
+/// [`encode_head`], then `body` right after the head when the head says
+/// a body follows ([`BodyMode::Raw`]; not for a HEAD request or a 204):
+/// a small body (at most [`SMALL_BODY`] bytes, `head.body` its
+/// `ResponseBody::Length`) goes out with its head in one copy. With
+/// [`BodyMode::Raw`] returned, `body` is written already.
+#[inline(always)]
+pub fn encode_response(
+    out: &mut Vec<u8>,
+    head: ResponseHead<'_>,
+    framing: Framing,
+    ctx: EncodeCtx<'_>,
+    body: &[u8],
+) -> BodyMode {
+    debug_assert!(
+        body.len() <= SMALL_BODY
+            && (body.is_empty() || head.body == ResponseBody::Length(body.len() as u64)),
+        "the small body does not fit the head"
+    );
     match head.start {
-        HeadStart::Headers(headers) => encode_lines(
-            out,
-            head.status,
-            headers,
-            head.body,
-            framing,
-            ctx.date,
-            ctx.server,
-        ),
-        HeadStart::Preformatted(start) => encode_preformatted(
-            out,
-            head.status,
-            start,
-            head.body,
-            framing,
-            ctx.date,
-            ctx.server,
-        ),
+        HeadStart::Headers(headers) => {
+            encode_lines(out, head.status, headers, head.body, framing, ctx, body)
+        }
+        HeadStart::Preformatted(start) => {
+            encode_preformatted(out, head.status, start, head.body, framing, ctx, body)
+        }
     }
 }
 
@@ -155,9 +167,10 @@ fn encode_lines(
     headers: &[Header<'_>],
     body: ResponseBody,
     framing: Framing,
-    date: &DateCache,
-    server: &[u8],
+    ctx: EncodeCtx<'_>,
+    small: &[u8],
 ) -> BodyMode {
+    let EncodeCtx { date, server } = ctx;
     // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF
     // Filled only for unregistered codes, so the common path skips it.
     let mut custom: [u8; 15];
@@ -199,7 +212,7 @@ fn encode_lines(
         date,
         server,
     };
-    encode_parts(out, bound, &parts)
+    encode_parts(out, bound, &parts, small)
 }
 
 /// [`encode_head`] for [`HeadStart::Preformatted`].
@@ -209,9 +222,10 @@ fn encode_preformatted(
     start: &[u8],
     body: ResponseBody,
     framing: Framing,
-    date: &DateCache,
-    server: &[u8],
+    ctx: EncodeCtx<'_>,
+    small: &[u8],
 ) -> BodyMode {
+    let EncodeCtx { date, server } = ctx;
     debug_assert!(
         (200..=999).contains(&status)
             && status_line(status).map_or(start.starts_with(b"HTTP/1.1 "), |line| {
@@ -230,31 +244,44 @@ fn encode_preformatted(
         date,
         server,
     };
-    encode_parts(out, bound, &parts)
+    encode_parts(out, bound, &parts, small)
 }
 
-/// Writes `parts` (at most `bound` bytes) to `out`.
+/// Writes `parts` (at most `bound` bytes) to `out`, then `small` if the
+/// head says a body follows.
 #[inline(always)]
-fn encode_parts(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>) -> BodyMode {
+fn encode_parts(out: &mut Vec<u8>, bound: usize, parts: &Parts<'_>, small: &[u8]) -> BodyMode {
     if let Start::Preformatted(_) = parts.start {
-        // Three pieces (the start, the framing line, the cached tail):
-        // appended where they go.
-        out.reserve(bound);
-        return write_head(out, parts);
+        // Three pieces (the start, the framing line, the cached tail) and
+        // the small body: appended where they go.
+        out.reserve(bound + small.len());
+        let mode = write_head(out, parts);
+        if mode == BodyMode::Raw {
+            out.extend_from_slice(small);
+        }
+        return mode;
     }
-    if bound <= STACK_HEAD {
-        // The usual head: written on the stack, appended with one copy.
+    if bound + small.len() <= STACK_HEAD {
+        // The usual head (and a small body): written on the stack with
+        // fixed-size copies, appended with one copy.
         let mut buf = [0u8; STACK_HEAD];
         let mut w = Cursor {
             buf: &mut buf,
             pos: 0,
         };
         let mode = write_head(&mut w, parts);
+        if mode == BodyMode::Raw {
+            w.put(small);
+        }
         let len = w.pos;
         out.extend_from_slice(&buf[..len]);
         mode
     } else {
-        encode_large(out, bound, parts)
+        let mode = encode_large(out, bound, parts);
+        if mode == BodyMode::Raw {
+            out.extend_from_slice(small);
+        }
+        mode
     }
 }
 
@@ -515,6 +542,13 @@ static CONTENT_LENGTHS: [([u8; 24], u8); 1000] = {
 impl Put for Cursor<'_> {
     #[inline(always)]
     fn put_content_length(&mut self, n: u64) {
+        if let Some(&(line, len)) = CONTENT_LENGTHS.get(n as usize) {
+            // Formatted at compile time: one fixed-size copy (the bound
+            // counts 38 bytes for this line), cut to its length.
+            self.buf[self.pos..self.pos + line.len()].copy_from_slice(&line);
+            self.pos += usize::from(len);
+            return;
+        }
         self.put(b"Content-Length: ");
         self.put_decimal(n);
         self.put(b"\r\n");

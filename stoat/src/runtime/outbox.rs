@@ -132,6 +132,7 @@ impl Outbox {
     }
 
     /// Whether nothing is pending.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.sent_buf == self.buf.len() && self.bodies.is_empty()
     }
@@ -143,6 +144,7 @@ impl Outbox {
     }
 
     /// The pending output when it is one contiguous run (no queued body).
+    #[inline]
     pub fn single(&self) -> Option<&[u8]> {
         self.bodies.is_empty().then(|| &self.buf[self.sent_buf..])
     }
@@ -182,7 +184,23 @@ impl Outbox {
     }
 
     /// Records that `n` bytes were written.
-    pub fn advance(&mut self, mut n: usize) {
+    #[inline]
+    pub fn advance(&mut self, n: usize) {
+        if !self.bodies.is_empty() {
+            return self.advance_bodies(n);
+        }
+        // The common case, one run of bytes: no loop.
+        self.sent_buf += n.min(self.buf.len() - self.sent_buf);
+        if self.sent_buf == self.buf.len() {
+            self.buf.clear();
+            self.sent_buf = 0;
+            self.sent_body = 0;
+        }
+    }
+
+    /// [`Outbox::advance`] with queued bodies.
+    #[inline(never)]
+    fn advance_bodies(&mut self, mut n: usize) {
         while n > 0 {
             let buf_end = self.bodies.front().map_or(self.buf.len(), |(at, _)| *at);
             let in_buf = buf_end.saturating_sub(self.sent_buf);

@@ -147,14 +147,16 @@ impl ResponseSink<'_> {
             date: self.date,
             server: self.server,
         };
-        let mode = self.conn.respond(head, close, self.now, out, ctx);
-        if mode == BodyMode::Raw {
-            match &body {
-                // A small static body is copied right after its head.
-                Body::Static(bytes) if bytes.len() <= 32 => {
-                    encode::append(self.out.head_mut(), bytes)
+        match &body {
+            // A small static body goes out with its head, in one copy.
+            Body::Static(bytes) if bytes.len() <= encode::SMALL_BODY => self
+                .conn
+                .respond_small(head, close, self.now, out, ctx, bytes),
+            _ => {
+                let mode = self.conn.respond(head, close, self.now, out, ctx);
+                if mode == BodyMode::Raw {
+                    self.out.push_body(body);
                 }
-                _ => self.out.push_body(body),
             }
         }
     }

@@ -70,7 +70,7 @@ impl Connection {
             return;
         };
         let out = outbox(&mut self.output, &mut ctx.out);
-        let mut sink = response_sink(conn, out, shared, &ctx.date, ctx.now, &ctx.stop_flag, None);
+        let mut sink = response_sink(conn, out, &ctx.date, ctx.now, &ctx.stop_flag, None);
         sink.route = link.route;
         let before = if ctx.obs.logs() {
             sink.out.pending()
@@ -170,15 +170,7 @@ impl Connection {
             backlog: shared.sse_backlog,
             counters: &shared.counters,
         };
-        let mut sink = response_sink(
-            conn,
-            out,
-            shared,
-            &ctx.date,
-            ctx.now,
-            &ctx.stop_flag,
-            Some(link),
-        );
+        let mut sink = response_sink(conn, out, &ctx.date, ctx.now, &ctx.stop_flag, Some(link));
         let before = if ctx.obs.logs() {
             sink.out.pending()
         } else {
@@ -271,7 +263,6 @@ impl Connection {
 fn response_sink<'a>(
     conn: &'a mut Conn,
     out: &'a mut Outbox,
-    shared: &'a Shared,
     date: &'a DateCache,
     now: Instant,
     stopping: &'a AtomicBool,
@@ -281,7 +272,9 @@ fn response_sink<'a>(
         conn,
         out,
         date,
-        server: &shared.server,
+        // The date cache's copy of `shared.server`: its tail is found
+        // without comparing the value (`DateCache::tail`).
+        server: date.server(),
         now,
         sent: false,
         stopping,

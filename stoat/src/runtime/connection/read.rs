@@ -89,8 +89,33 @@ impl Connection {
     }
 
     /// The input buffer with room to read into: taken from the pool,
-    /// compacted, or its request moved to a spill.
+    /// compacted, or its request moved to a spill. The common cases (a
+    /// fresh buffer, or one with room) inline; the rest in `make_room`.
+    #[inline]
     pub(super) fn make_space(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Result<(), Next> {
+        if self.input.is_none() && self.parked.is_none() {
+            let Some(mem) = shared.pool.take(&mut ctx.local) else {
+                return Err(Next::WaitBuffer);
+            };
+            self.input = Some(Input {
+                mem,
+                start: 0,
+                body_start: 0,
+                body_end: 0,
+                parse: 0,
+                end: 0,
+            });
+        }
+        match &self.input {
+            Some(input) if input.end < input.mem.len() => Ok(()),
+            _ => self.make_room(shared, ctx),
+        }
+    }
+
+    /// [`Connection::make_space`] past its common cases: parked bytes
+    /// put back, a full buffer compacted or its request spilled.
+    #[inline(never)]
+    fn make_room(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Result<(), Next> {
         if self.input.is_none() {
             let Some(mem) = shared.pool.take(&mut ctx.local) else {
                 return Err(Next::WaitBuffer);

@@ -29,7 +29,17 @@ impl Connection {
     }
 
     /// Writes output left from an earlier batch.
+    #[inline]
     pub(super) fn flush_pending(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
+        if self.output.is_none() {
+            return Ok(());
+        }
+        self.flush_left(ctx)
+    }
+
+    /// [`Connection::flush_pending`] when there is output left.
+    #[inline(never)]
+    fn flush_left(&mut self, ctx: &mut ThreadCtx) -> io::Result<()> {
         if let Some(out) = &mut self.output {
             if write_out(&self.fd, out, &mut ctx.obs)? {
                 self.output = None;
@@ -84,7 +94,34 @@ impl Connection {
 }
 
 /// Writes as much of `out` as the socket takes. `Ok(true)`: all written.
+/// The common case (one run of bytes, taken whole) is one `write` inline.
+#[inline]
 pub(super) fn write_out(fd: &OwnedFd, out: &mut Outbox, obs: &mut Observe) -> io::Result<bool> {
+    if let Some(bytes) = out.single() {
+        if bytes.is_empty() {
+            return Ok(true);
+        }
+        match socket::write(fd.as_fd(), bytes) {
+            Ok(n) => {
+                if obs.on() {
+                    obs.written(n);
+                }
+                out.advance(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if out.is_empty() {
+            return Ok(true);
+        }
+    }
+    write_rest(fd, out, obs)
+}
+
+/// [`write_out`] past its first `write`: file bodies, vectored writes,
+/// and what a short write left.
+#[inline(never)]
+fn write_rest(fd: &OwnedFd, out: &mut Outbox, obs: &mut Observe) -> io::Result<bool> {
     while !out.is_empty() {
         if let Some((file, mut offset, left)) = out.front_file() {
             // A file body's turn (`file_body.rs`): sendfile, one slice per
