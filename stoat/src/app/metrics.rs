@@ -519,7 +519,7 @@ fn streams(x: &mut Exposition, s: &Snapshot) {
         MetricType::Counter,
         "EventStream sends answered Full (the stream's backlog was full).",
     )
-    .sample(&[], s.counter(Counter::SseFull));
+    .sample(&[], s.sse_full);
     x.family(
         "stoat_websockets_open",
         MetricType::Gauge,
@@ -541,7 +541,7 @@ fn streams(x: &mut Exposition, s: &Snapshot) {
         MetricType::Counter,
         "WebSocket sends answered Full (the sender's backlog was full).",
     )
-    .sample(&[], s.counter(Counter::WsFull));
+    .sample(&[], s.ws_full);
 }
 
 /// What a running server's metrics page and dashboard read: set once the

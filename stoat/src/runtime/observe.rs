@@ -34,6 +34,7 @@ use std::time::Instant;
 
 use crate::proto::RequestHead;
 use crate::runtime::access_log::{AccessLogSender, Entry};
+use crate::runtime::link::AsyncCounters;
 use crate::runtime::metrics::{CloseReason, Counter, Metrics, Recorder};
 
 /// The server-wide side: what each thread's [`Observe`] is made from.
@@ -67,7 +68,13 @@ pub(crate) struct Observe {
 }
 
 impl Observe {
-    pub fn new(observers: &Observers) -> Observe {
+    /// `streams`: the server's counters of requests and streams off the
+    /// network threads (the registry reads stream senders' `Full` answers
+    /// there).
+    pub fn new(observers: &Observers, streams: &Arc<AsyncCounters>) -> Observe {
+        if let Some(m) = &observers.metrics {
+            m.attach(streams);
+        }
         let rec = observers.metrics.as_ref().map(|m| m.recorder());
         let log = observers.access_log.clone();
         let unix_ms = std::time::SystemTime::now()
@@ -191,24 +198,24 @@ impl Observe {
     }
 
     /// The output of this drive was written: its access-log entries are
-    /// queued, in order, with the connection's peer address (one
-    /// `getpeername` and one clock read per drive that logged something;
-    /// nothing without the log).
+    /// queued, in order, with the client's address from `remote` (called
+    /// only when there are entries: the connection keeps the address, so
+    /// it costs one `getpeername` per connection) and one clock read per
+    /// drive that logged something; nothing without the log.
     #[inline]
-    pub fn finish(&mut self, fd: BorrowedFd<'_>) {
+    pub fn finish(&mut self, remote: impl FnOnce() -> Option<SocketAddr>) {
         if !self.entries.is_empty() {
-            self.send_entries(fd);
+            self.send_entries(remote());
         }
     }
 
     #[cold]
-    fn send_entries(&mut self, fd: BorrowedFd<'_>) {
+    fn send_entries(&mut self, remote: Option<SocketAddr>) {
         let Some(log) = &self.log else {
             self.entries.clear();
             return;
         };
         let end = Instant::now();
-        let remote = peer(fd);
         let unix_ms = self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
         for (mut entry, start) in self.entries.drain(..) {
             entry.remote = remote;
@@ -276,8 +283,9 @@ fn field<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> &'a [u8] {
         .map_or(&[][..], |h| h.value.of(buf))
 }
 
-/// The connection's peer (a syscall; only with the access log on).
-fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
+/// A connection's peer address: a syscall, made once per connection and
+/// only with the access log on (the connection keeps the answer).
+pub(crate) fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
     let addr = rustix::net::getpeername(fd).ok()??;
     SocketAddr::try_from(addr).ok()
 }
