@@ -493,7 +493,7 @@ fn deferred(x: &mut Exposition, st: &Stats) {
         (
             "stoat_abandoned_total",
             st.abandoned,
-            "Of those, whose responder was dropped unanswered (answered 500).",
+            "Of those, ended unanswered: the responder was dropped (answered 500) or the client left before the answer was delivered.",
         ),
     ] {
         x.family(name, MetricType::Counter, help).sample(&[], value);

@@ -3,18 +3,20 @@
 //! off a request costs a few never-taken branches.
 //!
 //! Contract:
-//! - [`Observe::request`] notes a response as its handler's sink sent it
+//! - [`Observe::response`] and [`Observe::log_entry`] note a response as its handler's sink sent it
 //!   (route, status, when its request began, its sizes; for the access log
 //!   a fixed-size [`Entry`] with the method, target, `Referer` and
 //!   `User-Agent` copied, since the request's bytes are gone later).
 //! - [`Observe::finish`] runs once the connection's output of this drive
-//!   was handed to the kernel: its access-log entries are queued (one clock
-//!   read for their end, with the log on only).
+//!   was handed to the kernel: its access-log entries get the connection's
+//!   client address (asked once per connection, see `Connection::log_remote`).
 //! - [`Observe::end_batch`] runs once the batch's output was all handed to
 //!   the kernel, with the clock read the loop makes there anyway (for its
 //!   `epoll_wait` timeout): the durations of every response noted in the
-//!   batch are recorded. No clock read is
-//!   added per request or per drive.
+//!   batch are recorded, and its access-log entries are queued for the
+//!   writer. No clock read is added per request or per drive (the log
+//!   reads the clock itself only when [`MAX_HELD`] entries wait in one
+//!   batch, and when the thread exits).
 //! - Durations run from the batch clock of the read that completed the
 //!   request (for a head and body that arrive in one read, as nearly all
 //!   do, the first byte of the head) to the end of the batch whose writes
@@ -59,8 +61,11 @@ pub(crate) struct Observe {
     /// responses to one route is one entry, and the histogram takes it
     /// in one add.
     runs: Vec<(u64, u32)>,
-    /// Access-log entries of this drive (with their request's start).
+    /// Access-log entries of this batch (with their request's start), up
+    /// to [`MAX_HELD`]; those from `drive_from` on are the current drive's
+    /// (their client address not set yet).
     entries: Vec<(Entry, Instant)>,
+    drive_from: usize,
     /// Why the connection being driven closes, when it does.
     pub close_reason: Option<CloseReason>,
     /// Instant and unix milliseconds at start (wall time without a clock read).
@@ -87,6 +92,7 @@ impl Observe {
             tick_at: None,
             runs: Vec::new(),
             entries: Vec::new(),
+            drive_from: 0,
             close_reason: None,
             base: (Instant::now(), unix_ms),
         }
@@ -184,41 +190,57 @@ impl Observe {
         body_len: usize,
         response_bytes: usize,
     ) {
-        let mut entry = Entry::new(
-            head.method_span.of(buf),
-            head.target.of(buf),
-            field(head, buf, b"referer"),
-            field(head, buf, b"user-agent"),
-        );
-        entry.status = status;
-        entry.route = route;
-        entry.request_bytes = (head.len + body_len) as u64;
-        entry.response_bytes = response_bytes as u64;
-        self.entries.push((entry, start));
+        let (referer, user_agent) = fields(head, buf);
+        self.entries.push((
+            Entry::new(
+                head.method_span.of(buf),
+                head.target.of(buf),
+                referer,
+                user_agent,
+            ),
+            start,
+        ));
+        if let Some((entry, _)) = self.entries.last_mut() {
+            entry.status = status;
+            entry.route = route;
+            entry.request_bytes = (head.len + body_len) as u64;
+            entry.response_bytes = response_bytes as u64;
+        }
     }
 
-    /// The output of this drive was written: its access-log entries are
-    /// queued, in order, with the client's address from `remote` (called
-    /// only when there are entries: the connection keeps the address, so
-    /// it costs one `getpeername` per connection) and one clock read per
-    /// drive that logged something; nothing without the log.
+    /// The output of this drive was written: its access-log entries get
+    /// the client's address from `remote` (called only when there are
+    /// entries: the connection keeps the address, so it costs one
+    /// `getpeername` per connection); they are queued at the batch's end.
+    /// Nothing without the log.
     #[inline]
     pub fn finish(&mut self, remote: impl FnOnce() -> Option<SocketAddr>) {
-        if !self.entries.is_empty() {
-            self.send_entries(remote());
+        if self.entries.len() > self.drive_from {
+            self.finish_entries(remote());
         }
     }
 
     #[cold]
-    fn send_entries(&mut self, remote: Option<SocketAddr>) {
+    fn finish_entries(&mut self, remote: Option<SocketAddr>) {
+        for (entry, _) in &mut self.entries[self.drive_from..] {
+            entry.remote = remote;
+        }
+        self.drive_from = self.entries.len();
+        if self.entries.len() >= MAX_HELD {
+            // A long batch: bounded memory, at the cost of a clock read.
+            self.send_entries(Instant::now());
+        }
+    }
+
+    /// Queues the batch's access-log entries, ended at `end`.
+    fn send_entries(&mut self, end: Instant) {
+        self.drive_from = 0;
         let Some(log) = &self.log else {
             self.entries.clear();
             return;
         };
-        let end = Instant::now();
         let unix_ms = self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
         for (mut entry, start) in self.entries.drain(..) {
-            entry.remote = remote;
             entry.unix_ms = unix_ms;
             entry.duration = end.saturating_duration_since(start);
             log.send(entry);
@@ -226,16 +248,20 @@ impl Observe {
     }
 
     /// The batch's output was written, at `now` (the loop's own clock
-    /// read): records the durations of the responses noted in it.
+    /// read): records the durations of the responses noted in it and
+    /// queues its access-log entries.
     #[inline]
     pub fn end_batch(&mut self, now: Instant) {
-        if !self.runs.is_empty() {
+        if !self.runs.is_empty() || !self.entries.is_empty() {
             self.end_batch_slow(now);
         }
     }
 
     #[inline(never)]
     fn end_batch_slow(&mut self, end: Instant) {
+        if !self.entries.is_empty() {
+            self.send_entries(end);
+        }
         if let (Some(rec), Some(start)) = (&mut self.rec, self.tick_at) {
             let d = end.saturating_duration_since(start);
             for &(key, n) in &self.runs {
@@ -275,12 +301,40 @@ fn split(key: u64) -> (Option<usize>, u16) {
     ((route != u32::MAX).then_some(route as usize), key as u16)
 }
 
-/// The first value of the field `name` (lowercase) in `head`, or empty.
-fn field<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> &'a [u8] {
-    head.headers
-        .iter()
-        .find(|h| h.name.of(buf).eq_ignore_ascii_case(name))
-        .map_or(&[][..], |h| h.value.of(buf))
+/// The first `Referer` and `User-Agent` values in `head` (empty when
+/// missing), in one pass over the fields.
+fn fields<'a>(head: &RequestHead, buf: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    let (mut referer, mut user_agent) = (None, None);
+    for h in &head.headers {
+        let name = h.name.of(buf);
+        // Only these two lengths can match: skip the compare otherwise.
+        match name.len() {
+            7 if referer.is_none() && name.eq_ignore_ascii_case(b"referer") => {
+                referer = Some(h.value.of(buf));
+            }
+            10 if user_agent.is_none() && name.eq_ignore_ascii_case(b"user-agent") => {
+                user_agent = Some(h.value.of(buf));
+            }
+            _ => continue,
+        }
+        if referer.is_some() && user_agent.is_some() {
+            break;
+        }
+    }
+    (referer.unwrap_or(&[]), user_agent.unwrap_or(&[]))
+}
+
+/// Access-log entries held for the batch's end at most; past it they are
+/// queued at once (an `Entry` is about 330 bytes).
+const MAX_HELD: usize = 256;
+
+impl Drop for Observe {
+    /// A thread that exits queues what its last batch logged.
+    fn drop(&mut self) {
+        if !self.entries.is_empty() {
+            self.send_entries(Instant::now());
+        }
+    }
 }
 
 /// A connection's peer address: a syscall, made once per connection and
