@@ -304,6 +304,7 @@ impl Connection {
     /// The client's address for the access log: the PROXY header's client,
     /// else the peer's, asked of the kernel once and kept.
     #[cold]
+    #[inline(never)]
     fn log_remote(&mut self) -> Option<std::net::SocketAddr> {
         let parked = self.parked.get_or_insert_with(Box::default);
         if parked.client.is_none() && parked.peer.is_none() {

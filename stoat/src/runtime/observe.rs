@@ -16,7 +16,8 @@
 //!   batch are recorded, and its access-log entries are queued for the
 //!   writer. No clock read is added per request or per drive (the log
 //!   reads the clock itself only when [`MAX_HELD`] entries wait in one
-//!   batch, and when the thread exits).
+//!   batch, and at closes during a stop, after which the loop may exit
+//!   without ending its batch).
 //! - Durations run from the batch clock of the read that completed the
 //!   request (for a head and body that arrive in one read, as nearly all
 //!   do, the first byte of the head) to the end of the batch whose writes
@@ -221,6 +222,7 @@ impl Observe {
     }
 
     #[cold]
+    #[inline(never)]
     fn finish_entries(&mut self, remote: Option<SocketAddr>) {
         for (entry, _) in &mut self.entries[self.drive_from..] {
             entry.remote = remote;
@@ -276,6 +278,12 @@ impl Observe {
     /// A connection closed.
     #[inline]
     pub fn closed(&mut self, stopping: bool) {
+        if stopping && !self.entries.is_empty() {
+            // The loop may exit after this batch without ending it: its
+            // entries go now (no `Drop` on `Observe`: an unwinding path in
+            // the loop changes how the compiler inlines the drive).
+            self.send_entries(Instant::now());
+        }
         let reason = self.close_reason.take();
         if let Some(rec) = &mut self.rec {
             let reason = reason.unwrap_or(if stopping {
@@ -327,15 +335,6 @@ fn fields<'a>(head: &RequestHead, buf: &'a [u8]) -> (&'a [u8], &'a [u8]) {
 /// Access-log entries held for the batch's end at most; past it they are
 /// queued at once (an `Entry` is about 330 bytes).
 const MAX_HELD: usize = 256;
-
-impl Drop for Observe {
-    /// A thread that exits queues what its last batch logged.
-    fn drop(&mut self) {
-        if !self.entries.is_empty() {
-            self.send_entries(Instant::now());
-        }
-    }
-}
 
 /// A connection's peer address: a syscall, made once per connection and
 /// only with the access log on (the connection keeps the answer).
