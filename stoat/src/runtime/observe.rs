@@ -9,15 +9,17 @@
 //!   `User-Agent` copied, since the request's bytes are gone later).
 //! - [`Observe::finish`] runs once the connection's output of this drive
 //!   was handed to the kernel: its access-log entries get the connection's
-//!   client address (asked once per connection, see `Connection::log_remote`).
+//!   client address (asked once per connection, see `Connection::log_remote`)
+//!   and are queued, with one clock read for their end (with the log on
+//!   only). They go before the connection is handed back to its loop, so
+//!   one connection's lines keep their order even when the `shared`
+//!   model's next drive of it runs on another thread (holding them to the
+//!   batch's end would lose that).
 //! - [`Observe::end_batch`] runs once the batch's output was all handed to
 //!   the kernel, with the clock read the loop makes there anyway (for its
 //!   `epoll_wait` timeout): the durations of every response noted in the
-//!   batch are recorded, and its access-log entries are queued for the
-//!   writer. No clock read is added per request or per drive (the log
-//!   reads the clock itself only when [`MAX_HELD`] entries wait in one
-//!   batch, and at closes during a stop, after which the loop may exit
-//!   without ending its batch).
+//!   batch are recorded. No clock read is added per request or per drive
+//!   for the metrics.
 //! - Durations run from the batch clock of the read that completed the
 //!   request (for a head and body that arrive in one read, as nearly all
 //!   do, the first byte of the head) to the end of the batch whose writes
@@ -62,11 +64,8 @@ pub(crate) struct Observe {
     /// responses to one route is one entry, and the histogram takes it
     /// in one add.
     runs: Vec<(u64, u32)>,
-    /// Access-log entries of this batch (with their request's start), up
-    /// to [`MAX_HELD`]; those from `drive_from` on are the current drive's
-    /// (their client address not set yet).
+    /// Access-log entries of this drive (with their request's start).
     entries: Vec<(Entry, Instant)>,
-    drive_from: usize,
     /// Why the connection being driven closes, when it does.
     pub close_reason: Option<CloseReason>,
     /// Instant and unix milliseconds at start (wall time without a clock read).
@@ -93,7 +92,6 @@ impl Observe {
             tick_at: None,
             runs: Vec::new(),
             entries: Vec::new(),
-            drive_from: 0,
             close_reason: None,
             base: (Instant::now(), unix_ms),
         }
@@ -209,40 +207,29 @@ impl Observe {
         }
     }
 
-    /// The output of this drive was written: its access-log entries get
-    /// the client's address from `remote` (called only when there are
-    /// entries: the connection keeps the address, so it costs one
-    /// `getpeername` per connection); they are queued at the batch's end.
-    /// Nothing without the log.
+    /// The output of this drive was written: its access-log entries are
+    /// queued, in order, with the client's address from `remote` (called
+    /// only when there are entries: the connection keeps the address, so
+    /// it costs one `getpeername` per connection) and one clock read per
+    /// drive that logged something. Nothing without the log.
     #[inline]
     pub fn finish(&mut self, remote: impl FnOnce() -> Option<SocketAddr>) {
-        if self.entries.len() > self.drive_from {
-            self.finish_entries(remote());
+        if !self.entries.is_empty() {
+            self.send_entries(remote());
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn finish_entries(&mut self, remote: Option<SocketAddr>) {
-        for (entry, _) in &mut self.entries[self.drive_from..] {
-            entry.remote = remote;
-        }
-        self.drive_from = self.entries.len();
-        if self.entries.len() >= MAX_HELD {
-            // A long batch: bounded memory, at the cost of a clock read.
-            self.send_entries(Instant::now());
-        }
-    }
-
-    /// Queues the batch's access-log entries, ended at `end`.
-    fn send_entries(&mut self, end: Instant) {
-        self.drive_from = 0;
+    fn send_entries(&mut self, remote: Option<SocketAddr>) {
         let Some(log) = &self.log else {
             self.entries.clear();
             return;
         };
+        let end = Instant::now();
         let unix_ms = self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
         for (mut entry, start) in self.entries.drain(..) {
+            entry.remote = remote;
             entry.unix_ms = unix_ms;
             entry.duration = end.saturating_duration_since(start);
             log.send(entry);
@@ -250,20 +237,16 @@ impl Observe {
     }
 
     /// The batch's output was written, at `now` (the loop's own clock
-    /// read): records the durations of the responses noted in it and
-    /// queues its access-log entries.
+    /// read): records the durations of the responses noted in it.
     #[inline]
     pub fn end_batch(&mut self, now: Instant) {
-        if !self.runs.is_empty() || !self.entries.is_empty() {
+        if !self.runs.is_empty() {
             self.end_batch_slow(now);
         }
     }
 
     #[inline(never)]
     fn end_batch_slow(&mut self, end: Instant) {
-        if !self.entries.is_empty() {
-            self.send_entries(end);
-        }
         if let (Some(rec), Some(start)) = (&mut self.rec, self.tick_at) {
             let d = end.saturating_duration_since(start);
             for &(key, n) in &self.runs {
@@ -278,12 +261,6 @@ impl Observe {
     /// A connection closed.
     #[inline]
     pub fn closed(&mut self, stopping: bool) {
-        if stopping && !self.entries.is_empty() {
-            // The loop may exit after this batch without ending it: its
-            // entries go now (no `Drop` on `Observe`: an unwinding path in
-            // the loop changes how the compiler inlines the drive).
-            self.send_entries(Instant::now());
-        }
         let reason = self.close_reason.take();
         if let Some(rec) = &mut self.rec {
             let reason = reason.unwrap_or(if stopping {
@@ -331,10 +308,6 @@ fn fields<'a>(head: &RequestHead, buf: &'a [u8]) -> (&'a [u8], &'a [u8]) {
     }
     (referer.unwrap_or(&[]), user_agent.unwrap_or(&[]))
 }
-
-/// Access-log entries held for the batch's end at most; past it they are
-/// queued at once (an `Entry` is about 330 bytes).
-const MAX_HELD: usize = 256;
 
 /// A connection's peer address: a syscall, made once per connection and
 /// only with the access log on (the connection keeps the answer).
