@@ -112,7 +112,25 @@ fn counters_add_up(model: Model) {
     bad.expect_end();
     wait_connections(&server, 0);
 
-    let s = samples(&scrape(addr));
+    // A response is counted when its batch ends and a close just after the
+    // connection count drops, so a scrape on another thread can come
+    // first: scrape until every request and close of the test is counted
+    // (counts only grow, so a count past the expected one fails), and
+    // remember how many scrapes that took.
+    let mut s = HashMap::new();
+    let mut scrapes = 0;
+    let counted = |s: &HashMap<String, f64>, key: &str| s.get(key).copied().unwrap_or(0.0);
+    wait_until("the test's requests and closes to be counted", || {
+        s = samples(&scrape(addr));
+        scrapes += 1;
+        let closes: f64 = s
+            .iter()
+            .filter(|(k, _)| k.starts_with("stoat_connections_closed_total"))
+            .map(|(_, v)| v)
+            .sum();
+        let unmatched = "stoat_requests_total{method=\"\",route=\"unmatched\",class=\"4xx\"}";
+        counted(&s, unmatched) >= 32.0 && closes >= 6.0
+    });
     let req = |route: &str, class: &str| {
         value(
             &s,
@@ -167,15 +185,19 @@ fn counters_add_up(model: Model) {
     assert!(value(&s, "stoat_request_bytes_total") >= 241.0 * 30.0);
     assert!(value(&s, "stoat_response_bytes_total") >= 241.0 * 40.0);
 
-    // The first scrape counts itself in the next one.
-    let again = samples(&scrape(addr));
-    assert_eq!(
-        value(
+    // Each scrape is counted in a later one: exactly the scrapes made
+    // before it, once the last one's batch has ended.
+    wait_until("the earlier scrapes to be counted", || {
+        let before = scrapes;
+        let again = samples(&scrape(addr));
+        scrapes += 1;
+        let n = counted(
             &again,
-            "stoat_requests_total{method=\"GET\",route=\"/metrics\",class=\"2xx\"}"
-        ),
-        1.0
-    );
+            "stoat_requests_total{method=\"GET\",route=\"/metrics\",class=\"2xx\"}",
+        );
+        assert!(n <= f64::from(before), "{n} scrapes counted of {before}");
+        n == f64::from(before)
+    });
     stop(server);
 }
 
