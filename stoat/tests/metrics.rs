@@ -5,21 +5,32 @@
 //! missing unless `STOAT_REQUIRE_PROMETHEUS` is set, as CI does), the
 //! access log writes one line per response, and a log target that blocks
 //! (a FIFO nobody reads) drops and counts lines without holding a request.
+//! Streams too: SSE streams open, events written and `Full` answers;
+//! WebSocket sessions open, frames each way (a frame read in pieces
+//! counted once) and `Full` answers; a write stall counted as such.
 
 #[macro_use]
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use common::*;
-use stoat::app::{Request, Response, Server};
+use stoat::app::{
+    EventStream, Message, Request, Response, SendError, Server, Session, SseEvent, WebSocket,
+    WsContext, WsSender,
+};
 use stoat::config::{AccessLogFormat, Config, Model};
 
 both_models!(
     counters_add_up,
     evictions_counted,
+    sse_counted,
+    websocket_counted,
+    write_stall_counted,
     exposition_parses_with_prometheus_client,
     access_log_lines,
     access_log_blocked_target_never_slows_requests,
@@ -101,7 +112,25 @@ fn counters_add_up(model: Model) {
     bad.expect_end();
     wait_connections(&server, 0);
 
-    let s = samples(&scrape(addr));
+    // A response is counted when its batch ends and a close just after the
+    // connection count drops, so a scrape on another thread can come
+    // first: scrape until every request and close of the test is counted
+    // (counts only grow, so a count past the expected one fails), and
+    // remember how many scrapes that took.
+    let mut s = HashMap::new();
+    let mut scrapes = 0;
+    let counted = |s: &HashMap<String, f64>, key: &str| s.get(key).copied().unwrap_or(0.0);
+    wait_until("the test's requests and closes to be counted", || {
+        s = samples(&scrape(addr));
+        scrapes += 1;
+        let closes: f64 = s
+            .iter()
+            .filter(|(k, _)| k.starts_with("stoat_connections_closed_total"))
+            .map(|(_, v)| v)
+            .sum();
+        let unmatched = "stoat_requests_total{method=\"\",route=\"unmatched\",class=\"4xx\"}";
+        counted(&s, unmatched) >= 32.0 && closes >= 6.0
+    });
     let req = |route: &str, class: &str| {
         value(
             &s,
@@ -156,15 +185,19 @@ fn counters_add_up(model: Model) {
     assert!(value(&s, "stoat_request_bytes_total") >= 241.0 * 30.0);
     assert!(value(&s, "stoat_response_bytes_total") >= 241.0 * 40.0);
 
-    // The first scrape counts itself in the next one.
-    let again = samples(&scrape(addr));
-    assert_eq!(
-        value(
+    // Each scrape is counted in a later one: exactly the scrapes made
+    // before it, once the last one's batch has ended.
+    wait_until("the earlier scrapes to be counted", || {
+        let before = scrapes;
+        let again = samples(&scrape(addr));
+        scrapes += 1;
+        let n = counted(
             &again,
-            "stoat_requests_total{method=\"GET\",route=\"/metrics\",class=\"2xx\"}"
-        ),
-        1.0
-    );
+            "stoat_requests_total{method=\"GET\",route=\"/metrics\",class=\"2xx\"}",
+        );
+        assert!(n <= f64::from(before), "{n} scrapes counted of {before}");
+        n == f64::from(before)
+    });
     stop(server);
 }
 
@@ -388,4 +421,293 @@ fn access_log_blocked_target_never_slows_requests(model: Model) {
     drop(_reader);
     stop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads from `s` into `buf` until `done(buf)` (each read bounded by the
+/// socket's timeout).
+fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+    let mut chunk = [0u8; 16 * 1024];
+    while !done(buf) {
+        let n = s.read(&mut chunk).expect("more bytes");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn occurrences(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+/// A stream's events are counted as they are written, its `Full` answers
+/// one by one, and the stream while open.
+fn sse_counted(model: Model) {
+    let mut cfg = metrics_config(model);
+    cfg.http.sse_backlog = 8;
+    let streams: Arc<Mutex<Vec<EventStream>>> = Arc::default();
+    let keep = streams.clone();
+    let server = start_with(cfg, move |s| {
+        s.sse("/events", move |_: &Request, stream: EventStream| {
+            keep.lock().unwrap().push(stream)
+        })
+    });
+    let addr = server.local_addr();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_until("the stream", || streams.lock().unwrap().len() == 1);
+    let stream = streams.lock().unwrap().pop().unwrap();
+    for i in 0..5 {
+        stream.send(SseEvent::data(format!("e{i}"))).unwrap();
+    }
+    let mut buf = Vec::new();
+    read_until(&mut c, &mut buf, |b| find(b, b"data: e4\n\n").is_some());
+    assert_eq!(occurrences(&buf, b"data: e"), 5);
+    // Written before the client could read them: counted already.
+    let s = samples(&scrape(addr));
+    assert_eq!(value(&s, "stoat_sse_events_total"), 5.0);
+    assert_eq!(value(&s, "stoat_sse_streams_open"), 1.0);
+    assert_eq!(value(&s, "stoat_sse_full_total"), 0.0);
+
+    // The client stops reading: the socket fills, then the backlog; sends
+    // go on until three were answered Full (each one counted).
+    let big = "x".repeat(64 * 1024);
+    let mut ok = 5u64;
+    let mut full = 0;
+    while full < 3 {
+        match stream.send(SseEvent::data(big.clone())) {
+            Ok(()) => ok += 1,
+            Err(SendError::Full(_)) => full += 1,
+            Err(e) => panic!("{e} while the client is there"),
+        }
+        std::thread::yield_now();
+    }
+    let s = samples(&scrape(addr));
+    assert_eq!(value(&s, "stoat_sse_full_total"), 3.0);
+    // Every event sent is written or still queued (at most the backlog).
+    let written = value(&s, "stoat_sse_events_total") as u64;
+    assert!(written <= ok && written + 8 >= ok, "{written} of {ok}");
+
+    drop(c);
+    // Until the network thread sees the client gone, sends may still be
+    // answered Full (and counted).
+    wait_until("Closed after the client left", || {
+        match stream.send(SseEvent::data("x")) {
+            Err(SendError::Full(_)) => full += 1,
+            Err(e) => return e.is_closed(),
+            Ok(()) => {}
+        }
+        false
+    });
+    drop(stream);
+    wait_connections(&server, 0);
+    let s = samples(&scrape(addr));
+    assert_eq!(value(&s, "stoat_sse_streams_open"), 0.0);
+    assert_eq!(value(&s, "stoat_sse_full_total"), f64::from(full));
+    stop(server);
+}
+
+/// Echoes every message; keeps each session's sender.
+struct Echo(Arc<Mutex<Vec<WsSender>>>);
+
+impl Session for Echo {
+    fn on_open(&mut self, ws: &mut WsContext<'_>) {
+        if let Some(s) = ws.sender() {
+            self.0.lock().unwrap().push(s);
+        }
+    }
+
+    fn on_message(&mut self, ws: &mut WsContext<'_>, msg: Message<'_>) {
+        match msg {
+            Message::Text(t) => ws.send_text(t).is_ok(),
+            Message::Binary(b) => ws.send_binary(b).is_ok(),
+        };
+    }
+
+    fn on_close(&mut self, _code: Option<u16>, _reason: &str) {}
+}
+
+/// A masked client frame.
+fn ws_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    const MASK: [u8; 4] = [9, 8, 7, 6];
+    let mut out = vec![b0];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    out
+}
+
+/// Reads server frames until `n` are whole in `buf` (after the 101's
+/// head); returns their first bytes and payload lengths.
+fn ws_frames(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Vec<(u8, usize)> {
+    let parse = |b: &[u8]| -> Vec<(u8, usize)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while b.len() >= at + 2 {
+            let (len, h) = match b[at + 1] & 0x7F {
+                126 if b.len() >= at + 4 => {
+                    (u16::from_be_bytes([b[at + 2], b[at + 3]]) as usize, 4)
+                }
+                127 if b.len() >= at + 10 => {
+                    let mut l = [0; 8];
+                    l.copy_from_slice(&b[at + 2..at + 10]);
+                    (u64::from_be_bytes(l) as usize, 10)
+                }
+                126 | 127 => break,
+                l => (l as usize, 2),
+            };
+            if b.len() < at + h + len {
+                break;
+            }
+            out.push((b[at], len));
+            at += h + len;
+        }
+        out
+    };
+    read_until(s, buf, |b| parse(b).len() >= n);
+    parse(buf)
+}
+
+/// Frames each way counted exactly (a fragmented message is two frames, a
+/// large frame read in many pieces one, a ping and its pong one each), a
+/// sender's pushes and its `Full` answers, and the session while open.
+fn websocket_counted(model: Model) {
+    let mut cfg = metrics_config(model);
+    cfg.http.ws_backlog = 4;
+    let senders: Arc<Mutex<Vec<WsSender>>> = Arc::default();
+    let keep = senders.clone();
+    let server = start_with(cfg, move |s| {
+        s.websocket("/ws", WebSocket::new(move |_| Echo(keep.clone())))
+    });
+    let addr = server.local_addr();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut c, &mut buf, |b| find(b, b"\r\n\r\n").is_some());
+    assert!(buf.starts_with(b"HTTP/1.1 101 "), "{}", show(&buf));
+    let head = find(&buf, b"\r\n\r\n").unwrap() + 4;
+    buf.drain(..head);
+
+    // Received: 3 whole texts, a text in two fragments, a ping, and a
+    // 300 KB binary frame (read in pieces) = 7 frames. Sent: 3 echoes,
+    // the reassembled echo, the pong, the binary echo = 6 frames.
+    for i in 0..3 {
+        c.write_all(&ws_frame(0x81, format!("m{i}").as_bytes()))
+            .unwrap();
+    }
+    c.write_all(&ws_frame(0x01, b"frag")).unwrap();
+    c.write_all(&ws_frame(0x80, b"ment")).unwrap();
+    c.write_all(&ws_frame(0x89, b"p")).unwrap();
+    let big = vec![5u8; 300 * 1024];
+    let framed = ws_frame(0x82, &big);
+    for piece in framed.chunks(7 * 1024) {
+        c.write_all(piece).unwrap();
+    }
+    let got = ws_frames(&mut c, &mut buf, 6);
+    assert_eq!(
+        got,
+        [
+            (0x81, 2),
+            (0x81, 2),
+            (0x81, 2),
+            (0x81, 8),
+            (0x8A, 1),
+            (0x82, big.len())
+        ]
+    );
+    let s = samples(&scrape(addr));
+    assert_eq!(value(&s, "stoat_websockets_open"), 1.0);
+    assert_eq!(
+        value(&s, "stoat_websocket_frames_total{direction=\"received\"}"),
+        7.0
+    );
+    assert_eq!(
+        value(&s, "stoat_websocket_frames_total{direction=\"sent\"}"),
+        6.0
+    );
+
+    // A push from another thread: one frame more.
+    wait_until("the sender", || senders.lock().unwrap().len() == 1);
+    let sender = senders.lock().unwrap()[0].clone();
+    std::thread::spawn({
+        let s = sender.clone();
+        move || s.send_text("pushed").unwrap()
+    })
+    .join()
+    .unwrap();
+    buf.clear();
+    assert_eq!(ws_frames(&mut c, &mut buf, 1), [(0x81, 6)]);
+    let s = samples(&scrape(addr));
+    assert_eq!(
+        value(&s, "stoat_websocket_frames_total{direction=\"sent\"}"),
+        7.0
+    );
+    assert_eq!(value(&s, "stoat_websocket_full_total"), 0.0);
+
+    // The client stops reading: pushes until three Full answers.
+    let chunk = vec![7u8; 256 * 1024];
+    let mut full = 0;
+    while full < 3 {
+        match sender.send_binary(&chunk) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => full += 1,
+            Err(e) => panic!("{e} while the client is there"),
+        }
+        std::thread::yield_now();
+    }
+    let s = samples(&scrape(addr));
+    assert_eq!(value(&s, "stoat_websocket_full_total"), 3.0);
+    drop(c);
+    wait_until("Closed after the client left", || sender.is_closed());
+    drop(sender);
+    senders.lock().unwrap().clear();
+    wait_connections(&server, 0);
+    let s = samples(&scrape(addr));
+    assert_eq!(value(&s, "stoat_websockets_open"), 0.0);
+    stop(server);
+}
+
+/// A client that never reads a large response is closed at the write
+/// timeout, and the close is counted as a write stall, not a client close.
+fn write_stall_counted(model: Model) {
+    let mut cfg = metrics_config(model);
+    cfg.http.write_timeout_sec = 1;
+    let body: Arc<[u8]> = vec![1u8; 64 << 20].into();
+    let server = start_with(cfg, move |s| {
+        s.get("/huge", move |_: &Request<'_>| {
+            Response::bytes(body.clone())
+        })
+    });
+    let addr = server.local_addr();
+    let mut c = Client::connect(addr);
+    c.send(&get("/huge"));
+    wait_connections(&server, 1);
+    // Nothing read: the kernel's buffers take a few MiB of the 64, the rest
+    // stalls until the write timeout closes the connection.
+    wait_connections(&server, 0);
+    let s = samples(&scrape(addr));
+    let closed = |reason: &str| {
+        value(
+            &s,
+            &format!("stoat_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(closed("write_stall"), 1.0);
+    assert_eq!(closed("client_close"), 0.0);
+    drop(c);
+    stop(server);
 }

@@ -215,7 +215,7 @@ impl EventStream {
     /// client [`SendError::Closed`]; both give the event back.
     pub fn send(&self, event: SseEvent) -> Result<(), SendError<SseEvent>> {
         self.link
-            .push_event(event.encode())
+            .push_event(event.encode(), |c| &c.sse_full)
             .map_err(|e| e.map(|_| event))
     }
 
@@ -244,7 +244,7 @@ impl EventStream {
     /// publisher encodes each event once for all its subscribers). Same
     /// rules as [`EventStream::send`].
     pub fn send_shared(&self, encoded: Arc<[u8]>) -> Result<(), SendError<Arc<[u8]>>> {
-        self.link.push_event(encoded)
+        self.link.push_event(encoded, |c| &c.sse_full)
     }
 
     /// Bytes of events queued for this stream that the connection has not

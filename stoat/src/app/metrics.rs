@@ -493,7 +493,7 @@ fn deferred(x: &mut Exposition, st: &Stats) {
         (
             "stoat_abandoned_total",
             st.abandoned,
-            "Of those, whose responder was dropped unanswered (answered 500).",
+            "Of those, ended unanswered: the responder was dropped (answered 500) or the client left before the answer was delivered.",
         ),
     ] {
         x.family(name, MetricType::Counter, help).sample(&[], value);
@@ -519,7 +519,7 @@ fn streams(x: &mut Exposition, s: &Snapshot) {
         MetricType::Counter,
         "EventStream sends answered Full (the stream's backlog was full).",
     )
-    .sample(&[], s.counter(Counter::SseFull));
+    .sample(&[], s.sse_full);
     x.family(
         "stoat_websockets_open",
         MetricType::Gauge,
@@ -541,7 +541,7 @@ fn streams(x: &mut Exposition, s: &Snapshot) {
         MetricType::Counter,
         "WebSocket sends answered Full (the sender's backlog was full).",
     )
-    .sample(&[], s.counter(Counter::WsFull));
+    .sample(&[], s.ws_full);
 }
 
 /// What a running server's metrics page and dashboard read: set once the

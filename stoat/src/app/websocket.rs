@@ -353,7 +353,9 @@ impl WsSender {
     pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError<()>> {
         let mut frame = Vec::with_capacity(4 + reason.len());
         encode_close(&mut frame, code, reason);
-        self.link.push_event(frame).map_err(|e| e.map(drop))
+        self.link
+            .push_event(frame, |c| &c.ws_full)
+            .map_err(|e| e.map(drop))
     }
 
     /// Whether the connection is closed or closing.
@@ -371,7 +373,9 @@ impl WsSender {
     fn send_frame(&self, op: Opcode, data: &[u8]) -> Result<(), SendError<()>> {
         let mut frame = Vec::with_capacity(10 + data.len());
         encode_frame(&mut frame, op, data);
-        self.link.push_event(frame).map_err(|e| e.map(drop))
+        self.link
+            .push_event(frame, |c| &c.ws_full)
+            .map_err(|e| e.map(drop))
     }
 }
 

@@ -177,6 +177,12 @@ impl Decoder {
         }
     }
 
+    /// Whether a frame's payload is partly received (the next bytes are
+    /// not a frame header).
+    pub fn in_frame(&self) -> bool {
+        self.frame.is_some()
+    }
+
     /// Whether a data message or a frame is partly received.
     pub fn is_mid_message(&self) -> bool {
         self.frame.is_some() || self.message.is_some()

@@ -135,7 +135,7 @@ impl ThreadCtx {
             key: 0,
             arena: ArenaSlot::with_stats(shared.arenas.clone()),
             output_peak: 0,
-            obs: Observe::new(&shared.observers),
+            obs: Observe::new(&shared.observers, &shared.counters),
         }
     }
 
@@ -202,12 +202,14 @@ struct Spill {
 }
 
 /// Rare per-connection state, behind one pointer: the bytes of a slow
-/// head, kept off the pool (see `park_slow_head`), and the client address
-/// of the connection's PROXY header (see `runtime/proxy.rs`).
+/// head, kept off the pool (see `park_slow_head`), the client address
+/// of the connection's PROXY header (see `runtime/proxy.rs`), and, with
+/// the access log on, the peer's address (asked of the kernel once).
 #[derive(Default)]
 struct Parked {
     bytes: Option<Box<[u8]>>,
     client: Option<std::net::SocketAddr>,
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// One connection, owned by exactly one thread at a time.
@@ -268,7 +270,7 @@ impl Connection {
     fn take_parked_bytes(&mut self) -> Option<Box<[u8]>> {
         let parked = self.parked.as_mut()?;
         let bytes = parked.bytes.take();
-        if parked.client.is_none() {
+        if parked.client.is_none() && parked.peer.is_none() {
             self.parked = None;
         }
         bytes
@@ -297,6 +299,18 @@ impl Connection {
             }
             ProxyHeader::Refused(_) => Err(Next::Close),
         }
+    }
+
+    /// The client's address for the access log: the PROXY header's client,
+    /// else the peer's, asked of the kernel once and kept.
+    #[cold]
+    #[inline(never)]
+    fn log_remote(&mut self) -> Option<std::net::SocketAddr> {
+        let parked = self.parked.get_or_insert_with(Box::default);
+        if parked.client.is_none() && parked.peer.is_none() {
+            parked.peer = crate::runtime::observe::peer(self.fd.as_fd());
+        }
+        parked.client.or(parked.peer)
     }
 
     /// Whether a stop may close it now: idle for [`STOP_IDLE_GRACE`].
@@ -387,7 +401,7 @@ impl Connection {
         ctx.obs.begin();
         let next = self.drive_inner(shared, ctx, peer_closed);
         if ctx.obs.on() {
-            ctx.obs.finish(self.fd.as_fd());
+            ctx.obs.finish(|| self.log_remote());
         }
         // ctx.out is the thread's scratch: whatever a closing connection
         // left there must never reach the next connection.

@@ -57,6 +57,11 @@ pub struct AsyncCounters {
     /// suspended request is counted once, in exactly one of `resumed`,
     /// `expired` and `abandoned` ([`Link::settle`]).
     pub abandoned: AtomicU64,
+    /// `Full` answers to `EventStream` senders. Senders run on any thread,
+    /// so these are shared atomics, touched only when a backlog is full.
+    pub sse_full: AtomicU64,
+    /// `Full` answers to WebSocket senders (`WsSender`).
+    pub ws_full: AtomicU64,
 }
 
 /// Why something was not sent: the item comes back to the caller, to
@@ -260,11 +265,21 @@ impl Link {
         self.queued_bytes.load(Ordering::Acquire)
     }
 
-    /// Queues one encoded stream event.
+    /// Queues one encoded stream event; a `Full` answer is counted in
+    /// `full` (the SSE or the WebSocket counter of [`AsyncCounters`]).
     pub(crate) fn push_event<C: Into<Chunk>>(
         self: &Arc<Self>,
         event: C,
+        full: fn(&AsyncCounters) -> &AtomicU64,
     ) -> Result<(), SendError<C>> {
+        let pushed = self.push(event);
+        if let Err(SendError::Full(_)) = &pushed {
+            full(&self.counters).fetch_add(1, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    fn push<C: Into<Chunk>>(self: &Arc<Self>, event: C) -> Result<(), SendError<C>> {
         if self.is_closed() {
             return Err(SendError::Closed(event));
         }

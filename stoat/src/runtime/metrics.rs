@@ -46,8 +46,10 @@
 //!   `histogram_quantile`, and a bounded series count per route.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use crate::runtime::link::AsyncCounters;
 
 /// Sub-bucket bits: each power of two is split into `1 << SUB_BITS` buckets.
 const SUB_BITS: u32 = 2;
@@ -72,53 +74,37 @@ pub enum Counter {
     RequestBytes,
     /// Response bytes handed to the kernel.
     ResponseBytes,
-    /// Requests taken off the network thread (pipeline jobs, suspended handlers).
-    Suspended,
-    /// Of those, answered in time.
-    Resumed,
-    /// Of those, answered 503 at their deadline.
-    Expired,
-    /// Of those, whose responder was dropped unanswered (answered 500).
-    Abandoned,
     /// SSE streams opened.
     SseOpened,
     /// SSE streams closed.
     SseClosed,
     /// SSE events written to connections.
     SseEvents,
-    /// `Full` answers to SSE senders (the stream's backlog was full).
-    SseFull,
     /// WebSocket sessions opened (after the 101).
     WsOpened,
     /// WebSocket sessions closed.
     WsClosed,
-    /// WebSocket frames sent.
+    /// WebSocket frames sent (data, control, and frames queued by senders
+    /// on other threads), counted when put in the connection's output.
     WsFramesSent,
-    /// WebSocket frames received.
+    /// WebSocket frames received (each frame once, however many reads
+    /// its payload takes).
     WsFramesReceived,
-    /// `Full` answers to WebSocket senders.
-    WsFull,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 16] = [
+    pub const ALL: [Counter; 10] = [
         Counter::Accepted,
         Counter::RequestBytes,
         Counter::ResponseBytes,
-        Counter::Suspended,
-        Counter::Resumed,
-        Counter::Expired,
-        Counter::Abandoned,
         Counter::SseOpened,
         Counter::SseClosed,
         Counter::SseEvents,
-        Counter::SseFull,
         Counter::WsOpened,
         Counter::WsClosed,
         Counter::WsFramesSent,
         Counter::WsFramesReceived,
-        Counter::WsFull,
     ];
 }
 
@@ -341,6 +327,10 @@ pub struct Metrics {
     /// Evictions by threads without a block (the `shared` model's accept
     /// threads): rare, so one shared atomic.
     evicted: AtomicU64,
+    /// The server's counters of requests and streams that left the network
+    /// threads (their senders run on any thread, so they cannot write a
+    /// thread's block): read for the `Full` answers of stream senders.
+    streams: OnceLock<Arc<AsyncCounters>>,
 }
 
 impl Metrics {
@@ -350,7 +340,14 @@ impl Metrics {
             shape,
             blocks: Mutex::new(Vec::new()),
             evicted: AtomicU64::new(0),
+            streams: OnceLock::new(),
         })
+    }
+
+    /// Reads the `Full` answers of stream senders from `counters` (the
+    /// server's; set by the first network thread, the same for all).
+    pub(crate) fn attach(&self, counters: &Arc<AsyncCounters>) {
+        let _ = self.streams.set(counters.clone());
     }
 
     /// The routes and pipelines counted.
@@ -382,6 +379,10 @@ impl Metrics {
     pub fn snapshot(&self) -> Snapshot {
         let mut snap = Snapshot::new(self.shape);
         snap.closed[CloseReason::Evicted as usize] = self.evicted.load(Ordering::Relaxed);
+        if let Some(c) = self.streams.get() {
+            snap.sse_full = c.sse_full.load(Ordering::Relaxed);
+            snap.ws_full = c.ws_full.load(Ordering::Relaxed);
+        }
         let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
         for block in blocks.iter() {
             for (total, cell) in snap.counters.iter_mut().zip(&block.counters) {
@@ -683,6 +684,10 @@ pub struct Snapshot {
     pub routes: Vec<RouteSnapshot>,
     /// Per pipeline.
     pub pipelines: Vec<PipelineSnapshot>,
+    /// `Full` answers to `EventStream` senders (the stream's backlog was full).
+    pub sse_full: u64,
+    /// `Full` answers to WebSocket senders.
+    pub ws_full: u64,
 }
 
 impl Snapshot {
@@ -693,6 +698,8 @@ impl Snapshot {
             closed: [0; CLOSE_REASONS],
             routes: vec![RouteSnapshot::default(); shape.routes + 1],
             pipelines: vec![PipelineSnapshot::default(); shape.pipelines],
+            sse_full: 0,
+            ws_full: 0,
         }
     }
 

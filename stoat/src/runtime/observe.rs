@@ -3,18 +3,23 @@
 //! off a request costs a few never-taken branches.
 //!
 //! Contract:
-//! - [`Observe::request`] notes a response as its handler's sink sent it
+//! - [`Observe::response`] and [`Observe::log_entry`] note a response as its handler's sink sent it
 //!   (route, status, when its request began, its sizes; for the access log
 //!   a fixed-size [`Entry`] with the method, target, `Referer` and
 //!   `User-Agent` copied, since the request's bytes are gone later).
 //! - [`Observe::finish`] runs once the connection's output of this drive
-//!   was handed to the kernel: its access-log entries are queued (one clock
-//!   read for their end, with the log on only).
+//!   was handed to the kernel: its access-log entries get the connection's
+//!   client address (asked once per connection, see `Connection::log_remote`)
+//!   and are queued, with one clock read for their end (with the log on
+//!   only). They go before the connection is handed back to its loop, so
+//!   one connection's lines keep their order even when the `shared`
+//!   model's next drive of it runs on another thread (holding them to the
+//!   batch's end would lose that).
 //! - [`Observe::end_batch`] runs once the batch's output was all handed to
 //!   the kernel, with the clock read the loop makes there anyway (for its
 //!   `epoll_wait` timeout): the durations of every response noted in the
-//!   batch are recorded. No clock read is
-//!   added per request or per drive.
+//!   batch are recorded. No clock read is added per request or per drive
+//!   for the metrics.
 //! - Durations run from the batch clock of the read that completed the
 //!   request (for a head and body that arrive in one read, as nearly all
 //!   do, the first byte of the head) to the end of the batch whose writes
@@ -34,6 +39,7 @@ use std::time::Instant;
 
 use crate::proto::RequestHead;
 use crate::runtime::access_log::{AccessLogSender, Entry};
+use crate::runtime::link::AsyncCounters;
 use crate::runtime::metrics::{CloseReason, Counter, Metrics, Recorder};
 
 /// The server-wide side: what each thread's [`Observe`] is made from.
@@ -67,7 +73,13 @@ pub(crate) struct Observe {
 }
 
 impl Observe {
-    pub fn new(observers: &Observers) -> Observe {
+    /// `streams`: the server's counters of requests and streams off the
+    /// network threads (the registry reads stream senders' `Full` answers
+    /// there).
+    pub fn new(observers: &Observers, streams: &Arc<AsyncCounters>) -> Observe {
+        if let Some(m) = &observers.metrics {
+            m.attach(streams);
+        }
         let rec = observers.metrics.as_ref().map(|m| m.recorder());
         let log = observers.access_log.clone();
         let unix_ms = std::time::SystemTime::now()
@@ -177,38 +189,44 @@ impl Observe {
         body_len: usize,
         response_bytes: usize,
     ) {
-        let mut entry = Entry::new(
-            head.method_span.of(buf),
-            head.target.of(buf),
-            field(head, buf, b"referer"),
-            field(head, buf, b"user-agent"),
-        );
-        entry.status = status;
-        entry.route = route;
-        entry.request_bytes = (head.len + body_len) as u64;
-        entry.response_bytes = response_bytes as u64;
-        self.entries.push((entry, start));
+        let (referer, user_agent) = fields(head, buf);
+        self.entries.push((
+            Entry::new(
+                head.method_span.of(buf),
+                head.target.of(buf),
+                referer,
+                user_agent,
+            ),
+            start,
+        ));
+        if let Some((entry, _)) = self.entries.last_mut() {
+            entry.status = status;
+            entry.route = route;
+            entry.request_bytes = (head.len + body_len) as u64;
+            entry.response_bytes = response_bytes as u64;
+        }
     }
 
     /// The output of this drive was written: its access-log entries are
-    /// queued, in order, with the connection's peer address (one
-    /// `getpeername` and one clock read per drive that logged something;
-    /// nothing without the log).
+    /// queued, in order, with the client's address from `remote` (called
+    /// only when there are entries: the connection keeps the address, so
+    /// it costs one `getpeername` per connection) and one clock read per
+    /// drive that logged something. Nothing without the log.
     #[inline]
-    pub fn finish(&mut self, fd: BorrowedFd<'_>) {
+    pub fn finish(&mut self, remote: impl FnOnce() -> Option<SocketAddr>) {
         if !self.entries.is_empty() {
-            self.send_entries(fd);
+            self.send_entries(remote());
         }
     }
 
     #[cold]
-    fn send_entries(&mut self, fd: BorrowedFd<'_>) {
+    #[inline(never)]
+    fn send_entries(&mut self, remote: Option<SocketAddr>) {
         let Some(log) = &self.log else {
             self.entries.clear();
             return;
         };
         let end = Instant::now();
-        let remote = peer(fd);
         let unix_ms = self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
         for (mut entry, start) in self.entries.drain(..) {
             entry.remote = remote;
@@ -268,16 +286,32 @@ fn split(key: u64) -> (Option<usize>, u16) {
     ((route != u32::MAX).then_some(route as usize), key as u16)
 }
 
-/// The first value of the field `name` (lowercase) in `head`, or empty.
-fn field<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> &'a [u8] {
-    head.headers
-        .iter()
-        .find(|h| h.name.of(buf).eq_ignore_ascii_case(name))
-        .map_or(&[][..], |h| h.value.of(buf))
+/// The first `Referer` and `User-Agent` values in `head` (empty when
+/// missing), in one pass over the fields.
+fn fields<'a>(head: &RequestHead, buf: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    let (mut referer, mut user_agent) = (None, None);
+    for h in &head.headers {
+        let name = h.name.of(buf);
+        // Only these two lengths can match: skip the compare otherwise.
+        match name.len() {
+            7 if referer.is_none() && name.eq_ignore_ascii_case(b"referer") => {
+                referer = Some(h.value.of(buf));
+            }
+            10 if user_agent.is_none() && name.eq_ignore_ascii_case(b"user-agent") => {
+                user_agent = Some(h.value.of(buf));
+            }
+            _ => continue,
+        }
+        if referer.is_some() && user_agent.is_some() {
+            break;
+        }
+    }
+    (referer.unwrap_or(&[]), user_agent.unwrap_or(&[]))
 }
 
-/// The connection's peer (a syscall; only with the access log on).
-fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
+/// A connection's peer address: a syscall, made once per connection and
+/// only with the access log on (the connection keeps the answer).
+pub(crate) fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
     let addr = rustix::net::getpeername(fd).ok()??;
     SocketAddr::try_from(addr).ok()
 }

@@ -183,20 +183,25 @@ impl WsState {
 impl WsCore {
     /// Sends a close frame with `code` (unless one was sent) and waits for
     /// the peer's; `sender`'s link is closed: senders get `Closed`.
-    pub fn start_close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str, now: Tick) {
-        if self.phase == Phase::Open {
-            encode_close(out, code, reason);
-            self.phase = Phase::CloseSent { since: now };
+    /// Whether a frame was written (for the frame count).
+    pub fn start_close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str, now: Tick) -> bool {
+        if self.phase != Phase::Open {
+            return false;
         }
+        encode_close(out, code, reason);
+        self.phase = Phase::CloseSent { since: now };
+        true
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): a close frame with `code`
-    /// if none was sent, then the TCP close.
-    pub fn fail(&mut self, out: &mut Vec<u8>, code: u16, now: Tick) {
-        if self.phase == Phase::Open {
+    /// if none was sent, then the TCP close. Whether a frame was written.
+    pub fn fail(&mut self, out: &mut Vec<u8>, code: u16, now: Tick) -> bool {
+        let open = self.phase == Phase::Open;
+        if open {
             encode_close(out, code, "");
         }
         self.phase = Phase::Closed { since: now };
+        open
     }
 
     /// Whether data frames may still be sent.
@@ -230,6 +235,8 @@ pub(crate) struct WsIo<'a> {
     pub limits: &'a WsLimits,
     pub counters: &'a Arc<AsyncCounters>,
     pub now: Tick,
+    /// Frames written through this `WsIo` (for the metrics).
+    pub sent: u64,
 }
 
 impl WsIo<'_> {
@@ -241,12 +248,15 @@ impl WsIo<'_> {
         let op = if text { Opcode::Text } else { Opcode::Binary };
         encode_frame(self.out, op, data);
         self.core.last_message = self.now;
+        self.sent += 1;
         true
     }
 
     /// Starts the close handshake with `code` and `reason`.
     pub fn close(&mut self, code: u16, reason: &str) {
-        self.core.start_close(self.out, code, reason, self.now);
+        if self.core.start_close(self.out, code, reason, self.now) {
+            self.sent += 1;
+        }
         if let Some(link) = self.link.as_ref() {
             link.close();
         }

@@ -2,7 +2,6 @@
 //! deadlines (408, keep-alive expiry, write stall), slow heads parked off
 //! the pool, a suspended request's 503 at its deadline, SSE heartbeats.
 
-use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::{Connection, Next, Shared, ThreadCtx};
@@ -23,7 +22,7 @@ impl Connection {
         ctx.obs.begin();
         let next = self.on_timer_inner(shared, ctx);
         if ctx.obs.on() {
-            ctx.obs.finish(self.fd.as_fd());
+            ctx.obs.finish(|| self.log_remote());
         }
         ctx.out.clear();
         if next == Next::Close && self.proxy == Expect::Header {

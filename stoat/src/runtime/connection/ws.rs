@@ -21,6 +21,7 @@ use super::write::outbox;
 use super::{ws_of, Connection, Next, Shared, ThreadCtx};
 use crate::proto::ws_frame::{encode_frame, CloseCode, Item, Opcode};
 use crate::runtime::link::{Link, Mail};
+use crate::runtime::metrics::{CloseReason, Counter};
 use crate::runtime::websocket::{Phase, Tick, WsIo, WsMessage, CLOSE_TIMEOUT};
 use crate::sys::socket;
 use std::net::Shutdown;
@@ -81,31 +82,38 @@ impl Connection {
             .is_some_and(|t| t.elapsed(now) >= shared.limits.write_timeout)
         {
             // Output stalled past write_timeout: the peer does not read.
+            ctx.obs.close_reason = Some(CloseReason::WriteStall);
             return Next::Close;
         }
         let out = outbox(&mut self.output, &mut ctx.out).head_mut();
         let core = &mut ws.core;
         match core.phase {
             Phase::Open => {
-                if stopping {
+                let sent = if stopping {
                     // RFC 6455 §7.4.1: 1001, the server is going away.
-                    core.start_close(out, 1001, "server stopping", now);
+                    core.start_close(out, 1001, "server stopping", now)
                 } else if limits
                     .ping
                     .is_some_and(|p| core.last_ping.elapsed(now) >= p)
                 {
                     if core.awaiting_pong {
-                        core.start_close(out, 1001, "no pong", now);
+                        core.start_close(out, 1001, "no pong", now)
                     } else {
                         encode_frame(out, Opcode::Ping, b"");
                         core.awaiting_pong = true;
                         core.last_ping = now;
+                        true
                     }
                 } else if limits
                     .idle
                     .is_some_and(|i| core.last_message.elapsed(now) >= i)
                 {
-                    core.start_close(out, 1001, "idle", now);
+                    core.start_close(out, 1001, "idle", now)
+                } else {
+                    false
+                };
+                if sent && ctx.obs.on() {
+                    ctx.obs.count(Counter::WsFramesSent);
                 }
                 if !core.is_open() {
                     if let Some(link) = &self.link {
@@ -141,8 +149,13 @@ impl Connection {
             limits: &shared.ws,
             counters: &shared.counters,
             now: Tick::of(ctx.now),
+            sent: 0,
         };
         ws.session.on_open(&mut io);
+        let sent = io.sent;
+        if ctx.obs.on() {
+            ctx.obs.add(Counter::WsFramesSent, sent);
+        }
     }
 
     /// Queues the frames senders left in the link, while nothing waits to
@@ -161,10 +174,12 @@ impl Connection {
         link.take(usize::MAX, &mut mail);
         let now = Tick::of(ctx.now);
         let out = ctx.out.head_mut();
+        let mut sent = 0;
         for frame in &mail.events {
             if !ws.core.is_open() {
                 break;
             }
+            sent += 1;
             // A sender's close frame starts the close handshake.
             if frame.first() == Some(&(0x80 | 0x8)) {
                 out.extend_from_slice(frame);
@@ -174,6 +189,9 @@ impl Connection {
             }
             out.extend_from_slice(frame);
             ws.core.last_message = now;
+        }
+        if ctx.obs.on() {
+            ctx.obs.add(Counter::WsFramesSent, sent);
         }
     }
 
@@ -219,6 +237,8 @@ impl Connection {
         let out = outbox(&mut self.output, &mut ctx.out).head_mut();
         let now = Tick::of(ctx.now);
         let max_message = shared.ws.max_message;
+        // Frames sent and received in this run, for the metrics.
+        let (mut sent, mut received) = (0u64, 0u64);
         loop {
             if let Phase::Closed { .. } = ws.core.phase {
                 // Done: whatever comes now is discarded.
@@ -226,14 +246,18 @@ impl Connection {
                 break;
             }
             let data = &mut input.mem[input.parse..input.end];
+            let at_header = !ws.core.decoder.in_frame();
             let (n, item) = match ws.core.decoder.decode(data, max_message) {
                 Ok(x) => x,
                 Err(code) => {
-                    ws.core.fail(out, code.code(), now);
+                    sent += u64::from(ws.core.fail(out, code.code(), now));
                     input.parse = input.end;
                     break;
                 }
             };
+            // A frame header was consumed: one frame received (its payload
+            // may come in later pieces, not counted again).
+            received += u64::from(at_header && n > 0);
             let base = input.parse;
             input.parse += n;
             let bytes = |r: std::ops::Range<usize>| base + r.start..base + r.end;
@@ -274,7 +298,11 @@ impl Connection {
                         match std::str::from_utf8(data) {
                             Ok(t) => WsMessage::Text(t),
                             Err(_) => {
-                                ws.core.fail(out, CloseCode::InvalidData.code(), now);
+                                sent += u64::from(ws.core.fail(
+                                    out,
+                                    CloseCode::InvalidData.code(),
+                                    now,
+                                ));
                                 input.parse = input.end;
                                 break;
                             }
@@ -291,14 +319,17 @@ impl Connection {
                         limits: &shared.ws,
                         counters: &shared.counters,
                         now,
+                        sent: 0,
                     };
                     ws.session.on_message(&mut io, msg);
+                    sent += io.sent;
                 }
                 Item::Ping(r) => {
                     // §5.5.2: a pong with the ping's payload, unless we
                     // are closing (§5.5.1: nothing after our close frame).
                     if ws.core.is_open() {
                         encode_frame(out, Opcode::Pong, &input.mem[bytes(r)]);
+                        sent += 1;
                     }
                 }
                 Item::Pong(_) => ws.core.awaiting_pong = false,
@@ -310,11 +341,16 @@ impl Connection {
                             Some(c) => crate::proto::ws_frame::encode_close(out, c, ""),
                             None => encode_frame(out, Opcode::Close, b""),
                         }
+                        sent += 1;
                     }
                     let _ = reason;
                     ws.core.phase = Phase::Closed { since: now };
                 }
             }
+        }
+        if ctx.obs.on() {
+            ctx.obs.add(Counter::WsFramesSent, sent);
+            ctx.obs.add(Counter::WsFramesReceived, received);
         }
         if !ws.core.is_open() {
             if let Some(link) = &self.link {
