@@ -338,6 +338,13 @@ def parse_wrk(text):
 
 def load(profile, seconds, conns, cpus):
     """Runs the profile's load; returns (rps, count, bytes, p99 ms, note)."""
+    try:
+        return run_load(profile, seconds, conns, cpus)
+    except subprocess.TimeoutExpired:
+        return 0.0, 0, 0.0, None, "load client timed out"
+
+
+def run_load(profile, seconds, conns, cpus):
     if profile == "echo-ws":
         client = os.path.join(HERE, "..", "ws", "target", "release", "ws_load")
         out = subprocess.run(["taskset", "-c", cpus, client, "--port", str(PORT), "--path", "/ws",
