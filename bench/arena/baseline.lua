@@ -33,7 +33,9 @@ function init(args)
     -- The same requests, closing: every close_every-th one.
     for i = 1, #reqs do
       if i % close_every == 0 then
-        reqs[i] = reqs[i]:gsub("\r\nHost: localhost\r\n", "\r\nHost: localhost\r\nConnection: close\r\n", 1)
+        -- After the request line (wrk.format's Host is the target's
+        -- address, not "localhost": match no header).
+        reqs[i] = reqs[i]:gsub("\r\n", "\r\nConnection: close\r\n", 1)
       end
     end
   end

@@ -106,6 +106,21 @@ path = ""
 # Path of the live dashboard page (its event feed is this path + "/events"); "" serves none.
 dashboard = ""
 
+# Response compression for the whole server (inline routes and event streams), negotiated per request from Accept-Encoding.
+[http.compression]
+# Compress at all; off by default (a route can still be compressed on its own with Compression::layer).
+enabled = false
+# Codings offered, in order of preference for equal q-values: "gzip", "br".
+codings = ["gzip", "br"]
+# gzip level, 0 (stored) to 9 (smallest).
+gzip_level = 1
+# brotli quality, 0 to 11 (smallest).
+brotli_level = 3
+# Bodies shorter than this many bytes are sent as they are.
+min_size = 256
+# Largest body compressed on a network thread; larger ones are sent as they are.
+inline_limit = 262144
+
 # The access log, written by a thread of its own from a bounded queue (a full queue drops lines and counts them).
 [http.access_log]
 # File to append to, "stderr", or "" for no access log; SIGHUP reopens the file.
@@ -250,6 +265,9 @@ pub struct HttpConfig {
     pub metrics: MetricsConfig,
     /// `[http.access_log]`: the access log. Default off.
     pub access_log: AccessLogConfig,
+    /// `[http.compression]`: response compression for the whole server.
+    /// Default off.
+    pub compression: CompressionConfig,
 }
 
 /// How connections are spread over threads.
@@ -416,6 +434,62 @@ impl MetricsConfig {
                 "http.metrics.path",
                 "must differ from the dashboard's paths",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// The `[http.compression]` table: `Server` builds its
+/// `stoat::app::Compression` from it when `enabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionConfig {
+    /// Compress responses of every inline route and event stream. Default
+    /// false.
+    pub enabled: bool,
+    /// Codings offered, in order of preference: `gzip`, `br`. Default
+    /// `["gzip", "br"]`; no duplicates; empty offers none (off).
+    pub codings: Vec<String>,
+    /// gzip level. Default 1; 0 to 9.
+    pub gzip_level: u32,
+    /// brotli quality. Default 3; 0 to 11.
+    pub brotli_level: u32,
+    /// Bodies shorter than this are sent as they are. Default 256.
+    pub min_size: usize,
+    /// Largest body compressed on a network thread. Default 262144.
+    pub inline_limit: usize,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: false,
+            codings: vec!["gzip".into(), "br".into()],
+            gzip_level: 1,
+            brotli_level: 3,
+            min_size: 256,
+            inline_limit: 256 * 1024,
+        }
+    }
+}
+
+impl CompressionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        at_most("http.compression.gzip_level", self.gzip_level, 9)?;
+        at_most("http.compression.brotli_level", self.brotli_level, 11)?;
+        for (i, coding) in self.codings.iter().enumerate() {
+            if coding != "gzip" && coding != "br" {
+                return Err(invalid(
+                    "http.compression.codings",
+                    format!("must name \"gzip\" or \"br\", got {coding:?}"),
+                ));
+            }
+            if self.codings[..i].contains(coding) {
+                return Err(invalid(
+                    "http.compression.codings",
+                    format!("names {coding:?} twice"),
+                ));
+            }
         }
         Ok(())
     }
@@ -597,6 +671,10 @@ impl Config {
             .access_log
             .validate()
             .map_err(|e| e.in_file(self.file()))?;
+        self.http
+            .compression
+            .validate()
+            .map_err(|e| e.in_file(self.file()))?;
         self.log.validate().map_err(|e| e.in_file(self.file()))
     }
 
@@ -664,6 +742,7 @@ impl Default for HttpConfig {
             pipelines: BTreeMap::new(),
             metrics: MetricsConfig::default(),
             access_log: AccessLogConfig::default(),
+            compression: CompressionConfig::default(),
         }
     }
 }
@@ -1406,6 +1485,47 @@ mod tests {
                 "must be at least 1",
             );
         }
+    }
+
+    #[test]
+    fn compression_table() {
+        let c = parse(
+            "[http.compression]\nenabled = true\ncodings = [\"br\"]\ngzip_level = 9\n\
+             brotli_level = 11\nmin_size = 0\ninline_limit = 1",
+        )
+        .unwrap()
+        .http
+        .compression;
+        assert!(c.enabled);
+        assert_eq!(c.codings, ["br"]);
+        assert_eq!(
+            (c.gzip_level, c.brotli_level, c.min_size, c.inline_limit),
+            (9, 11, 0, 1)
+        );
+        for (body, key, message) in [
+            ("gzip_level = 10", "gzip_level", "must be at most 9"),
+            ("brotli_level = 12", "brotli_level", "must be at most 11"),
+            (
+                "codings = [\"zstd\"]",
+                "codings",
+                "must name \"gzip\" or \"br\", got \"zstd\"",
+            ),
+            (
+                "codings = [\"br\", \"br\"]",
+                "codings",
+                "names \"br\" twice",
+            ),
+        ] {
+            let err = parse(&format!("[http.compression]\n{body}")).unwrap_err();
+            assert_eq!(
+                err.key(),
+                Some(&*format!("http.compression.{key}")),
+                "{body}"
+            );
+            assert!(err.to_string().ends_with(message), "{err}");
+        }
+        let err = parse("[http.compression]\nlevel = 3").unwrap_err();
+        assert!(err.to_string().contains("level"), "{err}");
     }
 
     #[test]

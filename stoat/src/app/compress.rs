@@ -56,6 +56,7 @@ use std::thread;
 use flate2::{Compress, Crc, FlushCompress, Status};
 
 use crate::app::{BodyWriter, Handler, Request, Responder, Response};
+use crate::runtime::link::StreamCoder;
 
 /// A content coding this module produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -324,6 +325,33 @@ impl Compression {
         }
     }
 
+    /// The server-wide compression of `[http.compression]` (`None` when
+    /// not `enabled`): its codings, levels and sizes, the default content
+    /// types. [`Server::new`](super::Server::new) applies it; a validated
+    /// table names only `gzip` and `br`.
+    pub fn from_config(config: &crate::config::CompressionConfig) -> Option<Compression> {
+        if !config.enabled {
+            return None;
+        }
+        let codings: Vec<Coding> = config
+            .codings
+            .iter()
+            .filter_map(|c| match c.as_str() {
+                "gzip" => Some(Coding::Gzip),
+                "br" => Some(Coding::Brotli),
+                _ => None,
+            })
+            .collect();
+        Some(
+            Compression::new()
+                .codings(&codings)
+                .gzip_level(config.gzip_level)
+                .brotli_level(config.brotli_level)
+                .min_size(config.min_size)
+                .inline_limit(config.inline_limit),
+        )
+    }
+
     /// The codings offered, in order of preference (ties in the client's
     /// q-values go to the first). Empty: compression off.
     pub fn codings(mut self, offered: &[Coding]) -> Compression {
@@ -414,16 +442,55 @@ impl Compression {
         match self.plan(req, &res) {
             None => res,
             Some(Choice::Coding(coding)) => self.encode_response(coding, res),
-            Some(_) => res.header("Vary", "Accept-Encoding"),
+            Some(_) => vary(res),
         }
+    }
+
+    /// As [`Compression::apply`] for a response made on the network
+    /// thread: a body over [`Compression::inline_limit`] is sent as it is
+    /// (see the module doc).
+    pub(crate) fn apply_inline(&self, req: &Request<'_>, res: Response) -> Response {
+        if res.body_bytes().len() > self.inline_limit {
+            // Too long to compress on this thread: sent as it is. It is
+            // still a representation that could vary.
+            return match self.plan(req, &res) {
+                None => res,
+                Some(_) => vary(res),
+            };
+        }
+        self.apply(req, res)
+    }
+
+    /// The coding of an event stream answering `req` (`None`: identity),
+    /// as a coder the runtime runs over every byte of the stream (events,
+    /// heartbeats, the end), flushed after each (see [`Encoder`]). Events
+    /// are small and the stream's size unknown: no minimum size applies.
+    pub(crate) fn stream_coder(&self, req: &Request<'_>) -> Option<(Coding, Box<dyn StreamCoder>)> {
+        if self.offered.is_empty() {
+            return None;
+        }
+        match negotiate(req.header("accept-encoding"), &self.offered) {
+            Choice::Coding(coding) => {
+                let coder = EventCoder {
+                    encoder: Some(Encoder::new(coding, self.level(coding))),
+                    out: Vec::new(),
+                };
+                Some((coding, Box::new(coder)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether streams are compressed at all (then their answer varies
+    /// with `Accept-Encoding`).
+    pub(crate) fn is_on(&self) -> bool {
+        !self.offered.is_empty()
     }
 
     /// `res` with its body in `coding`.
     fn encode_response(&self, coding: Coding, res: Response) -> Response {
         let body = self.encode(coding, res.body_bytes());
-        res.body(body)
-            .header("Content-Encoding", coding.token())
-            .header("Vary", "Accept-Encoding")
+        vary(res.body(body).header("Content-Encoding", coding.token()))
     }
 
     /// `bytes` compressed with `coding` at the configured level, whole.
@@ -456,6 +523,44 @@ impl Compression {
     }
 }
 
+/// `res` with `Vary: Accept-Encoding`, unless it has it (a route's layer
+/// and the server's may both look at one response).
+fn vary(res: Response) -> Response {
+    if res
+        .header_value("vary")
+        .is_some_and(|v| contains_token(v, b"accept-encoding") || trim(v) == b"*")
+    {
+        return res;
+    }
+    res.header("Vary", "Accept-Encoding")
+}
+
+/// An event stream's coding for the runtime (`Link`'s coder): an
+/// [`Encoder`] and its output buffer, reused for every event.
+struct EventCoder {
+    /// `None` once finished.
+    encoder: Option<Encoder>,
+    out: Vec<u8>,
+}
+
+impl StreamCoder for EventCoder {
+    fn code(&mut self, input: &[u8]) -> &[u8] {
+        self.out.clear();
+        if let Some(e) = &mut self.encoder {
+            e.write_flush(input, &mut self.out);
+        }
+        &self.out
+    }
+
+    fn finish(&mut self) -> &[u8] {
+        self.out.clear();
+        if let Some(e) = self.encoder.take() {
+            e.finish(&mut self.out);
+        }
+        &self.out
+    }
+}
+
 /// Whether `req` refused identity (`identity;q=0`, or `*;q=0` without an
 /// identity entry).
 fn identity_refused(req: &Request<'_>) -> bool {
@@ -484,16 +589,7 @@ impl<H> fmt::Debug for Compressed<H> {
 
 impl<H: Handler> Handler for Compressed<H> {
     fn call(&self, req: &Request<'_>) -> Response {
-        let res = self.handler.call(req);
-        if res.body_bytes().len() > self.compression.inline_limit {
-            // Too long to compress on this thread (see the module doc):
-            // sent as it is. It is still a representation that could vary.
-            return match self.compression.plan(req, &res) {
-                None => res,
-                Some(_) => res.header("Vary", "Accept-Encoding"),
-            };
-        }
-        self.compression.apply(req, res)
+        self.compression.apply_inline(req, self.handler.call(req))
     }
 }
 

@@ -652,7 +652,9 @@ pub(crate) fn register(
             }));
         };
         router
-            .add(Method::Get, &events, |_| Kind::Stream(Box::new(handler)))
+            .add(Method::Get, &events, |_| {
+                Kind::Stream(Box::new(handler), None)
+            })
             .map_err(taken("http.metrics.dashboard"))?;
         feed = Some(f);
     }

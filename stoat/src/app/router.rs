@@ -31,7 +31,7 @@ use crate::app::pipeline::Enqueue;
 use crate::app::request::path_of;
 use crate::app::streaming::{self, StreamingHandler};
 use crate::app::websocket::WebSocket;
-use crate::app::{Handler, Request, Response};
+use crate::app::{Compression, Handler, Request, Response};
 use crate::proto::encode::Header;
 use crate::proto::Method;
 use crate::runtime::link::Answer;
@@ -63,6 +63,9 @@ pub struct Router {
     streams_bodies: bool,
     /// Method and pattern of each route, by its index (for the metrics).
     labels: Vec<(&'static str, Box<str>)>,
+    /// The server's compression (`Server::compression`): applied to every
+    /// inline route's response and event stream. `None`: off.
+    compression: Option<Box<Compression>>,
 }
 
 /// Everything registered for one path shape.
@@ -90,8 +93,9 @@ pub(crate) enum Kind {
     Inline(Box<dyn Handler>),
     /// Suspended: the handler gets a [`Responder`] to answer from anywhere.
     Suspend(Box<dyn SuspendHandler>),
-    /// A server-sent event stream.
-    Stream(Box<dyn StreamHandler>),
+    /// A server-sent event stream, with its own compression (else the
+    /// server's).
+    Stream(Box<dyn StreamHandler>, Option<Box<Compression>>),
     /// Takes the request body as it arrives (see `streaming.rs`).
     BodyStream(Box<dyn StreamingHandler>),
     /// A WebSocket endpoint.
@@ -222,6 +226,16 @@ impl Router {
         )
     }
 
+    /// Sets the server-wide compression (see `compression`).
+    pub(crate) fn set_compression(&mut self, compression: Option<Compression>) {
+        self.compression = compression.map(Box::new);
+    }
+
+    /// Whether the server-wide compression is set.
+    pub(crate) fn has_compression(&self) -> bool {
+        self.compression.is_some()
+    }
+
     /// Method and pattern of every route, by route index.
     pub(crate) fn route_labels(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.labels.iter().map(|(m, p)| (*m, &**p))
@@ -289,8 +303,12 @@ impl Router {
                 let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // The handler is user code: a panic must not take the
                 // network thread (and its other connections) down.
-                panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
-                    .unwrap_or_else(|_| Response::new(500))
+                let res = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
+                    .unwrap_or_else(|_| Response::new(500));
+                match &self.compression {
+                    Some(c) => c.apply_inline(&req, res),
+                    None => res,
+                }
             }
             Routed::NotFound => Response::new(404),
             Routed::MethodNotAllowed(allow) => {
@@ -397,7 +415,13 @@ impl Service for Router {
                 // network thread (and its other connections) down. Its
                 // response is sent inside the guard, where it was built
                 // (not moved out through the guard's result first).
-                let sent = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req).send(sink)));
+                let sent = panic::catch_unwind(AssertUnwindSafe(|| {
+                    let res = handler.call(&req);
+                    match &self.compression {
+                        Some(c) => c.apply_inline(&req, res).send(sink),
+                        None => res.send(sink),
+                    }
+                }));
                 if sent.is_err() && !sink.is_sent() {
                     Response::new(500).send(sink);
                 }
@@ -412,13 +436,37 @@ impl Service for Router {
                     handler.call(&req, Responder::new(link))
                 }));
             }
-            Kind::Stream(handler) => {
+            Kind::Stream(handler, own) => {
                 let req = Request::routed(*raw, path, &route.names, caps.spans());
                 let last_id = req.header_str("last-event-id").map(str::to_owned);
-                let Some(link) = sink.stream(200, &SSE_HEADERS) else {
+                // Compressed, every byte of the stream goes through the
+                // coder, heartbeats included (see `runtime/link.rs`).
+                let compression = own.as_deref().or(self.compression.as_deref());
+                let coder = compression.and_then(|c| c.stream_coder(&req));
+                let mut headers = [SSE_HEADERS[0]; SSE_HEADERS.len() + 2];
+                headers[..SSE_HEADERS.len()].copy_from_slice(&SSE_HEADERS);
+                let mut n = SSE_HEADERS.len();
+                if compression.is_some_and(|c| c.is_on()) {
+                    headers[n] = Header {
+                        name: "Vary",
+                        value: b"Accept-Encoding",
+                    };
+                    n += 1;
+                }
+                if let Some((coding, _)) = &coder {
+                    headers[n] = Header {
+                        name: "Content-Encoding",
+                        value: coding.token().as_bytes(),
+                    };
+                    n += 1;
+                }
+                let Some(link) = sink.stream(200, &headers[..n]) else {
                     // A HEAD request: the head alone was sent.
                     return;
                 };
+                if let Some((_, coder)) = coder {
+                    link.set_coder(coder);
+                }
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| {
                     handler.call(&req, EventStream::new(link, last_id))
                 }));

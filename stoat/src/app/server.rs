@@ -33,7 +33,7 @@ use crate::app::router::{Kind, RouteError};
 use crate::app::streaming::StreamingHandler;
 use crate::app::websocket::WebSocket;
 use crate::app::Health;
-use crate::app::{IntoResponse, Request, Router};
+use crate::app::{Compression, IntoResponse, Request, Router};
 use crate::config::AccessLogFormat;
 use crate::config::{Config, ConfigError};
 use crate::proto::Method;
@@ -319,7 +319,46 @@ impl Server {
     where
         F: Fn(&Request<'_>, EventStream) + Send + Sync + 'static,
     {
-        self.add_kind(Method::Get, pattern, |_| Kind::Stream(Box::new(handler)));
+        self.add_kind(Method::Get, pattern, |_| {
+            Kind::Stream(Box::new(handler), None)
+        });
+        self
+    }
+
+    /// As [`Server::sse`], the stream compressed with `compression` as each
+    /// request's `Accept-Encoding` allows, whatever the server's
+    /// compression: every byte of it (events, heartbeats, the end) goes
+    /// through one encoder, flushed after each event so the client decodes
+    /// it at once.
+    #[track_caller]
+    pub fn sse_compressed<F>(
+        mut self,
+        pattern: &str,
+        compression: Compression,
+        handler: F,
+    ) -> Server
+    where
+        F: Fn(&Request<'_>, EventStream) + Send + Sync + 'static,
+    {
+        let compression = Some(Box::new(compression));
+        self.add_kind(Method::Get, pattern, |_| {
+            Kind::Stream(Box::new(handler), compression)
+        });
+        self
+    }
+
+    /// Compresses the responses of every inline route and every event
+    /// stream of this server as each request's `Accept-Encoding` allows
+    /// (see [`Compression`] for which responses qualify). Replaces the
+    /// `[http.compression]` table of the configuration. Routes answered off
+    /// the network thread compress on their own ([`Compressed::respond`],
+    /// [`CompressedBody`]); a route's own [`Compression::layer`] decides
+    /// first (a response it compressed is left alone).
+    ///
+    /// [`Compressed::respond`]: super::Compressed::respond
+    /// [`CompressedBody`]: super::CompressedBody
+    pub fn compression(mut self, compression: Compression) -> Server {
+        self.router.set_compression(Some(compression));
         self
     }
 
@@ -456,6 +495,10 @@ impl Server {
     /// binds and starts serving; returns at once. See [`StartError`].
     pub fn start(mut self) -> Result<ServerHandle, StartError> {
         self.config.validate()?;
+        if !self.router.has_compression() {
+            self.router
+                .set_compression(Compression::from_config(&self.config.http.compression));
+        }
         for p in &self.pipelines {
             if !self.config.http.pipelines.contains_key(&p.name) {
                 return Err(StartError::UnknownPipeline {

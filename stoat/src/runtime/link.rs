@@ -164,6 +164,16 @@ pub(crate) struct Mail {
     pub wakers: Vec<Waker>,
 }
 
+/// A stream's content coding (gzip, brotli: see `app/compress.rs`), run
+/// by the owner over every byte of the stream, flushed each time so the
+/// client can decode each event as it arrives.
+pub(crate) trait StreamCoder: Send {
+    /// `input` coded and flushed; the bytes are valid until the next call.
+    fn code(&mut self, input: &[u8]) -> &[u8];
+    /// The coding's last bytes (its trailer).
+    fn finish(&mut self) -> &[u8];
+}
+
 /// See the module doc.
 pub struct Link {
     owner: Arc<dyn Owner>,
@@ -186,6 +196,9 @@ pub struct Link {
     pub(crate) deadline: Option<Instant>,
     /// Owner: when the stream last sent something (for heartbeats).
     last_beat: Mutex<Instant>,
+    /// Owner: the stream's content coding, applied to every byte the owner
+    /// writes for it (events, heartbeats, the end). `None`: identity.
+    coder: Mutex<Option<Box<dyn StreamCoder>>>,
     pub(crate) counters: Arc<AsyncCounters>,
     /// The route's index for the metrics (`u32::MAX`: none).
     pub(crate) route: u32,
@@ -212,6 +225,7 @@ impl Link {
             queued_bytes: AtomicUsize::new(0),
             deadline,
             last_beat: Mutex::new(Instant::now()),
+            coder: Mutex::new(None),
             counters,
             route,
         })
@@ -377,6 +391,32 @@ impl Link {
     /// Owner: the stream sent something at `now`.
     pub(crate) fn beat(&self, now: Instant) {
         *self.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    /// Sets the stream's content coding (before the stream's sender gets
+    /// the link: every byte of the body goes through it).
+    pub(crate) fn set_coder(&self, coder: Box<dyn StreamCoder>) {
+        *self.coder.lock().unwrap_or_else(|e| e.into_inner()) = Some(coder);
+    }
+
+    /// Owner: `bytes` of the stream as they go on the wire: coded and
+    /// flushed when the stream has a coding (then handed to `emit`), else
+    /// as they are.
+    pub(crate) fn coded(&self, bytes: &[u8], emit: impl FnOnce(&[u8])) {
+        let mut coder = self.coder.lock().unwrap_or_else(|e| e.into_inner());
+        match coder.as_mut() {
+            Some(c) => emit(c.code(bytes)),
+            None => emit(bytes),
+        }
+    }
+
+    /// Owner: the coding's last bytes at the stream's end (nothing for
+    /// identity); the coding is gone after it.
+    pub(crate) fn finish_coding(&self, emit: impl FnOnce(&[u8])) {
+        let coder = self.coder.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut c) = coder {
+            emit(c.finish());
+        }
     }
 
     /// Owner: gives up on the request; answers from now on are discarded.

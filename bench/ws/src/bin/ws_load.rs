@@ -66,14 +66,27 @@ fn main() {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    for mut s in socks {
-        // A close frame (1000), masked, then wait for the server's end.
-        let mut close = vec![0x88, 0x82];
-        close.extend_from_slice(&MASK);
-        close.extend([0x03 ^ MASK[0], 0xE8 ^ MASK[1]]);
+    // A close frame (1000), masked, on every connection, then wait for the
+    // servers' ends, 2 s at most in all (a server that answers the close
+    // but keeps the TCP connection open must not hold the count back).
+    let mut close = vec![0x88, 0x82];
+    close.extend_from_slice(&MASK);
+    close.extend([0x03 ^ MASK[0], 0xE8 ^ MASK[1]]);
+    for s in &mut socks {
         let _ = s.write_all(&close);
+    }
+    let until = Instant::now() + Duration::from_secs(2);
+    for mut s in socks {
         let mut sink = [0u8; 64];
-        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            if !matches!(s.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
     }
     println!(
         "messages={done} seconds={secs:.3} rate={:.0}/s",

@@ -106,12 +106,9 @@ impl Connection {
         }
         let out = outbox(&mut self.output, &mut ctx.out);
         let chunked = self.proto.stream_is_chunked();
+        let link = self.link.as_deref();
         for event in &mail.events {
-            if chunked {
-                encode_chunk(out.head_mut(), event);
-            } else {
-                out.head_mut().extend_from_slice(event);
-            }
+            write_stream(link, chunked, event, out.head_mut());
         }
         if !mail.events.is_empty() {
             if let Some(link) = &self.link {
@@ -122,6 +119,10 @@ impl Connection {
             }
         }
         if mail.ended {
+            if let Some(link) = &self.link {
+                // The coding's trailer goes before the last chunk.
+                link.finish_coding(|b| put_stream(chunked, b, out.head_mut()));
+            }
             if let Some(conn) = self.proto.http() {
                 conn.end_stream(ctx.now, out.head_mut());
             }
@@ -281,5 +282,28 @@ fn response_sink<'a>(
         link,
         route: u32::MAX,
         status: 0,
+    }
+}
+
+/// Writes `bytes` of a streamed response (an event, a heartbeat) into
+/// `out`: through the stream's coding when its link has one (so a
+/// compressed stream covers every byte), in one chunk when `chunked`.
+pub(super) fn write_stream(link: Option<&Link>, chunked: bool, bytes: &[u8], out: &mut Vec<u8>) {
+    match link {
+        Some(link) => link.coded(bytes, |b| put_stream(chunked, b, out)),
+        None => put_stream(chunked, bytes, out),
+    }
+}
+
+/// `bytes` as they go on the wire: a chunk, or as they are.
+fn put_stream(chunked: bool, bytes: &[u8], out: &mut Vec<u8>) {
+    if bytes.is_empty() {
+        // An empty chunk would end the body.
+        return;
+    }
+    if chunked {
+        encode_chunk(out, bytes);
+    } else {
+        out.extend_from_slice(bytes);
     }
 }

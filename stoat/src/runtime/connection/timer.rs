@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Connection, Next, Shared, ThreadCtx};
 use crate::proto::conn::Timeout;
-use crate::proto::encode::{encode_chunk, Header};
+use crate::proto::encode::Header;
 use crate::runtime::link::Link;
 use crate::runtime::metrics::CloseReason;
 use crate::runtime::outbox::Body;
@@ -159,13 +159,9 @@ impl Connection {
                     return Next::Keep { want_write: false };
                 }
                 link.beat(ctx.now);
+                // Through the stream's coding, as the events go.
                 let chunked = self.proto.stream_is_chunked();
-                let out = ctx.out.head_mut();
-                if chunked {
-                    encode_chunk(out, HEARTBEAT);
-                } else {
-                    out.extend_from_slice(HEARTBEAT);
-                }
+                super::dispatch::write_stream(Some(link), chunked, HEARTBEAT, ctx.out.head_mut());
             }
         }
         self.drive_inner(shared, ctx, false)
