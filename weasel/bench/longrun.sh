@@ -28,6 +28,8 @@ start() {
   echo "start $1: $(python3 -c "print(f'{$t1-$t0:.3f}')") s to listening; $(grep recovered "$OUT/err.$1")"
 }
 start 1
+python3 "$HERE/disk_peak.py" "$OUT/data" "$OUT/stop-peak" >"$OUT/peak" &
+SAMPLER=$!
 NONCE=$(date +%s)
 V=0
 ROUND=0
@@ -53,8 +55,11 @@ print(total)
 PY
 )
 kill -INT $PID; wait $PID || true
+touch "$OUT/stop-peak"; wait $SAMPLER
+PEAK=$(cut -d' ' -f2 "$OUT/peak")
 DISK=$(du -sb "$OUT/data" | cut -f1)
 echo "final version $V; live data $LIVE bytes; data dir $DISK bytes = $(python3 -c "print(f'{$DISK/$LIVE:.2f}')")x live"
+echo "peak during the run: $PEAK bytes = $(python3 -c "print(f'{$PEAK/$LIVE:.2f}')")x live; $(cut -d' ' -f3- "$OUT/peak")"
 ls -la "$OUT/data"
 start 2
 kill -INT $PID; wait $PID || true
