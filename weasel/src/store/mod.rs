@@ -174,6 +174,8 @@ struct Snapshotting {
     snapshot_bytes: AtomicU64,
     /// Bytes of the sealed segments not yet retired.
     sealed_bytes: AtomicU64,
+    /// The live data's size when the newest snapshot was taken.
+    snapshot_live: AtomicU64,
 }
 
 impl Snapshotting {
@@ -546,6 +548,8 @@ impl Store {
         )
         .map_err(|d| io::Error::new(io::ErrorKind::InvalidData, d))?;
         records += recovered.records.len();
+        snap.snapshot_live
+            .store(replayed.state.bytes as u64, Ordering::Relaxed);
         if !fell_back && base > 0 {
             // Finish a retirement a crash interrupted.
             retire(&dir, base)?;
@@ -590,10 +594,10 @@ impl Store {
     /// Returns the version snapshotted, or why not.
     ///
     /// Due size: `snapshot_log_percent` of the live data, but no more than
-    /// half the room the disk bound leaves beside two snapshots (the
-    /// newest and the next: `max_disk_percent` of the live data minus
-    /// twice the snapshot's size), the other half being for the log that
-    /// grows while the next one is written; and at least
+    /// three quarters of the room the disk bound leaves beside two
+    /// snapshots (the newest and the next: `max_disk_percent` of the live
+    /// data minus twice the snapshot's size), the last quarter being for
+    /// the log that grows while the next one is written; and at least
     /// `snapshot_min_log_bytes`. Before that, [`Store::hold_for_disk`]
     /// makes this batch's commit thread wait while a snapshot being
     /// written and the files it will retire exceed the bound.
@@ -628,6 +632,7 @@ impl Store {
             }
         };
         let version = image.version;
+        let live = self.read().bytes as u64;
         let sealed = writer.log.len();
         if let Err(e) = writer.log.rotate(version) {
             let why = e.to_string();
@@ -655,6 +660,7 @@ impl Store {
                         // (the next rotation waits for this snapshot).
                         snap.sealed_bytes.store(0, Ordering::Relaxed);
                         snap.snapshot_bytes.store(bytes, Ordering::Relaxed);
+                        snap.snapshot_live.store(live, Ordering::Relaxed);
                         crate::say!(
                             "weasel: snapshot at version {version} ({} keys, {bytes} bytes) \
                              written in {:?}",
@@ -685,17 +691,21 @@ impl Store {
         if self.config.max_disk_percent != 0 {
             let bound = live * self.config.max_disk_percent as u128 / 100;
             let snapshot = self.snapshot_estimate(state, writer);
-            due = due.min(bound.saturating_sub(2 * snapshot) / 2);
+            due = due.min(bound.saturating_sub(2 * snapshot) * 3 / 4);
         }
         due.max(self.config.snapshot_min_log_bytes as u128)
     }
 
-    /// The size of the next snapshot: the last one's, or more when the live
-    /// data plus a key's framing and version and an outcome's (request id
-    /// and outcome, about) is more.
+    /// The size of the next snapshot: the last one's plus the live data's
+    /// growth since, or when more, the live data plus a key's framing and
+    /// version and an outcome's (request id and outcome, about) each.
     fn snapshot_estimate(&self, state: &State, writer: &Writer) -> u128 {
-        let computed = (state.bytes + 16 * state.map.len() + 48 * writer.status().len()) as u128;
-        computed.max(self.snap.snapshot_bytes.load(Ordering::Relaxed) as u128)
+        let computed = (state.bytes + 16 * state.map.len() + 32 * writer.status().len()) as u128;
+        let last = self.snap.snapshot_bytes.load(Ordering::Relaxed) as u128;
+        let live_then = self.snap.snapshot_live.load(Ordering::Relaxed) as u128;
+        // The last one's size plus what the live data grew since, or the
+        // computed size when more (the outcome window fills after start).
+        computed.max(last + (state.bytes as u128).saturating_sub(live_then))
     }
 
     /// The disk bound's back-pressure (the writer held, so no batch is
@@ -712,7 +722,8 @@ impl Store {
         }
         let over = || {
             let state = self.read();
-            let bound = state.bytes as u128 * self.config.max_disk_percent as u128 / 100;
+            // 2% kept for the batch written after this check.
+            let bound = state.bytes as u128 * self.config.max_disk_percent as u128 * 98 / 10_000;
             let snapshot = self.snap.snapshot_bytes.load(Ordering::Relaxed) as u128;
             let logged =
                 (self.snap.sealed_bytes.load(Ordering::Relaxed) + writer.log.len()) as u128;
