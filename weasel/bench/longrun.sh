@@ -4,6 +4,10 @@
 # against the live data, and the time from start to listening on restart.
 #
 #   weasel/bench/longrun.sh [COMMITS]
+#
+# WEASEL_EXTRA: lines for the [weasel] table (e.g. "max_disk_percent = 0");
+# KEEP=1 keeps the data directory. The peak of the data directory's size is
+# sampled every 10 ms (disk_peak.py); the restart is timed to "listening".
 set -euo pipefail
 COMMITS=${1:-1000000}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +19,8 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 cat >"$OUT/w.toml" <<TOML
 [http]
 port = $PORT
+[weasel]
+${WEASEL_EXTRA:-}
 TOML
 start() {
   local t0=$(date +%s.%N)
@@ -28,6 +34,8 @@ start() {
   echo "start $1: $(python3 -c "print(f'{$t1-$t0:.3f}')") s to listening; $(grep recovered "$OUT/err.$1")"
 }
 start 1
+python3 "$HERE/disk_peak.py" "$OUT/data" "$OUT/stop-peak" >"$OUT/peak" &
+SAMPLER=$!
 NONCE=$(date +%s)
 V=0
 ROUND=0
@@ -52,9 +60,14 @@ while True:
 print(total)
 PY
 )
+HISTORY=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^weasel_log_bytes_total/ {print $2}')
+echo "log bytes written (history): $HISTORY"
 kill -INT $PID; wait $PID || true
+touch "$OUT/stop-peak"; wait $SAMPLER
+PEAK=$(cut -d' ' -f2 "$OUT/peak")
 DISK=$(du -sb "$OUT/data" | cut -f1)
 echo "final version $V; live data $LIVE bytes; data dir $DISK bytes = $(python3 -c "print(f'{$DISK/$LIVE:.2f}')")x live"
+echo "peak during the run: $PEAK bytes = $(python3 -c "print(f'{$PEAK/$LIVE:.2f}')")x live; $(cut -d' ' -f3- "$OUT/peak")"
 ls -la "$OUT/data"
 start 2
 kill -INT $PID; wait $PID || true

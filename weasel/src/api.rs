@@ -58,6 +58,9 @@ pub fn routes(server: Server, store: Arc<Store>) -> Result<Server, StartError> {
         store,
     );
     let mut server = server
+        // The errors Stoat answers by itself (413, 408, 431, a framing
+        // 400, 404, 405, a full ring's 503, ...) in the same JSON shape.
+        .error_body("application/json", engine_error)
         .get(&health_path, move |_| healthz(&s0, &health))
         .get("/v1/version", move |_| version(&s1))
         .get("/v1/kv/{key}", move |req| get_key(&s2, req))
@@ -325,6 +328,30 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response {
 
 fn json_bytes(status: u16, body: Vec<u8>) -> Response {
     Response::json_bytes(body).with_status(status)
+}
+
+/// The body of an error Stoat answers by itself: `{"error": CODE,
+/// "message": TEXT}` like Weasel's own errors, CODE named after the status.
+pub fn engine_error(status: u16, message: &str) -> Vec<u8> {
+    let code = match status {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "too_large",
+        414 => "uri_too_long",
+        431 => "headers_too_large",
+        500 => "internal",
+        501 => "not_implemented",
+        503 => "unavailable",
+        505 => "version_not_supported",
+        _ => "error",
+    };
+    let mut body = serde_json::json!({"error": code, "message": message})
+        .to_string()
+        .into_bytes();
+    body.push(b'\n');
+    body
 }
 
 /// A JSON error answer: `{"error": code, "message": message}`.

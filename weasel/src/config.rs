@@ -43,7 +43,11 @@ max_list_bytes = 4194304
 # snapshot reaches this percentage of the live data (keys and values) ...
 snapshot_log_percent = 50
 # ... and at least this many bytes; 0 turns automatic snapshots off.
-snapshot_min_log_bytes = 16777216
+snapshot_min_log_bytes = 1048576
+# Disk use bound, in percent of the live data: snapshots start early enough that the
+# newest snapshot, the log since it and the next snapshot fit, and commits wait for a
+# snapshot being written while more would not fit. 0: no bound (commits never wait).
+max_disk_percent = 300
 # Token for the admin routes (POST /v1/admin/snapshot, header
 # `Authorization: Bearer TOKEN`); empty: the admin routes are off (404).
 admin_token = ""
@@ -89,8 +93,12 @@ pub struct StoreConfig {
     /// that triggers a snapshot. Default 50; 1 to 100000.
     pub snapshot_log_percent: u64,
     /// ... and at least this many bytes of log; 0: no automatic
-    /// snapshots. Default 16 MiB.
+    /// snapshots. Default 1 MiB.
     pub snapshot_min_log_bytes: u64,
+    /// Disk use bound in percent of the live data (see `Store::maybe_snapshot`
+    /// and `Store::hold_for_disk`). Default 300; 0 (no bound) or 150 to
+    /// 100000.
+    pub max_disk_percent: u64,
     /// Bearer token of the admin routes; empty: off. Default empty.
     pub admin_token: String,
     /// Longest key in bytes. Default 1024; 1 to 65536.
@@ -113,7 +121,8 @@ impl Default for StoreConfig {
             watch_buffer_bytes: 64 << 20,
             max_list_bytes: 4 << 20,
             snapshot_log_percent: 50,
-            snapshot_min_log_bytes: 16 << 20,
+            snapshot_min_log_bytes: 1 << 20,
+            max_disk_percent: 300,
             admin_token: String::new(),
             max_key_bytes: 1024,
             max_value_bytes: 262_144,
@@ -303,6 +312,14 @@ impl StoreConfig {
             1,
             100_000,
         )?;
+        if self.max_disk_percent != 0 {
+            range(
+                "max_disk_percent",
+                self.max_disk_percent as usize,
+                150,
+                100_000,
+            )?;
+        }
         range("max_key_bytes", self.max_key_bytes, 1, 65_536)?;
         range("max_value_bytes", self.max_value_bytes, 1, 1 << 30)?;
         range("max_operations", self.max_operations, 1, 1_000_000)?;

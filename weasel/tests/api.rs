@@ -734,3 +734,57 @@ fn api_details_match_the_document() {
     );
     assert_eq!(bad.status, 400);
 }
+
+/// The errors Stoat answers by itself are JSON `{error, message}` like
+/// Weasel's own (docs/API.md), each over a real socket: 404, 405, a
+/// framing 400, 413, 431, 408. (A full ring's 503 and a deadline's 503
+/// are covered in stoat's `tests/error_body.rs`.)
+#[test]
+fn engine_errors_are_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = Weasel::start_with(
+        &tmp.path().join("data"),
+        "max_body_size = 4096\nmax_header_bytes = 2048\nrequest_timeout_sec = 1",
+        "",
+    );
+    let check = |r: &common::Resp, status: u16, code: &str| {
+        assert_eq!(r.status, status, "{r:?}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+        let v = r.json();
+        assert_eq!(v["error"], code, "{v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    };
+    let mut c = w.conn();
+    check(&c.get("/v1/nope"), 404, "not_found");
+    let r = c.request("DELETE", "/v1/version", &[], b"");
+    check(&r, 405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+
+    let mut c = w.conn();
+    let r = c.request(
+        "POST",
+        "/v1/commit",
+        &[
+            "Content-Type: application/json",
+            "Transfer-Encoding: chunked",
+        ],
+        b"{}",
+    );
+    check(&r, 400, "bad_request");
+
+    let mut c = w.conn();
+    c.send_raw(b"POST /v1/commit HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
+        .unwrap();
+    check(&c.response().unwrap(), 413, "too_large");
+
+    let mut c = w.conn();
+    let big = format!("X-Big: {}", "a".repeat(3000));
+    let _ = c.send("GET", "/v1/version", &[&big], b"");
+    check(&c.response().unwrap(), 431, "headers_too_large");
+
+    // A head that never ends: 408 at the request deadline.
+    let mut c = w.conn();
+    c.send_raw(b"GET /v1/version HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    check(&c.response().unwrap(), 408, "request_timeout");
+}

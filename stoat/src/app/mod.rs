@@ -59,12 +59,15 @@
 //! - `websocket.rs`: [`WebSocket`] endpoints, [`Session`] callbacks,
 //!   [`WsSender`] (send from any thread).
 //! - `health.rs`: [`Health`], the health path's ready/draining answer.
+//! - `error_page.rs`: [`ErrorPage`], the body of the errors the engine
+//!   answers by itself ([`Server::error_body`]).
 //! - `restart.rs`: handing the listeners over to a successor process
 //!   (SIGUSR2), zero-downtime restarts.
 
 mod compress;
 pub mod dashboard;
 mod deferred;
+mod error_page;
 mod files;
 mod handler;
 mod header;
@@ -87,6 +90,7 @@ pub use compress::{
     Workers,
 };
 pub use deferred::{EventStream, Responder, SseEvent};
+pub use error_page::ErrorPage;
 pub use files::{Files, FilesError};
 pub use handler::Handler;
 pub use header::{HeaderValue, InvalidHeader};

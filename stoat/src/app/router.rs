@@ -26,6 +26,7 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::app::deferred::{EventStream, Responder};
+use crate::app::error_page::{self, ErrorPage};
 use crate::app::path_tree::{Captures, PathTree, Pattern, PatternError};
 use crate::app::pipeline::Enqueue;
 use crate::app::request::path_of;
@@ -66,6 +67,9 @@ pub struct Router {
     /// The server's compression (`Server::compression`): applied to every
     /// inline route's response and event stream. `None`: off.
     compression: Option<Box<Compression>>,
+    /// The body of the errors the router and the runtime answer by
+    /// themselves (see `error_page.rs`); `None`: the default bodies.
+    error_page: Option<ErrorPage>,
 }
 
 /// Everything registered for one path shape.
@@ -298,25 +302,44 @@ impl Router {
                 let Kind::Inline(handler) = &route.kind else {
                     // Suspended, streamed and pipelined routes need the
                     // runtime (`Service::call`).
-                    return Response::new(500);
+                    return self.engine_error(Response::new(500));
                 };
                 let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // The handler is user code: a panic must not take the
                 // network thread (and its other connections) down.
                 let res = panic::catch_unwind(AssertUnwindSafe(|| handler.call(&req)))
-                    .unwrap_or_else(|_| Response::new(500));
+                    .unwrap_or_else(|_| self.engine_error(Response::new(500)));
                 match &self.compression {
                     Some(c) => c.apply_inline(&req, res),
                     None => res,
                 }
             }
-            Routed::NotFound => Response::new(404),
+            Routed::NotFound => self.engine_error(Response::new(404)),
             Routed::MethodNotAllowed(allow) => {
                 // RFC 9110 §15.5.6: the origin server MUST generate an Allow
                 // header field in a 405 response.
-                Response::new(405).header("Allow", allow.to_owned())
+                self.engine_error(Response::new(405).header("Allow", allow.to_owned()))
             }
-            Routed::NotImplemented => Response::new(501),
+            Routed::NotImplemented => self.engine_error(Response::new(501)),
+        }
+    }
+
+    /// Sets the body of the errors the engine answers by itself (see
+    /// `error_page.rs`).
+    pub(crate) fn set_error_page(&mut self, page: ErrorPage) {
+        self.error_page = Some(page);
+    }
+
+    /// `response`, an error the engine generated, with the error page's
+    /// body when one is set. Off the hot path: only errors come here.
+    #[cold]
+    fn engine_error(&self, response: Response) -> Response {
+        match &self.error_page {
+            Some(page) => {
+                let message = error_page::message(response.status());
+                page.apply(response, message)
+            }
+            None => response,
         }
     }
 
@@ -391,6 +414,11 @@ impl Service for Router {
         }
     }
 
+    fn error_body(&self, status: u16, message: &str) -> Option<(&str, Vec<u8>)> {
+        let page = self.error_page.as_ref()?;
+        Some((page.content_type(), page.render(status, message)))
+    }
+
     fn open_stream(
         &self,
         raw: &RawRequest<'_>,
@@ -423,12 +451,12 @@ impl Service for Router {
                     }
                 }));
                 if sent.is_err() && !sink.is_sent() {
-                    Response::new(500).send(sink);
+                    self.engine_error(Response::new(500)).send(sink);
                 }
             }
             Kind::Suspend(handler) => {
                 let Some(link) = sink.suspend() else {
-                    return Response::new(500).send(sink);
+                    return self.engine_error(Response::new(500)).send(sink);
                 };
                 let req = Request::routed(*raw, path, &route.names, caps.spans());
                 // A panic drops the responder, which answers 500.
@@ -484,7 +512,7 @@ impl Service for Router {
             }
             Kind::Pipeline(queue) => {
                 let Some(link) = sink.suspend() else {
-                    return Response::new(500).send(sink);
+                    return self.engine_error(Response::new(500)).send(sink);
                 };
                 let responder = Responder::new(link.clone());
                 if let Err(responder) = queue.enqueue(raw, path, caps, responder) {
@@ -492,10 +520,12 @@ impl Service for Router {
                     responder.disarm();
                     sink.unsuspend(&link);
                     // RFC 9110 §15.6.4 and §10.2.3: 503 with Retry-After.
-                    Response::text("the service is busy; retry shortly\n")
-                        .with_status(503)
-                        .header("Retry-After", "1")
-                        .send(sink);
+                    self.engine_error(
+                        Response::text("the service is busy; retry shortly\n")
+                            .with_status(503)
+                            .header("Retry-After", "1"),
+                    )
+                    .send(sink);
                 }
             }
         }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use crate::app::dashboard::{DashboardHook, Extra};
 use crate::app::deferred::{EventStream, Responder};
+use crate::app::error_page::ErrorPage;
 use crate::app::metrics::{self, Exposition, Live, MetricsHook, RouteLabel};
 use crate::app::pipeline::PipelineObs;
 use crate::app::pipeline::{self, Job, Pipeline};
@@ -444,6 +445,33 @@ impl Server {
     /// sample (every second while a page is open).
     pub fn dashboard_hook(mut self, f: impl Fn(&mut Vec<Extra>) + Send + Sync + 'static) -> Server {
         self.dashboard_hooks.push(Arc::new(f));
+        self
+    }
+
+    /// Sets the body of every error the engine answers by itself: the
+    /// protocol errors (400, 408, 413, 414, 431, 501, 505, ...), 404, 405,
+    /// the 503s of a full pipeline ring or a passed request deadline, and
+    /// the 500 of a panicking handler. `render(status, message)` makes the
+    /// body, of type `content_type`; the status and the fields the engine
+    /// adds (`Allow`, `Retry-After`, `Connection: close`) stay. It runs
+    /// only when such an error is answered. Like nginx's `error_page` or
+    /// actix's `ErrorHandlers`, for the engine's own answers:
+    ///
+    /// ```
+    /// use stoat::app::Server;
+    ///
+    /// let server = Server::default().error_body("application/json", |status, message| {
+    ///     format!(r#"{{"error":"http_{status}","message":"{message}"}}"#).into_bytes()
+    /// });
+    /// # let _ = server;
+    /// ```
+    pub fn error_body(
+        mut self,
+        content_type: &str,
+        render: impl Fn(u16, &str) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Server {
+        self.router
+            .set_error_page(ErrorPage::new(content_type, render));
         self
     }
 

@@ -424,9 +424,23 @@ impl Conn {
         ctx: EncodeCtx<'_>,
     ) {
         let msg = err.message().as_bytes();
+        self.respond_error_with(err, "text/plain; charset=utf-8", msg, now, out, ctx);
+    }
+
+    /// [`Conn::respond_error`] with a body of the caller's (the service's
+    /// error page): the status and `Connection: close` stay the error's.
+    pub fn respond_error_with(
+        &mut self,
+        err: ProtoError,
+        content_type: &str,
+        msg: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+        ctx: EncodeCtx<'_>,
+    ) {
         let headers = [Header {
             name: "Content-Type",
-            value: b"text/plain; charset=utf-8",
+            value: content_type.as_bytes(),
         }];
         // An error may come before the head was understood: never a HEAD reply.
         self.head_request = false;

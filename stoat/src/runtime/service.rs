@@ -54,6 +54,16 @@ pub trait Service: Send + Sync + 'static {
     fn answer_late(&self, answer: Answer, res: &mut ResponseSink<'_>) {
         let _ = (answer, res);
     }
+
+    /// The body of an error the runtime answers by itself (a protocol
+    /// error such as 400, 408, 413 or 431; the 503 of a request whose
+    /// deadline passed), given its status and short message: its content
+    /// type and bytes. `None`, the default: the short text body. Called
+    /// only when such an error is answered.
+    fn error_body(&self, status: u16, message: &str) -> Option<(&str, Vec<u8>)> {
+        let _ = (status, message);
+        None
+    }
 }
 
 /// A complete request as the network thread holds it.

@@ -34,8 +34,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::codec::Codecs;
 use crate::config::StoreConfig;
@@ -155,12 +155,39 @@ pub struct Store {
     unhealthy: AtomicBool,
     /// An fsync failed: the process must stop and recover from disk.
     fatal: AtomicBool,
-    /// A snapshot is being written.
-    snapshotting: Arc<AtomicBool>,
+    /// Whether a snapshot is being written, and the bytes on disk.
+    snap: Arc<Snapshotting>,
     /// The outcome window (shared with the writer).
     status: Arc<Mutex<StatusWindow>>,
     /// Held for the life of the store.
     _lock: DirLock,
+}
+
+/// The snapshot thread's state, shared with the commit thread: whether a
+/// snapshot is being written (a commit over the disk bound waits on
+/// `done` for it), and the bytes the data directory holds.
+#[derive(Debug, Default)]
+struct Snapshotting {
+    busy: Mutex<bool>,
+    done: Condvar,
+    /// Size of the newest durable snapshot (0: none).
+    snapshot_bytes: AtomicU64,
+    /// Bytes of the sealed segments not yet retired.
+    sealed_bytes: AtomicU64,
+    /// The live data's size when the newest snapshot was taken.
+    snapshot_live: AtomicU64,
+}
+
+impl Snapshotting {
+    fn busy(&self) -> MutexGuard<'_, bool> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the snapshot finished and wakes a commit waiting for it.
+    fn finish(&self) {
+        *self.busy() = false;
+        self.done.notify_all();
+    }
 }
 
 /// Deletes what snapshot `version` makes useless: older snapshots and the
@@ -502,6 +529,16 @@ impl Store {
         let lock = DirLock::acquire(&dir)?;
         let (mut replayed, base, fell_back, mut records) = load_base(&config, &dir)?;
         let (log, recovered) = Log::open(&dir, config.fsync)?;
+        let snap = Snapshotting::default();
+        if let Ok(files) = snapshot::list(&dir) {
+            let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+            let newest = files.snapshots.iter().rfind(|(v, _)| *v == base);
+            snap.snapshot_bytes
+                .store(newest.map_or(0, |(_, p)| size(p)), Ordering::Relaxed);
+            let sealed = files.segments.iter().filter(|(v, _)| *v > base);
+            snap.sealed_bytes
+                .store(sealed.map(|(_, p)| size(p)).sum(), Ordering::Relaxed);
+        }
         replay_into(
             &mut replayed,
             &config,
@@ -511,6 +548,8 @@ impl Store {
         )
         .map_err(|d| io::Error::new(io::ErrorKind::InvalidData, d))?;
         records += recovered.records.len();
+        snap.snapshot_live
+            .store(replayed.state.bytes as u64, Ordering::Relaxed);
         if !fell_back && base > 0 {
             // Finish a retirement a crash interrupted.
             retire(&dir, base)?;
@@ -544,31 +583,39 @@ impl Store {
             health: RwLock::new(None),
             unhealthy: AtomicBool::new(false),
             fatal: AtomicBool::new(false),
-            snapshotting: Arc::new(AtomicBool::new(false)),
+            snap: Arc::new(snap),
             _lock: lock,
         };
         Ok((store, recovery))
     }
 
     /// After a batch was applied (the writer held): starts a snapshot when
-    /// the active log has grown past `snapshot_log_percent` of the live
-    /// data (and `snapshot_min_log_bytes`), or when `force`d. Returns the
-    /// version snapshotted, or why not.
+    /// the active log has reached its due size (below), or when `force`d.
+    /// Returns the version snapshotted, or why not.
+    ///
+    /// Due size: `snapshot_log_percent` of the live data, but no more than
+    /// three quarters of the room the disk bound leaves beside two
+    /// snapshots (the newest and the next: `max_disk_percent` of the live
+    /// data minus twice the snapshot's size), the last quarter being for
+    /// the log that grows while the next one is written; and at least
+    /// `snapshot_min_log_bytes`. Before that, [`Store::hold_for_disk`]
+    /// makes this batch's commit thread wait while a snapshot being
+    /// written and the files it will retire exceed the bound.
     pub(crate) fn maybe_snapshot(&self, writer: &mut Writer, force: bool) -> Result<u64, String> {
-        use std::sync::atomic::Ordering;
         if self.config.snapshot_min_log_bytes == 0 && !force {
             return Err("snapshots are off".into());
         }
-        if self.snapshotting.load(Ordering::Acquire) {
+        if !force {
+            self.hold_for_disk(writer);
+        }
+        if *self.snap.busy() {
             return Err("a snapshot is being written".into());
         }
         // The copy: keys and Arcs of values, under the read lock (commits
         // are already held off by the writer mutex).
         let image = {
             let state = self.read();
-            let due = (state.bytes as u128 * self.config.snapshot_log_percent as u128 / 100)
-                .max(self.config.snapshot_min_log_bytes as u128);
-            if !force && (writer.log.len() as u128) < due {
+            if !force && (writer.log.len() as u128) < self.due(&state, writer) {
                 return Err("not due".into());
             }
             if writer.log.is_empty() {
@@ -585,42 +632,108 @@ impl Store {
             }
         };
         let version = image.version;
+        let live = self.read().bytes as u64;
+        let sealed = writer.log.len();
         if let Err(e) = writer.log.rotate(version) {
             let why = e.to_string();
             self.note_append(&Err(e), &writer.log);
             return Err(why);
         }
-        self.snapshotting.store(true, Ordering::Release);
+        self.snap.sealed_bytes.fetch_add(sealed, Ordering::Relaxed);
+        *self.snap.busy() = true;
         let dir = self.config.data_dir.clone();
-        let busy = self.snapshotting.clone();
+        let snap = self.snap.clone();
         let spawned = std::thread::Builder::new()
             .name("weasel-snapshot".into())
             .spawn(move || {
                 let started = std::time::Instant::now();
                 let done = snapshot::write(&dir, &image).and_then(|path| {
-                    // Read back whole before anything older goes.
-                    snapshot::load(&path).map_err(io::Error::other)?;
-                    retire(&dir, version)
+                    // Read back and checked whole before anything older
+                    // goes.
+                    let bytes = snapshot::verify(&path).map_err(io::Error::other)?;
+                    retire(&dir, version)?;
+                    Ok(bytes)
                 });
                 match done {
-                    Ok(()) => crate::say!(
-                        "weasel: snapshot at version {version} ({} keys) written in {:?}",
-                        image.items.len(),
-                        started.elapsed()
-                    ),
+                    Ok(bytes) => {
+                        // Every sealed segment is at or before `version`
+                        // (the next rotation waits for this snapshot).
+                        snap.sealed_bytes.store(0, Ordering::Relaxed);
+                        snap.snapshot_bytes.store(bytes, Ordering::Relaxed);
+                        snap.snapshot_live.store(live, Ordering::Relaxed);
+                        crate::say!(
+                            "weasel: snapshot at version {version} ({} keys, {bytes} bytes) \
+                             written in {:?}",
+                            image.items.len(),
+                            started.elapsed()
+                        )
+                    }
                     Err(e) => crate::say!(
                         "weasel: snapshot at version {version} failed ({e}); the log keeps \
                          everything, the next one will retry"
                     ),
                 }
                 drop(image);
-                busy.store(false, Ordering::Release);
+                snap.finish();
             });
         if let Err(e) = spawned {
-            self.snapshotting.store(false, Ordering::Release);
+            self.snap.finish();
             return Err(format!("cannot start the snapshot thread: {e}"));
         }
         Ok(version)
+    }
+
+    /// The active log's size at which a snapshot is due (see
+    /// [`Store::maybe_snapshot`]).
+    fn due(&self, state: &State, writer: &Writer) -> u128 {
+        let live = state.bytes as u128;
+        let mut due = live * self.config.snapshot_log_percent as u128 / 100;
+        if self.config.max_disk_percent != 0 {
+            let bound = live * self.config.max_disk_percent as u128 / 100;
+            let snapshot = self.snapshot_estimate(state, writer);
+            due = due.min(bound.saturating_sub(2 * snapshot) * 3 / 4);
+        }
+        due.max(self.config.snapshot_min_log_bytes as u128)
+    }
+
+    /// The size of the next snapshot: the last one's plus the live data's
+    /// growth since, or when more, the live data plus a key's framing and
+    /// version and an outcome's (request id and outcome, about) each.
+    fn snapshot_estimate(&self, state: &State, writer: &Writer) -> u128 {
+        let computed = (state.bytes + 16 * state.map.len() + 32 * writer.status().len()) as u128;
+        let last = self.snap.snapshot_bytes.load(Ordering::Relaxed) as u128;
+        let live_then = self.snap.snapshot_live.load(Ordering::Relaxed) as u128;
+        // The last one's size plus what the live data grew since, or the
+        // computed size when more (the outcome window fills after start).
+        computed.max(last + (state.bytes as u128).saturating_sub(live_then))
+    }
+
+    /// The disk bound's back-pressure (the writer held, so no batch is
+    /// written meanwhile): while a snapshot is being written and the
+    /// newest snapshot, the sealed segments, the active log and the
+    /// snapshot being written (its estimate) exceed `max_disk_percent` of
+    /// the live data, waits for the snapshot to finish (it then retires
+    /// the old snapshot and the segments). Commits queue in the ring
+    /// meanwhile (503 when it is full). Below `snapshot_min_log_bytes` of
+    /// log nothing waits: the bound does not hold for tiny stores.
+    fn hold_for_disk(&self, writer: &Writer) {
+        if self.config.max_disk_percent == 0 {
+            return;
+        }
+        let over = || {
+            let state = self.read();
+            // 2% kept for the batch written after this check.
+            let bound = state.bytes as u128 * self.config.max_disk_percent as u128 * 98 / 10_000;
+            let snapshot = self.snap.snapshot_bytes.load(Ordering::Relaxed) as u128;
+            let logged =
+                (self.snap.sealed_bytes.load(Ordering::Relaxed) + writer.log.len()) as u128;
+            logged > self.config.snapshot_min_log_bytes as u128
+                && snapshot + logged + self.snapshot_estimate(&state, writer) > bound
+        };
+        let mut busy = self.snap.busy();
+        while *busy && over() {
+            busy = self.snap.done.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// `None` when healthy; otherwise why not (a failed log write or

@@ -209,9 +209,19 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads and checks the snapshot at `path`.
-pub fn load(path: &Path) -> Result<Loaded, String> {
+/// Reads the snapshot at `path` back and checks its header, checksum and
+/// end mark, without decoding it (what a snapshot just written must pass
+/// before anything older is retired: the checksum covers every byte the
+/// writer produced from the image). Returns its size.
+pub fn verify(path: &Path) -> Result<u64, String> {
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    checked_body(&bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// The bytes before the checksum, once the header, end mark and checksum
+/// hold.
+fn checked_body(bytes: &[u8]) -> Result<usize, String> {
     if bytes.len() < MAGIC.len() + 8 + 8 + 8 + 4 + END.len() || &bytes[..8] != MAGIC {
         return Err("not a snapshot (bad header or too short)".into());
     }
@@ -223,6 +233,13 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
     if crc32fast::hash(&bytes[..body_end]) != crc {
         return Err("checksum mismatch".into());
     }
+    Ok(body_end)
+}
+
+/// Reads and checks the snapshot at `path`.
+pub fn load(path: &Path) -> Result<Loaded, String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let body_end = checked_body(&bytes)?;
     let mut r = Reader {
         bytes: &bytes[..body_end],
         at: MAGIC.len(),

@@ -310,6 +310,11 @@ impl Conn {
         self.stream.write_all(&bytes)
     }
 
+    /// Sends `bytes` as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
     /// Sends and reads the response.
     pub fn request(&mut self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Resp {
         self.try_request(method, path, headers, body)

@@ -313,15 +313,16 @@ impl Connection {
         let out = outbox(&mut self.output, &mut ctx.out);
         if let Some(conn) = self.proto.http() {
             let before = out.pending();
-            conn.respond_error(
-                err,
-                ctx.now,
-                out.head_mut(),
-                EncodeCtx {
-                    date: &ctx.date,
-                    server: &shared.server,
-                },
-            );
+            let enc = EncodeCtx {
+                date: &ctx.date,
+                server: &shared.server,
+            };
+            match shared.service.error_body(err.status(), err.message()) {
+                Some((ty, body)) => {
+                    conn.respond_error_with(err, ty, &body, ctx.now, out.head_mut(), enc)
+                }
+                None => conn.respond_error(err, ctx.now, out.head_mut(), enc),
+            }
             if ctx.obs.on() {
                 ctx.obs.response(u32::MAX, err.status(), ctx.now);
                 if ctx.obs.logs() {

@@ -135,17 +135,24 @@ impl Connection {
                 link.close();
                 self.link = None;
                 link.settle(|c| &c.expired);
+                const LATE: &str = "the request was not answered in time\n";
+                let page = shared.service.error_body(503, LATE.trim_end());
                 self.late_answer(shared, ctx, link, |sink| {
                     // RFC 9110 §15.6.4: 503, the server cannot answer now.
-                    sink.send(
-                        503,
-                        &[Header {
-                            name: "Retry-After",
-                            value: b"1",
-                        }],
-                        Body::Static(b"the request was not answered in time\n"),
-                        false,
-                    );
+                    let retry = Header {
+                        name: "Retry-After",
+                        value: b"1",
+                    };
+                    match page {
+                        Some((ty, body)) => {
+                            let ct = Header {
+                                name: "Content-Type",
+                                value: ty.as_bytes(),
+                            };
+                            sink.send(503, &[ct, retry], Body::Bytes(body), false)
+                        }
+                        None => sink.send(503, &[retry], Body::Static(LATE.as_bytes()), false),
+                    }
                 });
                 ctx.requests += 1;
             }
