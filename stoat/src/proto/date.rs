@@ -319,4 +319,23 @@ mod tests {
         plain.update(1);
         assert_eq!(plain.tail(b""), Some(&plain.head_end()[..]));
     }
+
+    /// The cache's own copy of its `Server` value is that value, and is
+    /// recognised (by address) as a copy made elsewhere is (by content).
+    #[test]
+    fn own_server_value_finds_the_same_tail() {
+        for server in [&b"stoat"[..], b"", b"another-server/1.0"] {
+            let mut cache = DateCache::with_server(784_111_777, server);
+            assert_eq!(cache.server(), server);
+            let copy = server.to_vec();
+            assert_eq!(cache.tail(cache.server()), cache.tail(&copy));
+            assert!(cache.tail(cache.server()).is_some());
+            cache.update(784_111_778);
+            assert_eq!(cache.tail(cache.server()), cache.tail(&copy));
+            assert!(cache
+                .tail(cache.server())
+                .unwrap()
+                .ends_with(b":38 GMT\r\n\r\n"));
+        }
+    }
 }

@@ -1347,4 +1347,51 @@ mod tests {
         assert_eq!(custom_status_line(&mut buf, 100), b"HTTP/1.1 100 \r\n");
         assert_eq!(custom_status_line(&mut buf, 709), b"HTTP/1.1 709 \r\n");
     }
+
+    /// A small body written with its head is the head `encode_head`
+    /// writes followed by the body, where a body follows (not for HEAD,
+    /// 204 or 304), for either start and every framing.
+    #[test]
+    fn small_body_follows_its_head() {
+        let headers = [h("Content-Type", b"text/plain; charset=utf-8")];
+        let preset = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n";
+        let date = DateCache::with_server(NOW, b"stoat");
+        let ctx = EncodeCtx {
+            date: &date,
+            server: date.server(),
+        };
+        for body in [&b"x"[..], b"Hello, World!", &[b'a'; SMALL_BODY]] {
+            for framing in [GET, HEAD, CLOSE, HTTP10] {
+                for status in [200, 204, 304, 404] {
+                    let starts = [
+                        HeadStart::Headers(&headers),
+                        HeadStart::Preformatted(preset),
+                    ];
+                    for start in starts {
+                        if matches!(start, HeadStart::Preformatted(_)) && status != 200 {
+                            continue;
+                        }
+                        let head = ResponseHead {
+                            status,
+                            start,
+                            body: Length(body.len() as u64),
+                        };
+                        let mut want = b"before".to_vec();
+                        let want_mode = encode_head(&mut want, head, framing, ctx);
+                        if want_mode == BodyMode::Raw {
+                            want.extend_from_slice(body);
+                        }
+                        let mut got = b"before".to_vec();
+                        let mode = encode_response(&mut got, head, framing, ctx, body);
+                        assert_eq!(mode, want_mode, "{status} {framing:?}");
+                        assert_eq!(
+                            String::from_utf8_lossy(&got),
+                            String::from_utf8_lossy(&want),
+                            "{status} {framing:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
