@@ -45,10 +45,8 @@ nginx_conf() { # PORT -> dir of a single-process, foreground nginx config
 spec() {
   case $1 in
     stoat-per_core) [[ -x $stoat ]] && echo "/plaintext|$stoat --port $2 --threads 1 --model per_core" ;;
-    # The shared model's sweep visits every slot of its table each 250 ms, a
-    # cost per second that callgrind's slowness spreads over few connections:
-    # a table of 1024 (not 10,000) keeps it from dominating.
-    stoat-shared) [[ -x $stoat ]] && echo "/plaintext|$stoat --port $2 --threads 1 --model shared --max-connections 1024" ;;
+    # The default table: the shared sweep walks only the slots handed out.
+    stoat-shared) [[ -x $stoat ]] && echo "/plaintext|$stoat --port $2 --threads 1 --model shared" ;;
     may|hyper|actix)
       local b=$peers/shared/target/release/peer-$1
       [[ -x $b ]] && echo "/plaintext|$b --port $2 --threads 1" ;;

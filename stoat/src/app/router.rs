@@ -333,6 +333,7 @@ impl Router {
     /// `response`, an error the engine generated, with the error page's
     /// body when one is set. Off the hot path: only errors come here.
     #[cold]
+    #[inline(never)]
     fn engine_error(&self, response: Response) -> Response {
         match &self.error_page {
             Some(page) => {
@@ -405,6 +406,14 @@ impl Router {
     }
 }
 
+/// An inline route's response through the server's compression (out of
+/// line: the uncompressed path stays small).
+#[cold]
+#[inline(never)]
+fn send_compressed(c: &Compression, req: &Request<'_>, res: Response, sink: &mut ResponseSink<'_>) {
+    c.apply_inline(req, res).send(sink)
+}
+
 impl Service for Router {
     /// A late answer is the `Response` a `Responder` (or a pipeline job)
     /// left (app/deferred.rs).
@@ -446,7 +455,7 @@ impl Service for Router {
                 let sent = panic::catch_unwind(AssertUnwindSafe(|| {
                     let res = handler.call(&req);
                     match &self.compression {
-                        Some(c) => c.apply_inline(&req, res).send(sink),
+                        Some(c) => send_compressed(c, &req, res, sink),
                         None => res.send(sink),
                     }
                 }));

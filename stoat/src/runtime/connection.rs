@@ -313,6 +313,14 @@ impl Connection {
         parked.client.or(parked.peer)
     }
 
+    /// Hands the access-log entries of this drive to the log's queue (out
+    /// of line: `drive` stays small enough to inline into the loop).
+    #[cold]
+    #[inline(never)]
+    fn send_log_entries(&mut self, ctx: &mut ThreadCtx) {
+        ctx.obs.finish(|| self.log_remote());
+    }
+
     /// Whether a stop may close it now: idle for [`STOP_IDLE_GRACE`].
     pub fn stop_may_close(&self, now: Instant, limits: &Limits) -> bool {
         if !self.is_idle() {
@@ -400,8 +408,8 @@ impl Connection {
     pub fn drive(&mut self, shared: &Shared, ctx: &mut ThreadCtx, peer_closed: bool) -> Next {
         ctx.obs.begin();
         let next = self.drive_inner(shared, ctx, peer_closed);
-        if ctx.obs.on() {
-            ctx.obs.finish(|| self.log_remote());
+        if ctx.obs.on() && ctx.obs.has_entries() {
+            self.send_log_entries(ctx);
         }
         // ctx.out is the thread's scratch: whatever a closing connection
         // left there must never reach the next connection.

@@ -207,6 +207,12 @@ impl Observe {
         }
     }
 
+    /// Whether this drive left access-log entries to send.
+    #[inline(always)]
+    pub fn has_entries(&self) -> bool {
+        !self.entries.is_empty()
+    }
+
     /// The output of this drive was written: its access-log entries are
     /// queued, in order, with the client's address from `remote` (called
     /// only when there are entries: the connection keeps the address, so
