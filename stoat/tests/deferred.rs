@@ -576,11 +576,11 @@ fn sse_basics(model: Model) {
     assert_eq!(c.next_event(), None);
     assert!(c.ended, "the stream ends with the last chunk");
 
+    // Nothing is ever sent on /idle: what arrives (within the client's
+    // read timeout) can only be the heartbeat.
     let mut c = SseClient::open(addr, "/idle", "");
     c.head();
-    let start = Instant::now();
     assert_eq!(c.next_event().unwrap(), ":", "a heartbeat comment");
-    assert!(start.elapsed() < Duration::from_secs(3));
     idle.lock().unwrap().clear();
     assert_eq!(c.next_event(), None);
     stop(server);
