@@ -190,6 +190,15 @@ impl Snapshotting {
     }
 }
 
+/// Calls [`Snapshotting::finish`] when dropped.
+struct FinishOnDrop<'a>(&'a Snapshotting);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
 /// Deletes what snapshot `version` makes useless: older snapshots and the
 /// segments sealed at or before it (then syncs the directory).
 fn retire(dir: &Path, version: u64) -> io::Result<()> {
@@ -646,6 +655,9 @@ impl Store {
         let spawned = std::thread::Builder::new()
             .name("weasel-snapshot".into())
             .spawn(move || {
+                // Finished however this thread ends, a panic included: a
+                // commit held for the disk bound waits for it.
+                let _finish = FinishOnDrop(&snap);
                 let started = std::time::Instant::now();
                 let done = snapshot::write(&dir, &image).and_then(|path| {
                     // Read back and checked whole before anything older
@@ -674,7 +686,6 @@ impl Store {
                     ),
                 }
                 drop(image);
-                snap.finish();
             });
         if let Err(e) = spawned {
             self.snap.finish();
