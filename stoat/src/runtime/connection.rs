@@ -193,6 +193,21 @@ struct Input {
     end: usize,
 }
 
+impl Input {
+    /// A buffer from the pool, holding nothing yet.
+    #[inline]
+    fn new(mem: Box<[u8]>) -> Input {
+        Input {
+            mem,
+            start: 0,
+            body_start: 0,
+            body_end: 0,
+            parse: 0,
+            end: 0,
+        }
+    }
+}
+
 /// A request too large for one buffer: its head bytes, then its body.
 /// `_grant` holds the budget for all of it, reserved up front.
 struct Spill {

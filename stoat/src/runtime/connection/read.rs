@@ -97,14 +97,7 @@ impl Connection {
             let Some(mem) = shared.pool.take(&mut ctx.local) else {
                 return Err(Next::WaitBuffer);
             };
-            self.input = Some(Input {
-                mem,
-                start: 0,
-                body_start: 0,
-                body_end: 0,
-                parse: 0,
-                end: 0,
-            });
+            self.input = Some(Input::new(mem));
         }
         match &self.input {
             Some(input) if input.end < input.mem.len() => Ok(()),
@@ -120,14 +113,7 @@ impl Connection {
             let Some(mem) = shared.pool.take(&mut ctx.local) else {
                 return Err(Next::WaitBuffer);
             };
-            let mut input = Input {
-                mem,
-                start: 0,
-                body_start: 0,
-                body_end: 0,
-                parse: 0,
-                end: 0,
-            };
+            let mut input = Input::new(mem);
             if let Some(bytes) = self.take_parked_bytes() {
                 input.mem[..bytes.len()].copy_from_slice(&bytes);
                 input.end = bytes.len();
