@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use crate::app::deferred::Responder;
 use crate::app::path_tree::Captures;
-use crate::app::request::client_addr_of;
+use crate::app::request::client_addr_given;
 use crate::app::router::Kind;
 use crate::app::{IntoResponse, Request, Response, SendError, Server};
 use crate::proto::{Method, RequestHead};
@@ -376,6 +376,8 @@ impl<R: Copy + Send + Sync + 'static> Enqueue for Entry<R> {
             // The path is always inside the head; keep a valid range anyway.
             0..0
         };
+        // One `getpeername` for both addresses.
+        let peer = raw.conn.peer_addr();
         let job = Job {
             head: raw.head.clone(),
             body: head_len..bytes.len(),
@@ -387,8 +389,8 @@ impl<R: Copy + Send + Sync + 'static> Enqueue for Entry<R> {
             responder: Some(responder),
             arena: ArenaSlot::new(),
             addrs: Resolved {
-                peer: raw.conn.peer_addr(),
-                client: client_addr_of(raw),
+                peer,
+                client: client_addr_given(raw, || peer),
             },
             pushed: self.obs.metrics.get().map(|_| Instant::now()),
         };

@@ -270,12 +270,22 @@ impl<'a> Request<'a> {
 /// [`Request::client_addr`] of `raw`: the one place forwarding fields are
 /// read.
 pub(crate) fn client_addr_of(raw: &RawRequest<'_>) -> Option<SocketAddr> {
+    client_addr_given(raw, || raw.conn.peer_addr())
+}
+
+/// [`client_addr_of`] with the connection's peer from `peer` (asked only
+/// when needed), for a caller that has it already (a pipeline job resolves
+/// both addresses with one `getpeername`).
+pub(crate) fn client_addr_given(
+    raw: &RawRequest<'_>,
+    peer: impl FnOnce() -> Option<SocketAddr>,
+) -> Option<SocketAddr> {
     if let Some(resolved) = raw.conn.resolved() {
         return resolved.client;
     }
     let nearest = match raw.conn.proxied() {
         Some(client) => client,
-        None => raw.conn.peer_addr()?,
+        None => peer()?,
     };
     if !raw.conn.is_trusted(nearest.ip()) {
         return Some(nearest);
