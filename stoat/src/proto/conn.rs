@@ -289,16 +289,14 @@ impl Conn {
         out: &mut Vec<u8>,
         ctx: EncodeCtx<'_>,
     ) -> BodyMode {
-        let (keep, framing) = self.framing(close);
-        let mode = encode::encode_head(out, head, framing, ctx);
-        self.responded(mode, keep, now);
-        mode
+        self.respond_small(head, close, now, out, ctx, &[])
     }
 
     /// [`Conn::respond`] for a response whose whole body is `body`, at
     /// most [`encode::SMALL_BODY`] bytes (`head.body` its length): the body
     /// is written with the head when one follows it (see
-    /// [`encode::encode_response`]), so nothing is left to write.
+    /// [`encode::encode_response`]), so nothing is left to write. An empty
+    /// `body` is [`Conn::respond`].
     #[inline]
     pub fn respond_small(
         &mut self,
@@ -308,10 +306,11 @@ impl Conn {
         out: &mut Vec<u8>,
         ctx: EncodeCtx<'_>,
         body: &[u8],
-    ) {
+    ) -> BodyMode {
         let (keep, framing) = self.framing(close);
         let mode = encode::encode_response(out, head, framing, ctx, body);
         self.responded(mode, keep, now);
+        mode
     }
 
     /// Whether the connection persists after the response being sent, and

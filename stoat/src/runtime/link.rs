@@ -199,6 +199,8 @@ pub struct Link {
     /// Owner: the stream's content coding, applied to every byte the owner
     /// writes for it (events, heartbeats, the end). `None`: identity.
     coder: Mutex<Option<Box<dyn StreamCoder>>>,
+    /// Whether `coder` was set: an identity stream's events skip its lock.
+    has_coder: AtomicBool,
     pub(crate) counters: Arc<AsyncCounters>,
     /// The route's index for the metrics (`u32::MAX`: none).
     pub(crate) route: u32,
@@ -226,6 +228,7 @@ impl Link {
             deadline,
             last_beat: Mutex::new(Instant::now()),
             coder: Mutex::new(None),
+            has_coder: AtomicBool::new(false),
             counters,
             route,
         })
@@ -397,12 +400,16 @@ impl Link {
     /// the link: every byte of the body goes through it).
     pub(crate) fn set_coder(&self, coder: Box<dyn StreamCoder>) {
         *self.coder.lock().unwrap_or_else(|e| e.into_inner()) = Some(coder);
+        self.has_coder.store(true, Ordering::Release);
     }
 
     /// Owner: `bytes` of the stream as they go on the wire: coded and
     /// flushed when the stream has a coding (then handed to `emit`), else
     /// as they are.
     pub(crate) fn coded(&self, bytes: &[u8], emit: impl FnOnce(&[u8])) {
+        if !self.has_coder.load(Ordering::Acquire) {
+            return emit(bytes);
+        }
         let mut coder = self.coder.lock().unwrap_or_else(|e| e.into_inner());
         match coder.as_mut() {
             Some(c) => emit(c.code(bytes)),
@@ -413,6 +420,9 @@ impl Link {
     /// Owner: the coding's last bytes at the stream's end (nothing for
     /// identity); the coding is gone after it.
     pub(crate) fn finish_coding(&self, emit: impl FnOnce(&[u8])) {
+        if !self.has_coder.load(Ordering::Acquire) {
+            return;
+        }
         let coder = self.coder.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut c) = coder {
             emit(c.finish());

@@ -159,9 +159,10 @@ impl ResponseSink<'_> {
         };
         match &body {
             // A small static body goes out with its head, in one copy.
-            Body::Static(bytes) if bytes.len() <= encode::SMALL_BODY => self
-                .conn
-                .respond_small(head, close, self.now, out, ctx, bytes),
+            Body::Static(bytes) if bytes.len() <= encode::SMALL_BODY => {
+                self.conn
+                    .respond_small(head, close, self.now, out, ctx, bytes);
+            }
             _ => {
                 let mode = self.conn.respond(head, close, self.now, out, ctx);
                 if mode == BodyMode::Raw {
