@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 
 use crate::app::header::{self, HeaderValue, InvalidHeader, Kind};
-use crate::proto::encode::{HeadStart, Header};
+use crate::proto::encode::Header;
 use crate::runtime::{Body, ResponseSink};
 
 /// Each common content type, and the head of a `200` with it and no other
@@ -266,12 +266,7 @@ impl Response {
     pub(crate) fn send(self, sink: &mut ResponseSink<'_>) {
         if self.headers.is_empty() && self.status == 200 {
             if let Some(start) = self.preset {
-                return sink.send_start(
-                    self.status,
-                    HeadStart::Preformatted(start),
-                    self.body,
-                    self.close,
-                );
+                return sink.send_preset(self.status, start, self.body, self.close);
             }
         }
         self.emit(|status, headers, body, close| sink.send(status, headers, body, close));

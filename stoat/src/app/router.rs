@@ -850,11 +850,13 @@ mod tests {
         let mut out = Outbox::default();
         let date = DateCache::new(784111777);
         let running = std::sync::atomic::AtomicBool::new(false);
+        let mut memo = crate::proto::encode::HeadMemo::default();
         let mut sink = ResponseSink {
             conn: &mut conn,
             out: &mut out,
             date: &date,
             server: b"stoat",
+            memo: &mut memo,
             now,
             sent: false,
             stopping: &running,

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::proto::body::{BodyDecoder, BodyKind};
 use crate::proto::encode::{
-    self, BodyMode, EncodeCtx, Framing, HeadStart, Header, ResponseBody, ResponseHead,
+    self, BodyMode, EncodeCtx, Framing, HeadMemo, HeadStart, Header, ResponseBody, ResponseHead,
 };
 use crate::proto::{HeadParser, Limits, Method, ProtoError, RequestHead, Version};
 
@@ -309,6 +309,29 @@ impl Conn {
     ) -> BodyMode {
         let (keep, framing) = self.framing(close);
         let mode = encode::encode_response(out, head, framing, ctx, body);
+        self.responded(mode, keep, now);
+        mode
+    }
+
+    /// [`Conn::respond_small`] for a preformatted `&'static` start (a
+    /// preset of `Response`), through the thread's [`HeadMemo`]: the same
+    /// bytes, one copy when the last such head was the same.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn respond_preset(
+        &mut self,
+        status: u16,
+        start: &'static [u8],
+        body: ResponseBody,
+        close: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+        ctx: EncodeCtx<'_>,
+        small: &'static [u8],
+        memo: &mut HeadMemo,
+    ) -> BodyMode {
+        let (keep, framing) = self.framing(close);
+        let mode = memo.encode(out, status, start, body, framing, ctx, small);
         self.responded(mode, keep, now);
         mode
     }

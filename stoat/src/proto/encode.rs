@@ -160,6 +160,127 @@ pub fn encode_response(
     }
 }
 
+/// Most bytes of a head [`HeadMemo`] keeps.
+pub const MEMO_BYTES: usize = 256;
+
+/// The last preformatted head this thread encoded, kept whole with its
+/// small static body: a handler that answers the same way again (the same
+/// static start and body, framing, `Server` and second) gets its response
+/// with one copy instead of having it encoded piece by piece. One per
+/// network thread, never per connection. The key holds addresses, not
+/// bytes: the start and the small body are `&'static` slices (a preset of
+/// `Response`, a `Body::Static`), whose bytes cannot change, so the same
+/// address and length are the same bytes.
+#[derive(Debug, Clone)]
+pub struct HeadMemo {
+    key: MemoKey,
+    mode: BodyMode,
+    len: usize,
+    /// The head, and the small static body written with it.
+    bytes: [u8; MEMO_BYTES],
+}
+
+/// Everything the bytes depend on, packed in words so that a lookup is a
+/// few loads and compares: the start's address; its length, the status,
+/// the framing facts, the small body's length and the `Server` length; the
+/// body length (0 for `Empty`: a `Length` is never 0 here); the `Date`
+/// second; the `Server` value's address; the small body's address (a
+/// `&'static` slice too).
+type MemoKey = [u64; 6];
+
+/// Whether two keys are equal, without branches per word.
+#[inline(always)]
+fn same_key(a: &MemoKey, b: &MemoKey) -> bool {
+    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])
+        == 0
+}
+
+impl Default for HeadMemo {
+    fn default() -> HeadMemo {
+        HeadMemo {
+            // No head has a start at address 0.
+            key: [0; 6],
+            mode: BodyMode::None,
+            len: 0,
+            bytes: [0; MEMO_BYTES],
+        }
+    }
+}
+
+impl HeadMemo {
+    /// [`encode_response`] for `HeadStart::Preformatted(start)`: the same
+    /// bytes, copied from the memo when the last head had the same key.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        start: &'static [u8],
+        body: ResponseBody,
+        framing: Framing,
+        ctx: EncodeCtx<'_>,
+        small: &'static [u8],
+    ) -> BodyMode {
+        let length = match body {
+            ResponseBody::Length(n) => n,
+            ResponseBody::Empty | ResponseBody::Chunked => 0,
+        };
+        let packed = start.len() as u64
+            | u64::from(status) << 16
+            | u64::from(framing.close) << 32
+            | u64::from(framing.head_request) << 33
+            | u64::from(framing.http10) << 34
+            | (small.len() as u64) << 35
+            | (ctx.server.len() as u64) << 41;
+        let key = [
+            start.as_ptr() as u64,
+            packed,
+            length,
+            ctx.date.secs(),
+            ctx.server.as_ptr() as u64,
+            small.as_ptr() as u64,
+        ];
+        // Lengths that would not fit their bits never match a key.
+        let fits = start.len() < 1 << 16 && small.len() < 1 << 6 && ctx.server.len() < 1 << 23;
+        if !(fits && same_key(&self.key, &key) && body != ResponseBody::Chunked) {
+            return self.fill(fits, key, out, status, start, body, framing, ctx, small);
+        }
+        out.extend_from_slice(&self.bytes[..self.len.min(MEMO_BYTES)]);
+        self.mode
+    }
+
+    /// A miss: encodes the head, and keeps it if it fits.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        fits: bool,
+        key: MemoKey,
+        out: &mut Vec<u8>,
+        status: u16,
+        start: &[u8],
+        body: ResponseBody,
+        framing: Framing,
+        ctx: EncodeCtx<'_>,
+        small: &[u8],
+    ) -> BodyMode {
+        let at = out.len();
+        let mode = encode_preformatted(out, status, start, body, framing, ctx, small);
+        let bytes = &out[at..];
+        if fits && bytes.len() <= MEMO_BYTES && body != ResponseBody::Chunked {
+            self.bytes[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
+            self.mode = mode;
+            self.key = key;
+        } else {
+            self.key = [0; 6];
+        }
+        mode
+    }
+}
+
 /// [`encode_head`] for [`HeadStart::Headers`].
 fn encode_lines(
     out: &mut Vec<u8>,
@@ -957,6 +1078,73 @@ mod tests {
                 mode: BodyMode::$mode,
             }),*]
         };
+    }
+
+    /// The memo gives exactly the encoder's bytes and mode, whatever came
+    /// before: every case is encoded after every other case (a miss), and
+    /// twice in a row (the second a hit), including a date change.
+    #[test]
+    fn head_memo_matches_the_encoder() {
+        static STARTS: [&[u8]; 2] = [
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
+        ];
+        static BODIES: [&[u8]; 3] = [b"", b"Hello, World!", b"{}"];
+        let mut cases = Vec::new();
+        for start in STARTS {
+            for small in BODIES {
+                // A small static body, or (empty `small`) a body of that
+                // length sent after the head by the caller.
+                for (body, small) in [(small.len(), small), (small.len() + 100, &b""[..])] {
+                    for bits in 0..8u8 {
+                        let framing = Framing {
+                            close: bits & 1 != 0,
+                            head_request: bits & 2 != 0,
+                            http10: bits & 4 != 0,
+                        };
+                        let body = match body {
+                            0 => Empty,
+                            n => Length(n as u64),
+                        };
+                        for server in [&b"stoat"[..], b""] {
+                            cases.push((start, body, framing, small, server));
+                        }
+                    }
+                }
+            }
+        }
+        let mut dates = [DateCache::new(NOW), DateCache::new(NOW + 1)];
+        let mut memo = HeadMemo::default();
+        let mut check = |case: &(&'static [u8], ResponseBody, Framing, &'static [u8], &[u8]),
+                         date: &DateCache| {
+            let &(start, body, framing, small, server) = case;
+            let ctx = EncodeCtx { date, server };
+            let mut want = b"before".to_vec();
+            let head = ResponseHead {
+                status: 200,
+                start: HeadStart::Preformatted(start),
+                body,
+            };
+            let want_mode = encode_response(&mut want, head, framing, ctx, small);
+            let mut got = b"before".to_vec();
+            let mode = memo.encode(&mut got, 200, start, body, framing, ctx, small);
+            assert_eq!(
+                (mode, String::from_utf8_lossy(&got)),
+                (want_mode, String::from_utf8_lossy(&want))
+            );
+        };
+        for (i, a) in cases.iter().enumerate() {
+            for b in &cases[i..] {
+                for date in &dates {
+                    check(a, date);
+                    check(a, date);
+                    check(b, date);
+                }
+            }
+        }
+        dates[0].update(NOW + 2);
+        check(&cases[0], &dates[0]);
+        check(&cases[0], &dates[0]);
     }
 
     #[test]

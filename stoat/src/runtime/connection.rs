@@ -23,6 +23,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::proto::encode::HeadMemo;
 use crate::proto::{Conn, DateCache, Limits, RequestHead};
 use crate::runtime::arena::{ArenaSlot, ArenaStats};
 use crate::runtime::body_stream::StreamState;
@@ -88,6 +89,8 @@ pub(crate) struct ThreadCtx {
     pub head: RequestHead,
     pub out: Outbox,
     pub date: DateCache,
+    /// The last preformatted head encoded here (see `HeadMemo`).
+    pub memo: HeadMemo,
     pub now: Instant,
     pub local: LocalPool,
     /// Requests answered by this thread (read by `Stats`).
@@ -125,6 +128,7 @@ impl ThreadCtx {
             head,
             out: Outbox::default(),
             date: DateCache::with_server(unix, &shared.server),
+            memo: HeadMemo::default(),
             now,
             local: LocalPool::new(),
             requests: 0,

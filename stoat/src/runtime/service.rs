@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::proto::encode::{self, BodyMode, EncodeCtx, HeadStart, Header, ResponseHead};
+use crate::proto::encode::{self, BodyMode, EncodeCtx, HeadMemo, HeadStart, Header, ResponseHead};
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
 use crate::runtime::arena::ArenaSlot;
 use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
@@ -89,6 +89,8 @@ pub struct ResponseSink<'a> {
     pub(crate) out: &'a mut Outbox,
     pub(crate) date: &'a DateCache,
     pub(crate) server: &'a [u8],
+    /// The thread's last preformatted head (see [`ResponseSink::send_preset`]).
+    pub(crate) memo: &'a mut HeadMemo,
     pub(crate) now: Instant,
     pub(crate) sent: bool,
     /// The server's stop flag, read when the response is sent (a stop may
@@ -102,6 +104,15 @@ pub struct ResponseSink<'a> {
     pub(crate) route: u32,
     /// The status sent (0 before).
     pub(crate) status: u16,
+}
+
+/// A body's framing, from its length.
+#[inline(always)]
+fn framing_of(body: &Body) -> ResponseBody {
+    match body.len() as u64 {
+        0 => ResponseBody::Empty,
+        n => ResponseBody::Length(n),
+    }
 }
 
 /// What [`ResponseSink::suspend`] and [`ResponseSink::stream`] need.
@@ -134,24 +145,14 @@ impl ResponseSink<'_> {
     /// response is copied whole.
     #[inline(always)]
     pub fn send_start(&mut self, status: u16, start: HeadStart<'_>, body: Body, close: bool) {
-        debug_assert!(!self.sent, "a response was already sent");
-        if self.sent {
+        let Some(close) = self.begin(status, close) else {
             return;
-        }
-        self.sent = true;
-        self.status = status;
-        let len = body.len() as u64;
-        let framing = if len == 0 {
-            ResponseBody::Empty
-        } else {
-            ResponseBody::Length(len)
         };
-        let close = close || self.stopping.load(Ordering::Acquire);
         let out = self.out.head_mut();
         let head = ResponseHead {
             status,
             start,
-            body: framing,
+            body: framing_of(&body),
         };
         let ctx = EncodeCtx {
             date: self.date,
@@ -170,6 +171,61 @@ impl ResponseSink<'_> {
                 }
             }
         }
+    }
+
+    /// [`ResponseSink::send_start`] for a head start formatted at compile
+    /// time (a preset of `Response`): the head comes from the thread's
+    /// [`HeadMemo`] when the last one was the same.
+    #[inline(always)]
+    pub(crate) fn send_preset(
+        &mut self,
+        status: u16,
+        start: &'static [u8],
+        body: Body,
+        close: bool,
+    ) {
+        let Some(close) = self.begin(status, close) else {
+            return;
+        };
+        let out = self.out.head_mut();
+        let ctx = EncodeCtx {
+            date: self.date,
+            server: self.server,
+        };
+        // A small static body goes out with its head, in one copy.
+        let small: &'static [u8] = match &body {
+            Body::Static(bytes) if bytes.len() <= encode::SMALL_BODY => bytes,
+            _ => &[],
+        };
+        let written = small.len() == body.len();
+        let mode = self.conn.respond_preset(
+            status,
+            start,
+            framing_of(&body),
+            close,
+            self.now,
+            out,
+            ctx,
+            small,
+            self.memo,
+        );
+        if mode == BodyMode::Raw && !written {
+            self.out.push_body(body);
+        }
+    }
+
+    /// Marks the response sent: `None` if one was sent already (a bug,
+    /// asserted in debug builds); else whether the connection closes after
+    /// it (asked, or the server stopping).
+    #[inline(always)]
+    fn begin(&mut self, status: u16, close: bool) -> Option<bool> {
+        debug_assert!(!self.sent, "a response was already sent");
+        if self.sent {
+            return None;
+        }
+        self.sent = true;
+        self.status = status;
+        Some(close || self.stopping.load(Ordering::Acquire))
     }
 
     /// Answers through a [`BodySink`], as a streamed-body route does (used

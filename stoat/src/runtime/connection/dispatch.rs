@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::read::Req;
 use super::write::outbox;
 use super::{Connection, Machine, Next, Shared, ThreadCtx};
-use crate::proto::encode::encode_chunk;
+use crate::proto::encode::{encode_chunk, HeadMemo};
 use crate::proto::{Conn, DateCache, HeadParser, ProtoError};
 use crate::runtime::link::{Link, Mail};
 use crate::runtime::metrics::Counter;
@@ -70,7 +70,15 @@ impl Connection {
             return;
         };
         let out = outbox(&mut self.output, &mut ctx.out);
-        let mut sink = response_sink(conn, out, &ctx.date, ctx.now, &ctx.stop_flag, None);
+        let mut sink = response_sink(
+            conn,
+            out,
+            &ctx.date,
+            &mut ctx.memo,
+            ctx.now,
+            &ctx.stop_flag,
+            None,
+        );
         sink.route = link.route;
         let before = if ctx.obs.logs() {
             sink.out.pending()
@@ -171,7 +179,15 @@ impl Connection {
             backlog: shared.sse_backlog,
             counters: &shared.counters,
         };
-        let mut sink = response_sink(conn, out, &ctx.date, ctx.now, &ctx.stop_flag, Some(link));
+        let mut sink = response_sink(
+            conn,
+            out,
+            &ctx.date,
+            &mut ctx.memo,
+            ctx.now,
+            &ctx.stop_flag,
+            Some(link),
+        );
         let before = if ctx.obs.logs() {
             sink.out.pending()
         } else {
@@ -261,10 +277,12 @@ impl Connection {
 /// built (a request dispatched now, with its `link` to suspend or stream;
 /// a late answer or a deadline's 503, without).
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn response_sink<'a>(
     conn: &'a mut Conn,
     out: &'a mut Outbox,
     date: &'a DateCache,
+    memo: &'a mut HeadMemo,
     now: Instant,
     stopping: &'a AtomicBool,
     link: Option<LinkCtx<'a>>,
@@ -276,6 +294,7 @@ fn response_sink<'a>(
         // The date cache's copy of `shared.server`: its tail is found
         // without comparing the value (`DateCache::tail`).
         server: date.server(),
+        memo,
         now,
         sent: false,
         stopping,
