@@ -192,16 +192,19 @@ impl Conn {
             // lines are consumed here; before a request line the head parser
             // skips them itself, so spans stay relative to `input`. A lone
             // trailing CR stays: it may be the start of the next CRLF.
-            let mut skipped = 0;
-            while skipped < input.len() {
-                match input[skipped] {
-                    b'\n' => skipped += 1,
-                    b'\r' if input.get(skipped + 1) == Some(&b'\n') => skipped += 2,
-                    _ => break,
+            // Most heads begin with their method: one compare skips the scan.
+            if !matches!(input.first(), Some(&b) if b > b'\r') {
+                let mut skipped = 0;
+                while skipped < input.len() {
+                    match input[skipped] {
+                        b'\n' => skipped += 1,
+                        b'\r' if input.get(skipped + 1) == Some(&b'\n') => skipped += 2,
+                        _ => break,
+                    }
                 }
-            }
-            if skipped == input.len() || input[skipped..] == *b"\r" {
-                return Ok((skipped, self.idle_input_end()));
+                if skipped == input.len() || input[skipped..] == *b"\r" {
+                    return Ok((skipped, self.idle_input_end()));
+                }
             }
             // A connection's first head is timed from the accept: bytes that
             // sat unread (waiting for a buffer) do not restart the clock.
