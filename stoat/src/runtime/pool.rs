@@ -148,11 +148,19 @@ impl Pool {
 
     /// Takes a buffer: from the thread cache, the shared free list, or a new
     /// allocation under the limit. `None`: the limit is reached.
+    #[inline]
     pub fn take(&self, local: &mut LocalPool) -> Option<Box<[u8]>> {
         if let Some(b) = local.cache.pop() {
             local.low = local.low.min(local.cache.len());
             return Some(b);
         }
+        self.take_shared(local)
+    }
+
+    /// [`Pool::take`] with the thread cache empty (out of line: the
+    /// cache's pop is the common case, inlined where buffers are taken).
+    #[inline(never)]
+    fn take_shared(&self, local: &mut LocalPool) -> Option<Box<[u8]>> {
         {
             let mut guard = self.free.lock().unwrap_or_else(|e| e.into_inner());
             let free = &mut *guard;
@@ -184,12 +192,19 @@ impl Pool {
     }
 
     /// Gives a buffer back.
+    #[inline]
     pub fn give(&self, local: &mut LocalPool, buf: Box<[u8]>) {
         debug_assert_eq!(buf.len(), self.buffer_size);
         if local.cache.len() < LOCAL_CACHE {
             local.cache.push(buf);
             return;
         }
+        self.give_shared(local, buf);
+    }
+
+    /// [`Pool::give`] with the thread cache full (out of line).
+    #[inline(never)]
+    fn give_shared(&self, local: &mut LocalPool, buf: Box<[u8]>) {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         free.list.push(buf);
         // Half the cache goes too, so that other threads can have it.

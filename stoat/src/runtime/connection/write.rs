@@ -73,6 +73,7 @@ impl Connection {
     }
 
     /// Decides what the loop does, and gives the buffer back if it is empty.
+    #[inline]
     pub(super) fn settle(&mut self, shared: &Shared, ctx: &mut ThreadCtx, next: Next) -> Next {
         if self.proto.is_closing() && self.output.is_none() {
             return Next::Close;
