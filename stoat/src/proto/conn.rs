@@ -319,7 +319,7 @@ impl Conn {
     /// [`Conn::respond_small`] for a preformatted `&'static` start (a
     /// preset of `Response`), through the thread's [`HeadMemo`]: the same
     /// bytes, one copy when the last such head was the same.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn respond_preset(
         &mut self,

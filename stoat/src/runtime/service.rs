@@ -192,25 +192,33 @@ impl ResponseSink<'_> {
             date: self.date,
             server: self.server,
         };
-        // A small static body goes out with its head, in one copy.
-        let small: &'static [u8] = match &body {
-            Body::Static(bytes) if bytes.len() <= encode::SMALL_BODY => bytes,
-            _ => &[],
-        };
-        let written = small.len() == body.len();
-        let mode = self.conn.respond_preset(
-            status,
-            start,
-            framing_of(&body),
-            close,
-            self.now,
-            out,
-            ctx,
-            small,
-            self.memo,
-        );
-        if mode == BodyMode::Raw && !written {
-            self.out.push_body(body);
+        match body {
+            // A small static body goes out with its head, in one copy.
+            Body::Static(bytes) if bytes.len() <= encode::SMALL_BODY => {
+                let framing = match bytes.len() {
+                    0 => ResponseBody::Empty,
+                    n => ResponseBody::Length(n as u64),
+                };
+                self.conn.respond_preset(
+                    status, start, framing, close, self.now, out, ctx, bytes, self.memo,
+                );
+            }
+            body => {
+                let mode = self.conn.respond_preset(
+                    status,
+                    start,
+                    framing_of(&body),
+                    close,
+                    self.now,
+                    out,
+                    ctx,
+                    &[],
+                    self.memo,
+                );
+                if mode == BodyMode::Raw {
+                    self.out.push_body(body);
+                }
+            }
         }
     }
 
