@@ -34,6 +34,7 @@ both_models!(
     exposition_parses_with_prometheus_client,
     access_log_lines,
     access_log_blocked_target_never_slows_requests,
+    read_buffers_by_state,
 );
 
 fn metrics_config(model: Model) -> Config {
@@ -198,6 +199,30 @@ fn counters_add_up(model: Model) {
         assert!(n <= f64::from(before), "{n} scrapes counted of {before}");
         n == f64::from(before)
     });
+    stop(server);
+}
+
+/// Read buffers by state: a connection in the middle of a body holds one
+/// (`in_use` 1), and gives it back once answered (`in_use` 0). The threads' caches are
+/// published at their sweeps, so each state is waited for. (A half head
+/// would not do: a head still incomplete at a sweep is parked off the
+/// pool, see `park_slow_head`.)
+fn read_buffers_by_state(model: Model) {
+    let mut cfg = metrics_config(model);
+    cfg.http.network_threads = 1;
+    let server = start_with(cfg, app);
+    let addr = server.local_addr();
+    let in_use = || {
+        let s = samples(&scrape(addr));
+        value(&s, "stoat_read_buffers{state=\"in_use\"}")
+    };
+    let mut a = Client::connect(addr);
+    a.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nhal");
+    wait_until("a half body's buffer in use", || in_use() == 1.0);
+    a.send(b"f!!");
+    let r = a.response();
+    assert_eq!((r.status, r.text()), (200, "half!!".to_owned()));
+    wait_until("every buffer back", || in_use() == 0.0);
     stop(server);
 }
 

@@ -376,12 +376,14 @@ fn requests(x: &mut Exposition, v: &ServerView<'_>) {
 }
 
 fn memory(x: &mut Exposition, st: &Stats) {
+    let cached = st.buffers_cached.min(st.buffers);
     x.family(
         "stoat_read_buffers",
         MetricType::Gauge,
-        "Read buffers that exist, in use by connections or cached for reuse.",
+        "Read buffers that exist, held by connections (in_use) or cached for reuse.",
     )
-    .sample(&[], st.buffers as u64);
+    .sample(&[("state", "in_use")], (st.buffers - cached) as u64)
+    .sample(&[("state", "cached")], cached as u64);
     x.family(
         "stoat_read_buffer_waiters",
         MetricType::Gauge,

@@ -110,6 +110,9 @@ pub struct Pool {
     allocated: AtomicUsize,
     /// Free buffers not in any thread's cache.
     free: Mutex<Free>,
+    /// Buffers in the threads' caches, as each thread last published at a
+    /// trim (its sweep): a gauge for the metrics, never read to decide.
+    thread_cached: AtomicUsize,
 }
 
 /// The shared free list and its low-water mark since the last trim.
@@ -123,6 +126,8 @@ struct Free {
 #[derive(Debug)]
 pub struct LocalPool {
     cache: Vec<Box<[u8]>>,
+    /// What this thread last added to `Pool::thread_cached`.
+    published: usize,
     /// The fewest buffers the cache held since the last trim.
     low: usize,
 }
@@ -138,6 +143,7 @@ impl Pool {
             max_buffers: (memory_limit / buffer_size.max(1)).max(1),
             allocated: AtomicUsize::new(0),
             free: Mutex::new(Free::default()),
+            thread_cached: AtomicUsize::new(0),
         }
     }
 
@@ -218,6 +224,33 @@ impl Pool {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         free.list.append(&mut local.cache);
         local.low = 0;
+        self.publish(local);
+    }
+
+    /// Buffers that exist but no connection holds: the shared free list
+    /// now, and the threads' caches as of their last sweep (so a buffer
+    /// given back since then still counts as in use, for at most a sweep).
+    pub fn cached(&self) -> usize {
+        let free = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .list
+            .len();
+        (free + self.thread_cached.load(Ordering::Relaxed)).min(self.allocated())
+    }
+
+    /// Brings `Pool::thread_cached` up to this thread's cache.
+    fn publish(&self, local: &mut LocalPool) {
+        let now = local.cache.len();
+        if now > local.published {
+            self.thread_cached
+                .fetch_add(now - local.published, Ordering::Relaxed);
+        } else if now < local.published {
+            self.thread_cached
+                .fetch_sub(local.published - now, Ordering::Relaxed);
+        }
+        local.published = now;
     }
 
     /// Frees the buffers that stayed unused since the last trim, in this
@@ -238,6 +271,7 @@ impl Pool {
             n
         };
         self.allocated.fetch_sub(mine + shared, Ordering::Relaxed);
+        self.publish(local);
         mine + shared
     }
 
@@ -259,6 +293,7 @@ impl LocalPool {
     pub fn new() -> LocalPool {
         LocalPool {
             cache: Vec::with_capacity(LOCAL_CACHE),
+            published: 0,
             low: 0,
         }
     }
@@ -289,6 +324,26 @@ mod tests {
             assert!(pool.take(&mut local).is_some());
         }
         assert_eq!(pool.allocated(), 4);
+    }
+
+    #[test]
+    fn cached_counts_free_and_published_thread_caches() {
+        let pool = Pool::new(64, 64 * 100);
+        let mut local = LocalPool::new();
+        let bufs: Vec<_> = (0..5).map(|_| pool.take(&mut local).unwrap()).collect();
+        assert_eq!((pool.allocated(), pool.cached()), (5, 0));
+        let mut bufs = bufs.into_iter();
+        for b in bufs.by_ref().take(3) {
+            pool.give(&mut local, b);
+        }
+        // Given back to the thread's cache: counted once the thread trims.
+        assert_eq!(pool.cached(), 0);
+        pool.trim(&mut local);
+        assert_eq!((pool.allocated(), pool.cached()), (5, 3));
+        let held: Vec<_> = bufs.collect();
+        pool.release(&mut local);
+        assert_eq!((pool.allocated(), pool.cached()), (5, 3));
+        drop(held);
     }
 
     #[test]

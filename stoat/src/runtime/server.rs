@@ -45,6 +45,9 @@ pub struct Stats {
     pub fd_limit_pauses: u64,
     /// Read buffers that exist now (in use or cached).
     pub buffers: usize,
+    /// Of those, cached for reuse (no connection holds them): the shared
+    /// free list now, the network threads' caches as of their last sweep.
+    pub buffers_cached: usize,
     /// Bytes of `body_memory_limit` reserved by bodies larger than a buffer.
     pub body_bytes: usize,
     /// The most of it ever reserved at once.
@@ -105,6 +108,7 @@ impl StatsReader {
             accepted: self.control.accepted.load(Ordering::Relaxed),
             requests: self.control.requests.load(Ordering::Relaxed),
             buffers: self.shared.pool.allocated(),
+            buffers_cached: self.shared.pool.cached(),
             waiting_for_buffer: self.control.waiting.load(Ordering::Relaxed),
             body_bytes: self.shared.spills.used(),
             body_bytes_peak: self.shared.spills.peak(),
