@@ -410,10 +410,14 @@ fn access_log_blocked_target_never_slows_requests(model: Model) {
     let written = value(&s, "stoat_access_log_lines_total");
     let dropped = value(&s, "stoat_access_log_dropped_total");
     assert!(dropped > 0.0, "written {written}, dropped {dropped}");
-    // Every response was either written, dropped or is still queued.
+    // Every response was either written, dropped or is still on its way:
+    // in the thread's ring (16 lines' worth: 2048 bytes, and a line of this
+    // request takes at least 152: a 104-byte record, a 48-byte drive
+    // header) or read out of it by the blocked writer (one ring's worth
+    // more), so at most 2 x 13 + 1.
     assert!(written + dropped <= n as f64 + 1.0);
     assert!(
-        written + dropped + 17.0 >= n as f64,
+        written + dropped + 27.0 >= n as f64,
         "written {written}, dropped {dropped}"
     );
     // Stopping must not wait for the blocked writer forever: drop the
