@@ -70,6 +70,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::proto::Span;
+
 /// Inline bytes for method, target, `Referer` and `User-Agent` together.
 pub const TEXT_BYTES: usize = 256;
 
@@ -133,10 +135,14 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-/// How much of each text part is kept: the method up to 16 bytes, referer
-/// and user agent up to 40 each, the target what they leave (at least 160).
-#[inline(always)]
+/// How much of each text part is kept: all of them when they fit
+/// [`TEXT_BYTES`] together (less one); else the method up to 16 bytes, referer and
+/// user agent up to 40 each, the target what they leave (at least 160).
 fn cut_lens(method: usize, target: usize, referer: usize, user_agent: usize) -> [usize; 4] {
+    // Below TEXT_BYTES, so that each length fits a u8.
+    if method + target + referer + user_agent < TEXT_BYTES {
+        return [method, target, referer, user_agent];
+    }
     let m = method.min(16);
     let r = referer.min(40);
     let u = user_agent.min(40);
@@ -240,6 +246,9 @@ const KIND_PAD: u8 = 0;
 const KIND_DRIVE: u8 = 1;
 const KIND_REC: u8 = 2;
 const KIND_CLOCK: u8 = 3;
+/// Flag on `KIND_REC`: one byte (the request line's space) separates the
+/// method from the target.
+const GAP: u8 = 0x80;
 
 /// A response. Its text (method, target, referer, user agent) follows.
 #[repr(C)]
@@ -354,6 +363,7 @@ impl AccessLogSender {
             .unwrap_or_else(|e| e.into_inner())
             .push(ring.clone());
         LogProducer {
+            base: ring.at(0),
             mask: ring.mask(),
             cap: ring.mask() + 1,
             ring,
@@ -372,6 +382,8 @@ impl AccessLogSender {
 pub struct LogProducer {
     ring: Arc<Ring>,
     hub: Arc<Hub>,
+    /// The ring's first byte.
+    base: *mut u8,
     mask: u64,
     cap: u64,
     /// Where the next record goes (not yet published).
@@ -386,7 +398,19 @@ pub struct LogProducer {
     ordered: bool,
 }
 
+// SAFETY: `base` points into `ring`'s buffer, which this producer keeps
+// alive (the Arc) and is the only writer of; moving the producer to another
+// thread moves that role with it.
+unsafe impl Send for LogProducer {}
+
 impl LogProducer {
+    /// Where position `pos` is in the buffer.
+    #[inline(always)]
+    fn at(&self, pos: u64) -> *mut u8 {
+        // SAFETY: the offset is below the buffer's length (mask + 1).
+        unsafe { self.base.add((pos & self.mask) as usize) }
+    }
+
     /// Room for `len` bytes (and a pad before them if they would cross the
     /// end), leaving `reserve` free after them; the records' place.
     #[inline(always)]
@@ -401,22 +425,34 @@ impl LogProducer {
             }
         }
         if pad != 0 {
-            // SAFETY: [tail, tail + pad) is free (checked above) and ours;
-            // positions are 8-aligned, so pad >= 8 holds the len and kind.
-            unsafe {
-                let p = self.ring.at(self.tail);
-                p.cast::<u32>().write(pad as u32);
-                p.add(4).write(KIND_PAD);
-            }
-            self.tail += pad;
+            self.pad(pad);
         }
-        let p = self.ring.at(self.tail);
+        let p = self.at(self.tail);
         self.tail += len;
         Some(p)
     }
 
+    /// Fills the rest of the buffer up to its end with a pad record.
+    #[cold]
+    #[inline(never)]
+    fn pad(&mut self, pad: u64) {
+        let p = self.at(self.tail);
+        // SAFETY: [tail, tail + pad) is free (checked by `alloc`) and ours;
+        // positions are 8-aligned, so pad >= 8 holds the len and kind.
+        unsafe {
+            p.cast::<u32>().write(pad as u32);
+            p.add(4).write(KIND_PAD);
+        }
+        self.tail += pad;
+    }
+
     /// Writes a response's record, in place; when the ring lacks room it
-    /// is dropped and counted. `start`: when its request began.
+    /// is dropped and counted. `start`: when its request began. `method`
+    /// and `target`: where they are in `buf` (as the parser left them;
+    /// spans outside `buf`, or a target before the method, log as empty).
+    /// The common case inline: one space between method and target, and
+    /// the four parts within [`TEXT_BYTES`]: all kept, one copy of the
+    /// request line's part.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn record(
@@ -426,51 +462,144 @@ impl LogProducer {
         route: u32,
         request_bytes: u64,
         response_bytes: u64,
-        text: [&[u8]; 4],
+        buf: &[u8],
+        method: Span,
+        target: Span,
+        referer: &[u8],
+        user_agent: &[u8],
     ) {
-        if self.drive == NO_DRIVE && !self.open_drive() {
-            self.drop_one();
-            return;
-        }
-        let lens = cut_lens(text[0].len(), text[1].len(), text[2].len(), text[3].len());
-        let len = rounded(REC + lens[0] + lens[1] + lens[2] + lens[3]);
-        let Some(p) = self.alloc(len as u64, RESERVE) else {
-            self.drop_one();
-            return;
-        };
-        let mut cut = 0;
-        for i in 0..4 {
-            cut |= u8::from(lens[i] < text[i].len()) << i;
-        }
-        // SAFETY: `alloc` gave [p, p + len), 8-aligned, ours until
-        // published; the text lengths add up to len - REC at most.
-        unsafe {
-            p.cast::<RecHead>().write(RecHead {
-                len: len as u32,
-                kind: KIND_REC,
-                cut,
+        let (ms, me) = (method.start as usize, method.end as usize);
+        let (ts, te) = (target.start as usize, target.end as usize);
+        let (r, u) = (referer.len(), user_agent.len());
+        let line = te.wrapping_sub(ms);
+        if !(ms < me && ts == me + 1 && ts <= te && te <= buf.len() && line + r + u <= TEXT_BYTES) {
+            self.record_slow(
+                start,
                 status,
                 route,
-                // Each <= 216 (see cut_lens).
-                lens: [lens[0] as u8, lens[1] as u8, lens[2] as u8, lens[3] as u8],
-                start,
                 request_bytes,
                 response_bytes,
-            });
-            let mut at = p.add(REC);
-            for i in 0..4 {
-                std::ptr::copy_nonoverlapping(text[i].as_ptr(), at, lens[i]);
-                at = at.add(lens[i]);
+                buf,
+                method,
+                target,
+                referer,
+                user_agent,
+            );
+            return;
+        }
+        let head = RecHead {
+            len: 0,
+            kind: KIND_REC | GAP,
+            cut: 0,
+            status,
+            route,
+            // Each < TEXT_BYTES (checked above; method and space >= 2).
+            lens: [(me - ms) as u8, (te - ts) as u8, r as u8, u as u8],
+            start,
+            request_bytes,
+            response_bytes,
+        };
+        let Some(at) = self.put(REC + line + r + u, head) else {
+            return;
+        };
+        // SAFETY: `put` gave `line + r + u` bytes at `at`; buf[ms..te] is
+        // within `buf` (checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf.as_ptr().add(ms), at, line);
+            if r != 0 {
+                std::ptr::copy_nonoverlapping(referer.as_ptr(), at.add(line), r);
+            }
+            if u != 0 {
+                std::ptr::copy_nonoverlapping(user_agent.as_ptr(), at.add(line + r), u);
             }
         }
     }
 
-    /// Writes a drive header (its first record is on the way).
-    #[inline(never)]
-    fn open_drive(&mut self) -> bool {
-        let Some(p) = self.alloc(DRIVE as u64, RESERVE) else {
-            return false;
+    /// Allocates a record of `body` bytes (a drive header first if none is
+    /// open) and writes `head` with its length; where its text goes. None
+    /// (counted) when the ring lacks room.
+    #[inline(always)]
+    fn put(&mut self, body: usize, mut head: RecHead) -> Option<*mut u8> {
+        let first = self.drive == NO_DRIVE;
+        let len = rounded(body) + if first { DRIVE } else { 0 };
+        let Some(mut p) = self.alloc(len as u64, RESERVE) else {
+            self.drop_one();
+            return None;
         };
+        if first {
+            self.open_drive(p, self.tail - len as u64);
+            // SAFETY: within the allocation (len includes DRIVE).
+            p = unsafe { p.add(DRIVE) };
+        }
+        head.len = rounded(body) as u32;
+        // SAFETY: `alloc` gave [p, p + rounded(body)), 8-aligned, ours
+        // until published.
+        unsafe {
+            p.cast::<RecHead>().write(head);
+            Some(p.add(REC))
+        }
+    }
+
+    /// [`record`](Self::record) past its common case: parts cut to fit
+    /// (see `cut_lens`), method and target copied apart.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn record_slow(
+        &mut self,
+        start: Instant,
+        status: u16,
+        route: u32,
+        request_bytes: u64,
+        response_bytes: u64,
+        buf: &[u8],
+        method: Span,
+        target: Span,
+        referer: &[u8],
+        user_agent: &[u8],
+    ) {
+        let (ms, me) = (method.start as usize, method.end as usize);
+        let (ts, te) = (target.start as usize, target.end as usize);
+        let ok = ms <= me && me <= ts && ts <= te && te <= buf.len();
+        let (ml, tl) = if ok { (me - ms, te - ts) } else { (0, 0) };
+        let [m, t, r, u] = cut_lens(ml, tl, referer.len(), user_agent.len());
+        let cut = u8::from(m < ml)
+            | u8::from(t < tl) << 1
+            | u8::from(r < referer.len()) << 2
+            | u8::from(u < user_agent.len()) << 3;
+        let head = RecHead {
+            len: 0,
+            kind: KIND_REC,
+            cut,
+            status,
+            route,
+            // Each <= 216 (see cut_lens).
+            lens: [m as u8, t as u8, r as u8, u as u8],
+            start,
+            request_bytes,
+            response_bytes,
+        };
+        let Some(mut at) = self.put(REC + m + t + r + u, head) else {
+            return;
+        };
+        // SAFETY: `put` gave m + t + r + u bytes at `at`; the bytes read
+        // from `buf` are within it when `ok`, and none are read otherwise.
+        unsafe {
+            if ok {
+                std::ptr::copy_nonoverlapping(buf.as_ptr().add(ms), at, m);
+                at = at.add(m);
+                std::ptr::copy_nonoverlapping(buf.as_ptr().add(ts), at, t);
+                at = at.add(t);
+            }
+            std::ptr::copy_nonoverlapping(referer.as_ptr(), at, r);
+            at = at.add(r);
+            std::ptr::copy_nonoverlapping(user_agent.as_ptr(), at, u);
+        }
+    }
+
+    /// Writes a drive header at `p` (its first record follows).
+    #[inline(always)]
+    fn open_drive(&mut self, p: *mut u8, pos: u64) {
         // Taken while the connection is held by this drive: its previous
         // drive (on any thread) took a smaller number, its next a larger.
         let seq = if self.ordered {
@@ -478,7 +607,7 @@ impl LogProducer {
         } else {
             UNORDERED
         };
-        // SAFETY: as in `record`.
+        // SAFETY: `p` starts an allocation of at least DRIVE bytes.
         unsafe {
             p.cast::<DriveHead>().write(DriveHead {
                 len: DRIVE as u32,
@@ -487,8 +616,7 @@ impl LogProducer {
                 remote: None,
             });
         }
-        self.drive = self.tail - DRIVE as u64;
-        true
+        self.drive = pos;
     }
 
     #[cold]
@@ -509,7 +637,7 @@ impl LogProducer {
             // SAFETY: the header is unpublished (publish closes the drive
             // first), so still the producer's; `at` keeps its alignment.
             unsafe {
-                let h = self.ring.at(self.drive).cast::<DriveHead>();
+                let h = self.at(self.drive).cast::<DriveHead>();
                 std::ptr::addr_of_mut!((*h).remote).write(remote);
             }
             self.drive = NO_DRIVE;
@@ -832,7 +960,7 @@ impl Writer {
                 // SAFETY: [head, tail) was published (acquire above): whole
                 // records, each written as the type its kind names.
                 let (len, kind) = unsafe { (p.cast::<u32>().read(), p.add(4).read()) };
-                match kind {
+                match kind & !GAP {
                     KIND_DRIVE => {
                         // SAFETY: written as a DriveHead (its kind), 8-aligned.
                         let d = unsafe { p.cast::<DriveHead>().read() };
@@ -844,11 +972,14 @@ impl Writer {
                         // SAFETY: written as a RecHead (its kind), 8-aligned.
                         let h = unsafe { p.cast::<RecHead>().read() };
                         let n: usize = h.lens.iter().map(|&n| n as usize).sum();
+                        let gap = usize::from(kind & GAP != 0);
                         // SAFETY: the record's text, within its `len`, in
                         // the published range (records never cross the end).
-                        let text = unsafe { std::slice::from_raw_parts(p.add(REC), n) };
+                        let text = unsafe { std::slice::from_raw_parts(p.add(REC), n + gap) };
                         let mut e = Box::new(Entry::empty());
-                        e.text[..n].copy_from_slice(text);
+                        let m = usize::from(h.lens[0]);
+                        e.text[..m].copy_from_slice(&text[..m]);
+                        e.text[m..n].copy_from_slice(&text[m + gap..]);
                         e.lens = h.lens;
                         e.cut = h.cut;
                         e.status = h.status;
@@ -1281,9 +1412,35 @@ mod tests {
     /// One response through a producer: a drive of one record, published.
     fn log_one(p: &mut LogProducer, target: &[u8]) {
         let start = Instant::now();
-        p.record(start, 200, 0, 80, 13, [b"GET", target, b"", b"curl/8.0"]);
+        // The request line's bytes, as the parser leaves them.
+        let buf = [b"GET ".as_slice(), target, b" HTTP/1.1"].concat();
+        let (method, target) = spans(&buf);
+        p.record(
+            start,
+            200,
+            0,
+            80,
+            13,
+            &buf,
+            method,
+            target,
+            b"",
+            b"curl/8.0",
+        );
         p.end_drive(Some("127.0.0.1:5555".parse().unwrap()));
         p.publish(Instant::now());
+    }
+
+    /// The method's and the target's spans in a request line.
+    fn spans(line: &[u8]) -> (Span, Span) {
+        let sp = line.iter().position(|&b| b == b' ').unwrap();
+        let ts = sp + line[sp..].iter().position(|&b| b != b' ').unwrap();
+        let te = ts + line[ts..].iter().position(|&b| b == b' ').unwrap();
+        let span = |start: usize, end: usize| Span {
+            start: start as u32,
+            end: end as u32,
+        };
+        (span(0, sp), span(ts, te))
     }
 
     fn lines(path: &std::path::Path) -> Vec<String> {
@@ -1336,14 +1493,12 @@ mod tests {
         for i in 0..n {
             let target = format!("/{i}/{}", "x".repeat(i % 300));
             let r = &mut rings[i % 2];
-            r.record(
-                Instant::now(),
-                200,
-                0,
-                1,
-                2,
-                [b"GET", target.as_bytes(), b"", b"u"],
-            );
+            // Every third with two spaces after the method (two copies).
+            let sep = if i % 3 == 0 { "  " } else { " " };
+            let buf = format!("GET{sep}{target} HTTP/1.1");
+            let (method, target) = spans(buf.as_bytes());
+            let t = Instant::now();
+            r.record(t, 200, 0, 1, 2, buf.as_bytes(), method, target, b"", b"u");
             r.end_drive(None);
             for (k, every) in [(0, 7), (1, 11)] {
                 if i % every == 0 {

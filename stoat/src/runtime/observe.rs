@@ -150,7 +150,9 @@ impl Observe {
                 return;
             }
         }
-        self.response_slow(key, start);
+        if self.rec.is_some() {
+            self.response_slow(key, start);
+        }
     }
 
     #[inline(never)]
@@ -192,12 +194,11 @@ impl Observe {
             route,
             (head.len + body_len) as u64,
             response_bytes as u64,
-            [
-                head.method_span.of(buf),
-                head.target.of(buf),
-                referer,
-                user_agent,
-            ],
+            buf,
+            head.method_span,
+            head.target,
+            referer,
+            user_agent,
         );
     }
 
