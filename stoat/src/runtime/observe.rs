@@ -143,6 +143,10 @@ impl Observe {
     /// when the drive's output is written.
     #[inline(always)]
     pub fn response(&mut self, route: u32, status: u16, start: Instant) {
+        if self.rec.is_none() {
+            // The access log alone: nothing to count.
+            return;
+        }
         let key = u64::from(route) << 16 | u64::from(status);
         if let Some((k, n)) = self.runs.last_mut() {
             if *k == key && self.tick_at == Some(start) {
@@ -150,9 +154,7 @@ impl Observe {
                 return;
             }
         }
-        if self.rec.is_some() {
-            self.response_slow(key, start);
-        }
+        self.response_slow(key, start);
     }
 
     #[inline(never)]
@@ -277,26 +279,29 @@ fn split(key: u64) -> (Option<usize>, u16) {
 }
 
 /// The first `Referer` and `User-Agent` values in `head` (empty when
-/// missing), in one pass over the fields.
+/// missing), in one pass over the parser's field spans: a name's bytes are
+/// looked at only when its length is one of the two.
+#[inline(always)]
 fn fields<'a>(head: &RequestHead, buf: &'a [u8]) -> (&'a [u8], &'a [u8]) {
-    let (mut referer, mut user_agent) = (None, None);
+    let (mut referer, mut user_agent): (&[u8], &[u8]) = (&[], &[]);
+    let (mut have_referer, mut have_user_agent) = (false, false);
     for h in &head.headers {
-        let name = h.name.of(buf);
-        // Only these two lengths can match: skip the compare otherwise.
-        match name.len() {
-            7 if referer.is_none() && name.eq_ignore_ascii_case(b"referer") => {
-                referer = Some(h.value.of(buf));
+        match h.name.end.wrapping_sub(h.name.start) {
+            7 if !have_referer && h.name.of(buf).eq_ignore_ascii_case(b"referer") => {
+                referer = h.value.of(buf);
+                have_referer = true;
             }
-            10 if user_agent.is_none() && name.eq_ignore_ascii_case(b"user-agent") => {
-                user_agent = Some(h.value.of(buf));
+            10 if !have_user_agent && h.name.of(buf).eq_ignore_ascii_case(b"user-agent") => {
+                user_agent = h.value.of(buf);
+                have_user_agent = true;
             }
             _ => continue,
         }
-        if referer.is_some() && user_agent.is_some() {
+        if have_referer && have_user_agent {
             break;
         }
     }
-    (referer.unwrap_or(&[]), user_agent.unwrap_or(&[]))
+    (referer, user_agent)
 }
 
 /// A connection's peer address: a syscall, made once per connection and
