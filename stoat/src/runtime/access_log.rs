@@ -1044,35 +1044,46 @@ impl Writer {
             let found = sources
                 .iter()
                 .position(|s| s.pending.front().is_some_and(|f| f.0 == next));
-            let i = match found {
-                Some(i) => i,
-                None => {
-                    let lowest = sources
-                        .iter()
-                        .filter_map(|s| s.pending.front().map(|f| f.0))
-                        .min();
-                    let Some(lowest) = lowest else {
-                        self.stuck = None;
-                        break;
-                    };
-                    let now = Instant::now();
-                    let since = *self.stuck.get_or_insert(now);
-                    if all || lowest < next || now.duration_since(since) >= GAP_WAIT {
-                        self.next = lowest;
-                        continue;
-                    }
-                    break;
-                }
-            };
-            self.stuck = None;
-            while sources[i].pending.front().is_some_and(|f| f.0 == next) {
-                if let Some((_, Some(e))) = sources[i].pending.pop_front() {
-                    self.write(&e);
-                }
+            if let Some(i) = found {
+                self.stuck = None;
+                self.write_drive(&mut sources[i], next);
+                self.next = next + 1;
+                continue;
             }
-            self.next = next + 1;
+            let lowest = sources
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.pending.front().map(|f| (f.0, i)))
+                .min();
+            let Some((lowest, i)) = lowest else {
+                self.stuck = None;
+                break;
+            };
+            if lowest < next {
+                // A drive given up on (GAP_WAIT) came after all: written
+                // now, out of its turn.
+                self.write_drive(&mut sources[i], lowest);
+                continue;
+            }
+            let now = Instant::now();
+            let since = *self.stuck.get_or_insert(now);
+            if all || now.duration_since(since) >= GAP_WAIT {
+                self.stuck = None;
+                self.next = lowest;
+                continue;
+            }
+            break;
         }
         self.sources = sources;
+    }
+
+    /// Writes the lines of drive `seq`, at the front of `source`.
+    fn write_drive(&mut self, source: &mut Source, seq: u64) {
+        while source.pending.front().is_some_and(|f| f.0 == seq) {
+            if let Some((_, Some(e))) = source.pending.pop_front() {
+                self.write(&e);
+            }
+        }
     }
 
     fn check_reopen(&mut self) {
