@@ -95,9 +95,6 @@ impl Connection {
                 let head = crate::proto::RequestHead::default();
                 ctx.obs
                     .log_entry(route, status, start, &head, &[], 0, bytes);
-                // Not always within `drive` (a deadline's 503 is not): the
-                // line gets this connection's address now.
-                ctx.obs.finish(|| self.log_remote());
             }
         }
     }
