@@ -11,7 +11,7 @@
 //! Usage: `bench [--port P] [--threads N] [--model shared|per_core]
 //! [--max-connections N] [--buffer-memory-limit BYTES]
 //! [--keepalive-timeout SECS] [--echo stream|whole] [--metrics PATH]
-//! [--dashboard PATH] [--access-log FILE|stderr]` (defaults: port 8080, then the
+//! [--dashboard PATH] [--access-log FILE|stderr] [--access-log-queue N]` (defaults: port 8080, then the
 //! configuration's thread count, per_core, and the configuration's
 //! connection limit, read-buffer memory limit and keep-alive timeout;
 //! `--echo whole` serves `/echo` with a whole-body handler, for comparison).
@@ -31,7 +31,7 @@ struct Message {
 const USAGE: &str = "usage: bench [--port P] [--threads N] [--model shared|per_core] \
                      [--max-connections N] [--buffer-memory-limit BYTES] \
                      [--keepalive-timeout SECS] [--echo stream|whole] \
-                     [--metrics PATH] [--dashboard PATH] [--access-log FILE|stderr]";
+                     [--metrics PATH] [--dashboard PATH] [--access-log FILE|stderr] [--access-log-queue N]";
 
 fn main() {
     let (config, whole_echo) = match parse_args(std::env::args().skip(1)) {
@@ -138,6 +138,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Config, bool), 
             "--metrics" => config.http.metrics.path = value,
             "--dashboard" => config.http.metrics.dashboard = value,
             "--access-log" => config.http.access_log.path = value,
+            "--access-log-queue" => {
+                config.http.access_log.queue = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("bad access-log queue {value:?}"))?;
+            }
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }

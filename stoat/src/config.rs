@@ -121,13 +121,13 @@ min_size = 256
 # Largest body compressed on a network thread; larger ones are sent as they are.
 inline_limit = 262144
 
-# The access log, written by a thread of its own from a bounded queue (a full queue drops lines and counts them).
+# The access log, written by a thread of its own from a bounded ring per network thread (a full ring drops lines and counts them).
 [http.access_log]
 # File to append to, "stderr", or "" for no access log; SIGHUP reopens the file.
 path = ""
 # "combined" (the combined log format, then duration and route) or "json" (one object per line).
 format = "combined"
-# Lines queued for the writer thread; 1 to 1048576.
+# Lines each network thread's ring holds for the writer thread (128 bytes each, at least 1 KiB); 1 to 1048576.
 queue = 4096
 
 # A named service pipeline (names use A-Z, a-z, 0-9, '_' and '-').
@@ -503,7 +503,9 @@ pub struct AccessLogConfig {
     pub path: String,
     /// Line format. Default [`AccessLogFormat::Combined`].
     pub format: AccessLogFormat,
-    /// Lines queued for the writer thread. Default 4096; 1 to 1048576.
+    /// Lines each network thread's ring holds for the writer thread, at
+    /// 128 bytes a line (a ring is at least 1 KiB, a power of two). Default
+    /// 4096; 1 to 1048576.
     pub queue: usize,
 }
 

@@ -587,7 +587,11 @@ impl Server {
         };
         let observers = Observers {
             metrics: registry.clone(),
-            access_log: access_log.as_ref().map(|l| l.sender()),
+            // In `shared` a connection's drives may run on different
+            // threads: the log orders them (see access_log.rs).
+            access_log: access_log
+                .as_ref()
+                .map(|l| l.sender(self.config.http.model == crate::config::Model::Shared)),
         };
         if let Some(m) = &registry {
             for (i, p) in self.pipeline_obs.iter().enumerate() {

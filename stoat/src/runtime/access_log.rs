@@ -1,45 +1,83 @@
 //! The access log: one line per response, written by a thread of its own.
 //!
 //! Contract:
-//! - A network thread never formats or writes a line. It fills a fixed-size
-//!   [`Entry`] (numbers, the peer address, and the request's method, target,
-//!   `Referer` and `User-Agent` copied into 256 inline bytes) and offers it
-//!   to a bounded queue with [`AccessLogSender::send`], which never blocks:
-//!   when the queue is full the entry is dropped and counted
-//!   ([`AccessLog::dropped`]). A log file on a stalled disk, or a FIFO that
+//! - A network thread never formats or writes a line, and never reads a
+//!   clock for one. Each network thread owns a bounded byte ring
+//!   ([`LogProducer`], single producer) that the writer thread drains
+//!   (single consumer). A response's record is written in place: a fixed
+//!   header (status, route, byte counts, the request's start as an
+//!   `Instant`, the text lengths) followed by its method, target, `Referer`
+//!   and `User-Agent` bytes (cut as [`Entry::new`] cuts them: 256 bytes at
+//!   most). When the ring lacks room the record is dropped and counted
+//!   ([`AccessLog::dropped`]); a log file on a stalled disk, or a FIFO that
 //!   nobody reads, therefore slows no request; it only loses lines.
-//! - The writer thread (`stoat-access-log`) takes entries in batches,
-//!   formats them (`combined`: the Apache/nginx combined format followed by
-//!   the duration in seconds and the route pattern; `json`: one object per
-//!   line), and writes through a 64 KiB buffer. While lines flow it looks
-//!   at the queue every 10 ms, so senders never have to wake it; once a
-//!   look finds the queue empty it flushes and blocks, so lines reach the
-//!   file within about 20 ms of the load stopping.
+//! - The records of one drive of a connection follow a drive header that
+//!   holds the client's address (filled in at the drive's end) and, in the
+//!   `shared` model, a sequence number taken from one counter when the
+//!   drive logs its first record: a connection's next drive may run on
+//!   another thread (another ring), and the writer merges the rings by
+//!   that number, so one connection's lines keep their order.
+//! - Once per loop turn ([`LogProducer::publish`], at the batch end, with
+//!   the clock read the loop makes there anyway) the producer writes a
+//!   clock record and publishes its tail with one release store; it wakes
+//!   the writer only when the writer said it sleeps (a flag it sets before
+//!   parking), never per record. The clock record ends every record before
+//!   it: durations run from the request's start to the end of the batch
+//!   that handed the response to the kernel (the metrics' definition). The
+//!   writer turns that `Instant` into wall time with its own clock pair,
+//!   read once per pass: nginx's per-iteration time cache, with the
+//!   reading moved off the network thread.
+//! - The writer thread (`stoat-access-log`) formats records (`combined`:
+//!   the Apache/nginx combined format followed by the duration in seconds
+//!   and the route pattern; `json`: one object per line), and writes
+//!   through a 64 KiB buffer. While lines flow it looks at the rings every
+//!   10 ms; once a look finds them empty it flushes and parks, so lines
+//!   reach the file within about 20 ms of the load stopping.
 //! - [`AccessLog::reopen`] (called on SIGHUP, logrotate's convention) makes
 //!   the writer close and reopen the file by its path before its next write,
 //!   or within a second when idle. A file that cannot be reopened is
 //!   reported once through `tracing` and lines are dropped (and counted)
 //!   until a later reopen succeeds.
-//! - Dropping the [`AccessLog`] and every sender ends the thread after it
-//!   has written what was queued.
+//! - Dropping the [`AccessLog`] ends the thread after it has written what
+//!   was published.
 //!
-//! Why std's `sync_channel`: it is a bounded array queue (crossbeam's
-//! design, in std since 1.67) whose `try_send` is a few atomics and returns
-//! the entry when full; nothing here needs more.
+//! Why a hand-written ring rather than a queue of entries (std's
+//! `sync_channel`, used before, cost a try_send and a move of a ~330-byte
+//! entry per response) or the `rtrb` crate: records are of variable length
+//! and written in place, the drive header is completed after its records,
+//! and the ring is published once per batch. `rtrb`'s `write_chunk_uninit`
+//! reserves a fixed number of slots up front, splits them across the wrap
+//! into two slices, and makes them visible by `commit`: one release per
+//! record, no patching after it. The ring here is ~150 lines: positions
+//! grow without wrapping, records are 8-byte aligned and never straddle the
+//! end (a pad record fills the rest), and a reserve at the end of every
+//! allocation keeps room for the clock record that publishes.
 
+// The ring's reads and writes of records in place (each block says why it
+// is sound); nothing else here is unsafe.
+#![allow(unsafe_code)]
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::proto::Span;
 
 /// Inline bytes for method, target, `Referer` and `User-Agent` together.
 pub const TEXT_BYTES: usize = 256;
+
+/// Ring bytes per network thread for each line of `http.access_log.queue`
+/// (a line of a short target and user agent takes 100 to 200 bytes).
+pub const BYTES_PER_LINE: usize = 128;
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +99,7 @@ pub enum Format {
     Json,
 }
 
-/// One response, as a network thread hands it over. Fixed size: nothing
-/// allocated per request.
+/// One response as the writer formats it (read back from a ring record).
 #[derive(Clone)]
 pub struct Entry {
     /// Unix time of the response in milliseconds.
@@ -98,12 +135,43 @@ impl std::fmt::Debug for Entry {
     }
 }
 
+/// How much of each text part is kept: all of them when they fit
+/// [`TEXT_BYTES`] together (less one); else the method up to 16 bytes, referer and
+/// user agent up to 40 each, the target what they leave (at least 160).
+fn cut_lens(method: usize, target: usize, referer: usize, user_agent: usize) -> [usize; 4] {
+    // Below TEXT_BYTES, so that each length fits a u8.
+    if method + target + referer + user_agent < TEXT_BYTES {
+        return [method, target, referer, user_agent];
+    }
+    let m = method.min(16);
+    let r = referer.min(40);
+    let u = user_agent.min(40);
+    [m, target.min(TEXT_BYTES - m - r - u), r, u]
+}
+
 impl Entry {
-    /// An entry; the text parts are cut to share [`TEXT_BYTES`]: the method
-    /// gets up to 16 bytes, the target what the others leave (at least 160),
-    /// referer and user agent up to 40 each, first.
+    /// An entry; the text parts are cut to share [`TEXT_BYTES`] (see
+    /// `cut_lens`), as a record in the ring cuts them.
     pub fn new(method: &[u8], target: &[u8], referer: &[u8], user_agent: &[u8]) -> Entry {
-        let mut e = Entry {
+        let parts = [method, target, referer, user_agent];
+        let lens = cut_lens(method.len(), target.len(), referer.len(), user_agent.len());
+        let mut e = Entry::empty();
+        let mut at = 0;
+        for i in 0..4 {
+            let n = lens[i];
+            e.text[at..at + n].copy_from_slice(&parts[i][..n]);
+            at += n;
+            // n <= 216 (bounded above), so it fits a u8.
+            e.lens[i] = n as u8;
+            if n < parts[i].len() {
+                e.cut |= 1 << i;
+            }
+        }
+        e
+    }
+
+    fn empty() -> Entry {
+        Entry {
             unix_ms: 0,
             remote: None,
             status: 0,
@@ -114,25 +182,7 @@ impl Entry {
             lens: [0; 4],
             cut: 0,
             text: [0; TEXT_BYTES],
-        };
-        let m = method.len().min(16);
-        let r = referer.len().min(40);
-        let u = user_agent.len().min(40);
-        let t = target.len().min(TEXT_BYTES - m - r - u);
-        let mut at = 0;
-        for (i, (part, n)) in [(method, m), (target, t), (referer, r), (user_agent, u)]
-            .into_iter()
-            .enumerate()
-        {
-            e.text[at..at + n].copy_from_slice(&part[..n]);
-            at += n;
-            // n <= 216 (bounded above), so it fits a u8.
-            e.lens[i] = n as u8;
-            if n < part.len() {
-                e.cut |= 1 << i;
-            }
         }
-        e
     }
 
     fn part(&self, i: usize) -> &[u8] {
@@ -145,66 +195,524 @@ impl Entry {
     }
 }
 
-/// What the writer thread and the senders share.
+// ---- The ring ----------------------------------------------------------
+
+/// A cache line of its own (two, for the adjacent-line prefetcher).
+#[repr(align(128))]
 #[derive(Debug, Default)]
-struct Counts {
-    dropped: AtomicU64,
-    written: AtomicU64,
-    reopen: Arc<AtomicBool>,
-    /// The log is being dropped: write what is queued and exit.
-    closing: AtomicBool,
+struct Padded<T>(T);
+
+/// One network thread's bytes (see the module doc). Positions (`head`,
+/// `tail`) count bytes since the start and never wrap; the offset in
+/// `buf` is the position modulo its length (a power of two).
+struct Ring {
+    /// The bytes, as words: every record starts 8-byte aligned.
+    buf: Box<[UnsafeCell<u64>]>,
+    /// End of what the producer published (release store, once a batch).
+    tail: Padded<AtomicU64>,
+    /// End of what the writer has read (release store, once a pass).
+    head: Padded<AtomicU64>,
 }
 
-/// What goes through the queue. The size difference is the point: the
-/// queue holds entries inline (no allocation per request); `Wake` is rare.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Entry(Entry),
-    /// Look at the flags now (sent on close).
-    Wake,
-}
+// SAFETY: the bytes in [head, tail) are only read, by the one writer
+// thread; the bytes outside are only written, by the one producer (the
+// `LogProducer` that owns this ring). `tail` is stored with release after
+// the producer's writes and loaded with acquire before the writer's reads;
+// `head` the other way round, before the producer writes over read bytes.
+unsafe impl Sync for Ring {}
 
-/// A network thread's handle on the queue.
-#[derive(Clone)]
-pub struct AccessLogSender {
-    tx: SyncSender<Msg>,
-    counts: Arc<Counts>,
-}
+impl Ring {
+    fn new(bytes: usize) -> Ring {
+        Ring {
+            buf: (0..bytes / 8).map(|_| UnsafeCell::new(0)).collect(),
+            tail: Padded::default(),
+            head: Padded::default(),
+        }
+    }
 
-impl std::fmt::Debug for AccessLogSender {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLogSender").finish_non_exhaustive()
+    fn mask(&self) -> u64 {
+        (self.buf.len() * 8 - 1) as u64
+    }
+
+    fn at(&self, pos: u64) -> *mut u8 {
+        let off = (pos & self.mask()) as usize;
+        // SAFETY: off < the buffer's length in bytes.
+        unsafe { UnsafeCell::raw_get(self.buf.as_ptr()).cast::<u8>().add(off) }
     }
 }
 
-impl AccessLogSender {
-    /// Queues `entry`; when the queue is full (or the writer is gone) drops
-    /// it and counts it. Never blocks. Returns whether it was queued.
-    #[inline]
-    pub fn send(&self, entry: Entry) -> bool {
-        match self.tx.try_send(Msg::Entry(entry)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
-                false
+/// Record kinds (the byte after every record's `u32` length).
+const KIND_PAD: u8 = 0;
+const KIND_DRIVE: u8 = 1;
+const KIND_REC: u8 = 2;
+const KIND_CLOCK: u8 = 3;
+/// Flag on `KIND_REC`: one byte (the request line's space) separates the
+/// method from the target.
+const GAP: u8 = 0x80;
+
+/// A response. Its text (method, target, referer, user agent) follows.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RecHead {
+    len: u32,
+    kind: u8,
+    cut: u8,
+    status: u16,
+    route: u32,
+    lens: [u8; 4],
+    start: Instant,
+    request_bytes: u64,
+    response_bytes: u64,
+}
+
+/// The start of one drive's records: their client address (written at
+/// the drive's end) and, in the `shared` model, their place in the order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DriveHead {
+    len: u32,
+    kind: u8,
+    seq: u64,
+    remote: Option<SocketAddr>,
+}
+
+/// The end of a batch: every record before it was handed to the kernel
+/// by `end`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ClockHead {
+    len: u32,
+    kind: u8,
+    end: Instant,
+}
+
+const fn rounded(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+const REC: usize = rounded(std::mem::size_of::<RecHead>());
+const DRIVE: usize = rounded(std::mem::size_of::<DriveHead>());
+const CLOCK: usize = rounded(std::mem::size_of::<ClockHead>());
+/// Left free by every record's allocation: room for the clock record that
+/// publishes it, and the pad that may precede the clock.
+const RESERVE: u64 = 2 * CLOCK as u64;
+/// The smallest ring: the largest record, a drive and a clock fit.
+const MIN_RING: usize = 1024;
+/// Drive headers' `seq` in the `per_core` model (no merge needed).
+const UNORDERED: u64 = u64::MAX;
+const NO_DRIVE: u64 = u64::MAX;
+
+/// What the writer thread and the producers share.
+#[derive(Debug, Default)]
+struct Hub {
+    dropped: AtomicU64,
+    written: AtomicU64,
+    reopen: Arc<AtomicBool>,
+    /// The log is being dropped: write what is published and exit.
+    closing: AtomicBool,
+    /// The writer is parked (or about to): a publish wakes it.
+    sleeping: Padded<AtomicBool>,
+    /// The `shared` model's drive order.
+    seq: Padded<AtomicU64>,
+    /// Every producer's ring, for the writer.
+    rings: Mutex<Vec<Arc<Ring>>>,
+    ring_bytes: usize,
+    writer: OnceLock<std::thread::Thread>,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("bytes", &(self.buf.len() * 8))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    fn wake(&self) {
+        if self.sleeping.0.swap(false, Ordering::AcqRel) {
+            if let Some(t) = self.writer.get() {
+                t.unpark();
             }
         }
     }
 }
 
-/// A running access log: its writer thread and the first sender.
+/// What network threads are given: each makes its own [`LogProducer`].
+#[derive(Clone)]
+pub struct AccessLogSender {
+    hub: Arc<Hub>,
+    ordered: bool,
+}
+
+impl std::fmt::Debug for AccessLogSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLogSender")
+            .field("ordered", &self.ordered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessLogSender {
+    /// A ring for one network thread, registered with the writer.
+    pub fn producer(&self) -> LogProducer {
+        let ring = Arc::new(Ring::new(self.hub.ring_bytes));
+        self.hub
+            .rings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ring.clone());
+        LogProducer {
+            base: ring.at(0),
+            mask: ring.mask(),
+            cap: ring.mask() + 1,
+            ring,
+            hub: self.hub.clone(),
+            tail: 0,
+            published: 0,
+            head: 0,
+            drive: NO_DRIVE,
+            ordered: self.ordered,
+        }
+    }
+}
+
+/// A network thread's end of its ring (see the module doc).
+#[derive(Debug)]
+pub struct LogProducer {
+    ring: Arc<Ring>,
+    hub: Arc<Hub>,
+    /// The ring's first byte.
+    base: *mut u8,
+    mask: u64,
+    cap: u64,
+    /// Where the next record goes (not yet published).
+    tail: u64,
+    /// What the writer may read.
+    published: u64,
+    /// The writer's `head` as last seen (refreshed only when short of room).
+    head: u64,
+    /// Position of the open drive header, or `NO_DRIVE`.
+    drive: u64,
+    /// Drives take a sequence number (the `shared` model).
+    ordered: bool,
+}
+
+// SAFETY: `base` points into `ring`'s buffer, which this producer keeps
+// alive (the Arc) and is the only writer of; moving the producer to another
+// thread moves that role with it.
+unsafe impl Send for LogProducer {}
+
+impl LogProducer {
+    /// Where position `pos` is in the buffer.
+    #[inline(always)]
+    fn at(&self, pos: u64) -> *mut u8 {
+        // SAFETY: the offset is below the buffer's length (mask + 1).
+        unsafe { self.base.add((pos & self.mask) as usize) }
+    }
+
+    /// Room for `len` bytes (and a pad before them if they would cross the
+    /// end), leaving `reserve` free after them; the records' place.
+    #[inline(always)]
+    fn alloc(&mut self, len: u64, reserve: u64) -> Option<*mut u8> {
+        let to_end = self.cap - (self.tail & self.mask);
+        let pad = if to_end < len { to_end } else { 0 };
+        let need = self.tail + pad + len + reserve;
+        if need - self.head > self.cap {
+            self.head = self.ring.head.0.load(Ordering::Acquire);
+            if need - self.head > self.cap {
+                return None;
+            }
+        }
+        if pad != 0 {
+            self.pad(pad);
+        }
+        let p = self.at(self.tail);
+        self.tail += len;
+        Some(p)
+    }
+
+    /// Fills the rest of the buffer up to its end with a pad record.
+    #[cold]
+    #[inline(never)]
+    fn pad(&mut self, pad: u64) {
+        let p = self.at(self.tail);
+        // SAFETY: [tail, tail + pad) is free (checked by `alloc`) and ours;
+        // positions are 8-aligned, so pad >= 8 holds the len and kind.
+        unsafe {
+            p.cast::<u32>().write(pad as u32);
+            p.add(4).write(KIND_PAD);
+        }
+        self.tail += pad;
+    }
+
+    /// Writes a response's record, in place; when the ring lacks room it
+    /// is dropped and counted. `start`: when its request began. `method`
+    /// and `target`: where they are in `buf` (as the parser left them;
+    /// spans outside `buf`, or a target before the method, log as empty).
+    /// The common case inline: one space between method and target, and
+    /// the four parts within [`TEXT_BYTES`]: all kept, one copy of the
+    /// request line's part.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn record(
+        &mut self,
+        start: Instant,
+        status: u16,
+        route: u32,
+        request_bytes: u64,
+        response_bytes: u64,
+        buf: &[u8],
+        method: Span,
+        target: Span,
+        referer: &[u8],
+        user_agent: &[u8],
+    ) {
+        let (ms, me) = (method.start as usize, method.end as usize);
+        let (ts, te) = (target.start as usize, target.end as usize);
+        let (r, u) = (referer.len(), user_agent.len());
+        let line = te.wrapping_sub(ms);
+        if !(ms < me && ts == me + 1 && ts <= te && te <= buf.len() && line + r + u <= TEXT_BYTES) {
+            self.record_slow(
+                start,
+                status,
+                route,
+                request_bytes,
+                response_bytes,
+                buf,
+                method,
+                target,
+                referer,
+                user_agent,
+            );
+            return;
+        }
+        let head = RecHead {
+            len: 0,
+            kind: KIND_REC | GAP,
+            cut: 0,
+            status,
+            route,
+            // Each < TEXT_BYTES (checked above; method and space >= 2).
+            lens: [(me - ms) as u8, (te - ts) as u8, r as u8, u as u8],
+            start,
+            request_bytes,
+            response_bytes,
+        };
+        let Some(at) = self.put(REC + line + r + u, head) else {
+            return;
+        };
+        // SAFETY: `put` gave `line + r + u` bytes at `at`; buf[ms..te] is
+        // within `buf` (checked above).
+        unsafe {
+            let from = buf.as_ptr().add(ms);
+            if (8..=16).contains(&line) {
+                // A short request line (`GET /plaintext`): two overlapping
+                // words rather than a call to memcpy.
+                let (a, b) = (
+                    from.cast::<u64>().read_unaligned(),
+                    from.add(line - 8).cast::<u64>().read_unaligned(),
+                );
+                at.cast::<u64>().write_unaligned(a);
+                at.add(line - 8).cast::<u64>().write_unaligned(b);
+            } else {
+                std::ptr::copy_nonoverlapping(from, at, line);
+            }
+            if r != 0 {
+                std::ptr::copy_nonoverlapping(referer.as_ptr(), at.add(line), r);
+            }
+            if u != 0 {
+                std::ptr::copy_nonoverlapping(user_agent.as_ptr(), at.add(line + r), u);
+            }
+        }
+    }
+
+    /// Allocates a record of `body` bytes (a drive header first if none is
+    /// open) and writes `head` with its length; where its text goes. None
+    /// (counted) when the ring lacks room.
+    #[inline(always)]
+    fn put(&mut self, body: usize, mut head: RecHead) -> Option<*mut u8> {
+        let first = self.drive == NO_DRIVE;
+        let len = rounded(body) + if first { DRIVE } else { 0 };
+        let Some(mut p) = self.alloc(len as u64, RESERVE) else {
+            self.drop_one();
+            return None;
+        };
+        if first {
+            self.open_drive(p, self.tail - len as u64);
+            // SAFETY: within the allocation (len includes DRIVE).
+            p = unsafe { p.add(DRIVE) };
+        }
+        head.len = rounded(body) as u32;
+        // SAFETY: `alloc` gave [p, p + rounded(body)), 8-aligned, ours
+        // until published.
+        unsafe {
+            p.cast::<RecHead>().write(head);
+            Some(p.add(REC))
+        }
+    }
+
+    /// [`record`](Self::record) past its common case: parts cut to fit
+    /// (see `cut_lens`), method and target copied apart.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn record_slow(
+        &mut self,
+        start: Instant,
+        status: u16,
+        route: u32,
+        request_bytes: u64,
+        response_bytes: u64,
+        buf: &[u8],
+        method: Span,
+        target: Span,
+        referer: &[u8],
+        user_agent: &[u8],
+    ) {
+        let (ms, me) = (method.start as usize, method.end as usize);
+        let (ts, te) = (target.start as usize, target.end as usize);
+        let ok = ms <= me && me <= ts && ts <= te && te <= buf.len();
+        let (ml, tl) = if ok { (me - ms, te - ts) } else { (0, 0) };
+        let [m, t, r, u] = cut_lens(ml, tl, referer.len(), user_agent.len());
+        let cut = u8::from(m < ml)
+            | u8::from(t < tl) << 1
+            | u8::from(r < referer.len()) << 2
+            | u8::from(u < user_agent.len()) << 3;
+        let head = RecHead {
+            len: 0,
+            kind: KIND_REC,
+            cut,
+            status,
+            route,
+            // Each <= 216 (see cut_lens).
+            lens: [m as u8, t as u8, r as u8, u as u8],
+            start,
+            request_bytes,
+            response_bytes,
+        };
+        let Some(mut at) = self.put(REC + m + t + r + u, head) else {
+            return;
+        };
+        // SAFETY: `put` gave m + t + r + u bytes at `at`; the bytes read
+        // from `buf` are within it when `ok`, and none are read otherwise.
+        unsafe {
+            if ok {
+                std::ptr::copy_nonoverlapping(buf.as_ptr().add(ms), at, m);
+                at = at.add(m);
+                std::ptr::copy_nonoverlapping(buf.as_ptr().add(ts), at, t);
+                at = at.add(t);
+            }
+            std::ptr::copy_nonoverlapping(referer.as_ptr(), at, r);
+            at = at.add(r);
+            std::ptr::copy_nonoverlapping(user_agent.as_ptr(), at, u);
+        }
+    }
+
+    /// Writes a drive header at `p` (its first record follows).
+    #[inline(always)]
+    fn open_drive(&mut self, p: *mut u8, pos: u64) {
+        // Taken while the connection is held by this drive: its previous
+        // drive (on any thread) took a smaller number, its next a larger.
+        let seq = if self.ordered {
+            self.hub.seq.0.fetch_add(1, Ordering::Relaxed)
+        } else {
+            UNORDERED
+        };
+        // SAFETY: `p` starts an allocation of at least DRIVE bytes.
+        unsafe {
+            p.cast::<DriveHead>().write(DriveHead {
+                len: DRIVE as u32,
+                kind: KIND_DRIVE,
+                seq,
+                remote: None,
+            });
+        }
+        self.drive = pos;
+    }
+
+    #[cold]
+    fn drop_one(&self) {
+        self.hub.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether this drive wrote a drive header (and so wants its address).
+    #[inline(always)]
+    pub fn in_drive(&self) -> bool {
+        self.drive != NO_DRIVE
+    }
+
+    /// The drive is over: its records get the client's address.
+    #[inline]
+    pub fn end_drive(&mut self, remote: Option<SocketAddr>) {
+        if self.drive != NO_DRIVE {
+            // SAFETY: the header is unpublished (publish closes the drive
+            // first), so still the producer's; `at` keeps its alignment.
+            unsafe {
+                let h = self.at(self.drive).cast::<DriveHead>();
+                std::ptr::addr_of_mut!((*h).remote).write(remote);
+            }
+            self.drive = NO_DRIVE;
+        }
+    }
+
+    /// The batch's output was handed to the kernel by `end`: closes what it
+    /// wrote with a clock record and publishes it (one release store), and
+    /// wakes the writer if it sleeps. Nothing when nothing was written.
+    #[inline]
+    pub fn publish(&mut self, end: Instant) {
+        if self.tail != self.published {
+            self.publish_slow(end);
+        }
+    }
+
+    #[inline(never)]
+    fn publish_slow(&mut self, end: Instant) {
+        // A drive left open (an answer given outside a drive) has no address.
+        self.drive = NO_DRIVE;
+        // Every record's allocation left RESERVE free for this.
+        let Some(p) = self.alloc(CLOCK as u64, 0) else {
+            return;
+        };
+        // SAFETY: as in `record`.
+        unsafe {
+            p.cast::<ClockHead>().write(ClockHead {
+                len: CLOCK as u32,
+                kind: KIND_CLOCK,
+                end,
+            });
+        }
+        // SeqCst with the load below, against the writer's store of
+        // `sleeping` and its load of `tail` (Dekker): one of the two sees
+        // the other, so a writer never parks on published records.
+        self.ring.tail.0.store(self.tail, Ordering::SeqCst);
+        self.published = self.tail;
+        if self.hub.sleeping.0.load(Ordering::SeqCst) {
+            self.hub.wake();
+        }
+    }
+}
+
+impl Drop for LogProducer {
+    fn drop(&mut self) {
+        self.publish(Instant::now());
+    }
+}
+
+/// A running access log: its writer thread and what producers share.
 #[derive(Debug)]
 pub struct AccessLog {
-    sender: Option<AccessLogSender>,
+    hub: Arc<Hub>,
     thread: Option<JoinHandle<()>>,
     /// Closed by the writer thread as it exits (a Mutex: `AccessLog` is
     /// shared between threads, a `Receiver` is not `Sync`).
-    exited: std::sync::Mutex<Receiver<()>>,
+    exited: Mutex<Receiver<()>>,
 }
 
 impl AccessLog {
-    /// Opens `target` and starts the writer thread with a queue of `queue`
-    /// entries. `routes` names route indexes (a method and a pattern).
+    /// Opens `target` and starts the writer thread. Each network thread's
+    /// ring holds `queue` × [`BYTES_PER_LINE`] bytes. `routes` names route
+    /// indexes (a method and a pattern).
     pub fn start(
         target: Target,
         format: Format,
@@ -212,19 +720,27 @@ impl AccessLog {
         routes: Vec<String>,
     ) -> io::Result<AccessLog> {
         let out = Output::open(&target)?;
-        let (tx, rx) = mpsc::sync_channel(queue.max(1));
-        let counts = Arc::new(Counts::default());
+        let hub = Arc::new(Hub {
+            ring_bytes: queue
+                .saturating_mul(BYTES_PER_LINE)
+                .max(MIN_RING)
+                .next_power_of_two(),
+            ..Hub::default()
+        });
         let (exit_tx, exited) = mpsc::channel();
         let writer = Writer {
-            rx,
+            hub: hub.clone(),
             out: Some(out),
             target,
             format,
             routes,
-            counts: counts.clone(),
             line: String::with_capacity(512),
             reported: false,
             time: (u64::MAX, String::new()),
+            sources: Vec::new(),
+            next: 0,
+            batch: Vec::new(),
+            stuck: None,
         };
         let thread = std::thread::Builder::new()
             .name("stoat-access-log".into())
@@ -232,61 +748,55 @@ impl AccessLog {
                 writer.run();
                 drop(exit_tx);
             })?;
+        let _ = hub.writer.set(thread.thread().clone());
         Ok(AccessLog {
-            sender: Some(AccessLogSender { tx, counts }),
+            hub,
             thread: Some(thread),
-            exited: std::sync::Mutex::new(exited),
+            exited: Mutex::new(exited),
         })
     }
 
-    /// A sender for one network thread.
-    pub fn sender(&self) -> AccessLogSender {
-        // `sender` is only taken in `drop`.
-        self.sender
-            .clone()
-            .expect("access log sender present until drop")
+    /// What network threads make their rings from. `ordered`: a
+    /// connection's drives may run on different threads (the `shared`
+    /// model), so drives are numbered and the writer merges by number.
+    pub fn sender(&self, ordered: bool) -> AccessLogSender {
+        AccessLogSender {
+            hub: self.hub.clone(),
+            ordered,
+        }
     }
 
-    /// Entries dropped because the queue was full or the file was unusable.
+    /// Lines dropped because a ring was full or the file was unusable.
     pub fn dropped(&self) -> u64 {
-        self.counts().dropped.load(Ordering::Relaxed)
+        self.hub.dropped.load(Ordering::Relaxed)
     }
 
     /// Lines written.
     pub fn written(&self) -> u64 {
-        self.counts().written.load(Ordering::Relaxed)
+        self.hub.written.load(Ordering::Relaxed)
     }
 
     /// Asks the writer to reopen its file (after logrotate moved it).
     pub fn reopen(&self) {
-        self.counts().reopen.store(true, Ordering::Release);
+        self.hub.reopen.store(true, Ordering::Release);
     }
 
     /// The flag that [`reopen`](Self::reopen) sets, for a signal handler
     /// (`signal_hook::flag::register(SIGHUP, flag)`): setting a flag is all
     /// a handler may do.
     pub fn reopen_flag(&self) -> Arc<AtomicBool> {
-        self.counts().reopen.clone()
-    }
-
-    fn counts(&self) -> &Arc<Counts> {
-        &self
-            .sender
-            .as_ref()
-            .expect("access log sender present until drop")
-            .counts
+        self.hub.reopen.clone()
     }
 }
 
-/// How long dropping the log waits for the writer to finish its queue.
+/// How long dropping the log waits for the writer to finish.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            sender.counts.closing.store(true, Ordering::Release);
-            // A full queue means the writer is awake (or blocked writing).
-            let _ = sender.tx.try_send(Msg::Wake);
+        self.hub.closing.store(true, Ordering::Release);
+        if let Some(t) = self.hub.writer.get() {
+            t.unpark();
         }
         if let Some(thread) = self.thread.take() {
             // A writer blocked on its target (a stalled disk, a FIFO nobody
@@ -339,79 +849,245 @@ impl Output {
     }
 }
 
+/// One ring as the writer reads it: lines read out of it (so its bytes go
+/// back to the producer) and waiting for their turn, as (drive number,
+/// line); `None` marks a drive's start (a drive whose lines were all
+/// dropped still takes its number).
+struct Source {
+    ring: Arc<Ring>,
+    pending: VecDeque<(u64, Option<Box<Entry>>)>,
+}
+
 /// The writer thread's state.
 struct Writer {
-    rx: Receiver<Msg>,
+    hub: Arc<Hub>,
     /// `None` after a failed reopen, until one succeeds.
     out: Option<Output>,
     target: Target,
     format: Format,
     routes: Vec<String>,
-    counts: Arc<Counts>,
     line: String,
     /// A write error has been reported (once per failure, not per line).
     reported: bool,
     /// The last second formatted, and its text (CLF or RFC 3339 without
     /// the milliseconds): lines of one second share it.
     time: (u64, String),
+    sources: Vec<Source>,
+    /// The next drive number to write (ordered rings).
+    next: u64,
+    /// Lines of the batch being read, until its clock record.
+    batch: Vec<(u64, Option<Box<Entry>>, Instant)>,
+    /// Since when the next drive number has been missing.
+    stuck: Option<Instant>,
 }
 
 /// How long the idle writer waits before looking at the reopen flag again.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-/// While lines flow, how often the writer takes them (a queue of 4096
-/// holds 400,000 lines a second at this interval). Lines reach the file
-/// at most two intervals after their response when the load stops.
+/// While lines flow, how often the writer reads the rings. Lines reach the
+/// file at most two intervals after their batch when the load stops.
 const BATCH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A drive number missing this long is given up on (its thread is in one
+/// batch that long): later drives are written without waiting for it.
+const GAP_WAIT: Duration = Duration::from_secs(1);
 
 impl Writer {
     fn run(mut self) {
-        // While lines flow, the writer wakes every BATCH_INTERVAL and takes
-        // what came: senders then never wake it (no futex per request). When
-        // a look finds nothing, it flushes and blocks until the next line
-        // (or IDLE_CHECK, for the reopen flag).
+        // While lines flow, the writer wakes every BATCH_INTERVAL and reads
+        // what was published: producers then never wake it. When a pass
+        // finds nothing, it flushes and parks until a publish wakes it (or
+        // IDLE_CHECK, for the reopen flag).
         let mut flowing = false;
         loop {
-            let first = if flowing {
+            if flowing {
                 std::thread::sleep(BATCH_INTERVAL);
-                match self.rx.try_recv() {
-                    Ok(msg) => Some(msg),
-                    Err(mpsc::TryRecvError::Empty) => None,
-                    Err(mpsc::TryRecvError::Disconnected) => break,
-                }
             } else {
-                match self.rx.recv_timeout(IDLE_CHECK) {
-                    Ok(msg) => Some(msg),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
+                self.hub.sleeping.0.store(true, Ordering::SeqCst);
+                if !self.any_published() && !self.hub.closing.load(Ordering::Acquire) {
+                    std::thread::park_timeout(IDLE_CHECK);
                 }
-            };
-            self.check_reopen();
-            match first {
-                Some(msg) => {
-                    self.take(msg);
-                    while let Ok(msg) = self.rx.try_recv() {
-                        self.take(msg);
-                    }
-                    flowing = true;
-                }
-                None => {
-                    self.flush();
-                    flowing = false;
-                }
+                self.hub.sleeping.0.store(false, Ordering::Relaxed);
             }
-            if self.counts.closing.load(Ordering::Acquire) {
-                while let Ok(msg) = self.rx.try_recv() {
-                    self.take(msg);
-                }
+            self.check_reopen();
+            let got = self.collect();
+            self.emit(false);
+            if got {
+                flowing = true;
+            } else {
+                self.flush();
+                flowing = false;
+            }
+            if self.hub.closing.load(Ordering::Acquire) {
+                self.collect();
+                self.emit(true);
                 break;
             }
         }
         self.flush();
     }
 
+    /// Takes rings registered since the last look.
+    fn refresh(&mut self) {
+        let rings = self.hub.rings.lock().unwrap_or_else(|e| e.into_inner());
+        for ring in &rings[self.sources.len()..] {
+            self.sources.push(Source {
+                ring: ring.clone(),
+                pending: VecDeque::new(),
+            });
+        }
+    }
+
+    fn any_published(&mut self) -> bool {
+        self.refresh();
+        self.sources
+            .iter()
+            .any(|s| s.ring.tail.0.load(Ordering::SeqCst) != s.ring.head.0.load(Ordering::Relaxed))
+    }
+
+    /// Reads every ring's published records into lines and gives their
+    /// bytes back. Whether anything was read.
+    fn collect(&mut self) -> bool {
+        self.refresh();
+        // One clock pair per pass turns the batches' `Instant`s into wall
+        // time (the network threads never read the wall clock).
+        let now = Instant::now();
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let wall = |t: Instant| match t.checked_duration_since(now) {
+            Some(ahead) => unix_ms + ahead.as_millis() as u64,
+            None => unix_ms.saturating_sub(now.duration_since(t).as_millis() as u64),
+        };
+        let mut got = false;
+        for s in &mut self.sources {
+            let ring = &s.ring;
+            let tail = ring.tail.0.load(Ordering::Acquire);
+            let head = ring.head.0.load(Ordering::Relaxed);
+            let (mut pos, mut done) = (head, head);
+            let (mut seq, mut remote) = (UNORDERED, None);
+            self.batch.clear();
+            while pos < tail {
+                let p = ring.at(pos);
+                // SAFETY: [head, tail) was published (acquire above): whole
+                // records, each written as the type its kind names.
+                let (len, kind) = unsafe { (p.cast::<u32>().read(), p.add(4).read()) };
+                match kind & !GAP {
+                    KIND_DRIVE => {
+                        // SAFETY: written as a DriveHead (its kind), 8-aligned.
+                        let d = unsafe { p.cast::<DriveHead>().read() };
+                        seq = d.seq;
+                        remote = d.remote;
+                        self.batch.push((seq, None, now));
+                    }
+                    KIND_REC => {
+                        // SAFETY: written as a RecHead (its kind), 8-aligned.
+                        let h = unsafe { p.cast::<RecHead>().read() };
+                        let n: usize = h.lens.iter().map(|&n| n as usize).sum();
+                        let gap = usize::from(kind & GAP != 0);
+                        // SAFETY: the record's text, within its `len`, in
+                        // the published range (records never cross the end).
+                        let text = unsafe { std::slice::from_raw_parts(p.add(REC), n + gap) };
+                        let mut e = Box::new(Entry::empty());
+                        let m = usize::from(h.lens[0]);
+                        e.text[..m].copy_from_slice(&text[..m]);
+                        e.text[m..n].copy_from_slice(&text[m + gap..]);
+                        e.lens = h.lens;
+                        e.cut = h.cut;
+                        e.status = h.status;
+                        e.route = h.route;
+                        e.request_bytes = h.request_bytes;
+                        e.response_bytes = h.response_bytes;
+                        e.remote = remote;
+                        self.batch.push((seq, Some(e), h.start));
+                    }
+                    KIND_CLOCK => {
+                        // SAFETY: written as a ClockHead (its kind), 8-aligned.
+                        let end = unsafe { p.cast::<ClockHead>().read() }.end;
+                        let ms = wall(end);
+                        for (seq, entry, start) in self.batch.drain(..) {
+                            let entry = entry.map(|mut e| {
+                                e.duration = end.saturating_duration_since(start);
+                                e.unix_ms = ms;
+                                e
+                            });
+                            s.pending.push_back((seq, entry));
+                        }
+                        done = pos + u64::from(len);
+                    }
+                    _ => {}
+                }
+                pos += u64::from(len);
+            }
+            if done != head {
+                ring.head.0.store(done, Ordering::Release);
+                got = true;
+            }
+        }
+        got
+    }
+
+    /// Writes the lines whose turn has come: an unordered ring's at once,
+    /// ordered rings' by drive number (waiting for a number still missing,
+    /// at most GAP_WAIT); `all`: everything left, in number order.
+    fn emit(&mut self, all: bool) {
+        let mut sources = std::mem::take(&mut self.sources);
+        for s in &mut sources {
+            while let Some((UNORDERED, _)) = s.pending.front() {
+                if let Some((_, Some(e))) = s.pending.pop_front() {
+                    self.write(&e);
+                }
+            }
+        }
+        loop {
+            let next = self.next;
+            let found = sources
+                .iter()
+                .position(|s| s.pending.front().is_some_and(|f| f.0 == next));
+            if let Some(i) = found {
+                self.stuck = None;
+                self.write_drive(&mut sources[i], next);
+                self.next = next + 1;
+                continue;
+            }
+            let lowest = sources
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.pending.front().map(|f| (f.0, i)))
+                .min();
+            let Some((lowest, i)) = lowest else {
+                self.stuck = None;
+                break;
+            };
+            if lowest < next {
+                // A drive given up on (GAP_WAIT) came after all: written
+                // now, out of its turn.
+                self.write_drive(&mut sources[i], lowest);
+                continue;
+            }
+            let now = Instant::now();
+            let since = *self.stuck.get_or_insert(now);
+            if all || now.duration_since(since) >= GAP_WAIT {
+                self.stuck = None;
+                self.next = lowest;
+                continue;
+            }
+            break;
+        }
+        self.sources = sources;
+    }
+
+    /// Writes the lines of drive `seq`, at the front of `source`.
+    fn write_drive(&mut self, source: &mut Source, seq: u64) {
+        while source.pending.front().is_some_and(|f| f.0 == seq) {
+            if let Some((_, Some(e))) = source.pending.pop_front() {
+                self.write(&e);
+            }
+        }
+    }
+
     fn check_reopen(&mut self) {
-        let asked = self.counts.reopen.swap(false, Ordering::AcqRel);
+        let asked = self.hub.reopen.swap(false, Ordering::AcqRel);
         if !asked {
             return;
         }
@@ -426,12 +1102,6 @@ impl Writer {
                 self.out = None;
                 tracing::error!(target = ?self.target, error = %e, "access log reopen failed; lines are dropped until a reopen succeeds");
             }
-        }
-    }
-
-    fn take(&mut self, msg: Msg) {
-        if let Msg::Entry(entry) = msg {
-            self.write(&entry);
         }
     }
 
@@ -457,10 +1127,10 @@ impl Writer {
         };
         match result {
             Ok(()) => {
-                self.counts.written.fetch_add(1, Ordering::Relaxed);
+                self.hub.written.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+                self.hub.dropped.fetch_add(1, Ordering::Relaxed);
                 if !self.reported {
                     self.reported = true;
                     tracing::error!(error = %e, "access log write failed");
@@ -762,41 +1432,124 @@ mod tests {
         assert!(s.ends_with(",\"cut\":true}"), "{s}");
     }
 
+    /// One response through a producer: a drive of one record, published.
+    fn log_one(p: &mut LogProducer, target: &[u8]) {
+        let start = Instant::now();
+        // The request line's bytes, as the parser leaves them.
+        let buf = [b"GET ".as_slice(), target, b" HTTP/1.1"].concat();
+        let (method, target) = spans(&buf);
+        p.record(
+            start,
+            200,
+            0,
+            80,
+            13,
+            &buf,
+            method,
+            target,
+            b"",
+            b"curl/8.0",
+        );
+        p.end_drive(Some("127.0.0.1:5555".parse().unwrap()));
+        p.publish(Instant::now());
+    }
+
+    /// The method's and the target's spans in a request line.
+    fn spans(line: &[u8]) -> (Span, Span) {
+        let sp = line.iter().position(|&b| b == b' ').unwrap();
+        let ts = sp + line[sp..].iter().position(|&b| b != b' ').unwrap();
+        let te = ts + line[ts..].iter().position(|&b| b == b' ').unwrap();
+        let span = |start: usize, end: usize| Span {
+            start: start as u32,
+            end: end as u32,
+        };
+        (span(0, sp), span(ts, te))
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
     #[test]
     fn writes_to_a_file_and_reopens_it() {
         let dir = std::env::temp_dir().join(format!("stoat-alog-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("access.log");
         let log = AccessLog::start(Target::File(path.clone()), Format::Json, 16, vec![]).unwrap();
-        let tx = log.sender();
-        assert!(tx.send(entry()));
-        wait_for(|| {
-            std::fs::read_to_string(&path)
-                .unwrap_or_default()
-                .lines()
-                .count()
-                == 1
-        });
+        let mut tx = log.sender(false).producer();
+        log_one(&mut tx, b"/a");
+        wait_for(|| lines(&path).len() == 1);
         // logrotate: move the file away, then signal.
         let rotated = dir.join("access.log.1");
         std::fs::rename(&path, &rotated).unwrap();
         log.reopen_flag().store(true, Ordering::Release);
-        assert!(tx.send(entry()));
-        wait_for(|| {
-            std::fs::read_to_string(&path)
-                .unwrap_or_default()
-                .lines()
-                .count()
-                == 1
-        });
-        assert_eq!(
-            std::fs::read_to_string(&rotated).unwrap().lines().count(),
-            1
-        );
+        log_one(&mut tx, b"/b");
+        wait_for(|| lines(&path).len() == 1);
+        assert_eq!(lines(&rotated).len(), 1);
+        assert!(lines(&path)[0].contains("\"target\":\"/b\""));
+        assert!(lines(&path)[0].contains("\"remote\":\"127.0.0.1:5555\""));
         assert_eq!(log.written(), 2);
         assert_eq!(log.dropped(), 0);
         drop(tx);
         drop(log);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two rings of the `shared` model: one "connection" alternates between
+    /// them drive by drive, and each ring publishes only now and then (so
+    /// the writer sees the later drives of one ring before the earlier of
+    /// the other). Records of many lengths wrap the small rings many times.
+    /// The lines come out in drive order, none lost, none cut wrongly.
+    #[test]
+    fn ordered_rings_merge_by_drive_and_wrap() {
+        let dir = std::env::temp_dir().join(format!("stoat-alog-ord-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("access.log");
+        let log = AccessLog::start(Target::File(path.clone()), Format::Json, 64, vec![]).unwrap();
+        let sender = log.sender(true);
+        let mut rings = [sender.producer(), sender.producer()];
+        let n = 1000;
+        for i in 0..n {
+            let target = format!("/{i}/{}", "x".repeat(i % 300));
+            let r = &mut rings[i % 2];
+            // Every third with two spaces after the method (two copies).
+            let sep = if i % 3 == 0 { "  " } else { " " };
+            let buf = format!("GET{sep}{target} HTTP/1.1");
+            let (method, target) = spans(buf.as_bytes());
+            let t = Instant::now();
+            r.record(t, 200, 0, 1, 2, buf.as_bytes(), method, target, b"", b"u");
+            r.end_drive(None);
+            for (k, every) in [(0, 7), (1, 11)] {
+                if i % every == 0 {
+                    let r = &mut rings[k];
+                    r.publish(Instant::now());
+                    // Pacing for this test only (a network thread never
+                    // waits): the writer has read what was published.
+                    wait_for(|| r.ring.head.0.load(Ordering::Acquire) == r.published);
+                }
+            }
+        }
+        drop(rings);
+        let dropped = log.dropped();
+        drop(log);
+        let got = lines(&path);
+        assert_eq!(dropped, 0);
+        assert_eq!(got.len(), n);
+        let mut last = None;
+        for line in &got {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let target = v["target"].as_str().unwrap();
+            let i: usize = target.split('/').nth(1).unwrap().parse().unwrap();
+            assert!(last < Some(i), "{last:?} then {i}");
+            last = Some(i);
+            let keep = (TEXT_BYTES - 3 - 1).min(target.len());
+            let want = format!("/{i}/{}", "x".repeat(i % 300));
+            assert_eq!(target, &want[..keep]);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -337,7 +337,11 @@ impl Connection {
     #[cold]
     #[inline(never)]
     fn send_log_entries(&mut self, ctx: &mut ThreadCtx) {
-        ctx.obs.finish(|| self.log_remote());
+        ctx.obs.finish(|| match self.parked.as_deref() {
+            // Known already (every drive after the connection's first).
+            Some(p) if p.client.is_some() || p.peer.is_some() => p.client.or(p.peer),
+            _ => self.log_remote(),
+        });
     }
 
     /// Whether a stop may close it now: idle for [`STOP_IDLE_GRACE`].

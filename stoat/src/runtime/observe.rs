@@ -5,21 +5,22 @@
 //! Contract:
 //! - [`Observe::response`] and [`Observe::log_entry`] note a response as its handler's sink sent it
 //!   (route, status, when its request began, its sizes; for the access log
-//!   a fixed-size [`Entry`] with the method, target, `Referer` and
-//!   `User-Agent` copied, since the request's bytes are gone later).
+//!   a record written in place in the thread's ring, with the method,
+//!   target, `Referer` and `User-Agent` copied, since the request's bytes
+//!   are gone later; see `access_log.rs`).
 //! - [`Observe::finish`] runs once the connection's output of this drive
-//!   was handed to the kernel: its access-log entries get the connection's
-//!   client address (asked once per connection, see `Connection::log_remote`)
-//!   and are queued, with one clock read for their end (with the log on
-//!   only). They go before the connection is handed back to its loop, so
-//!   one connection's lines keep their order even when the `shared`
-//!   model's next drive of it runs on another thread (holding them to the
-//!   batch's end would lose that).
+//!   was handed to the kernel: the drive's access-log records get the
+//!   connection's client address (asked once per connection, see
+//!   `Connection::log_remote`). In the `shared` model the drive took its
+//!   number in the log's order while it held the connection, so one
+//!   connection's lines keep their order even when its next drive runs on
+//!   another thread.
 //! - [`Observe::end_batch`] runs once the batch's output was all handed to
 //!   the kernel, with the clock read the loop makes there anyway (for its
 //!   `epoll_wait` timeout): the durations of every response noted in the
-//!   batch are recorded. No clock read is added per request or per drive
-//!   for the metrics.
+//!   batch are recorded, and the access log's records of the batch are
+//!   published with that clock as their end. No clock read is added per
+//!   request or per drive, for the metrics or the log.
 //! - Durations run from the batch clock of the read that completed the
 //!   request (for a head and body that arrive in one read, as nearly all
 //!   do, the first byte of the head) to the end of the batch whose writes
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::proto::RequestHead;
-use crate::runtime::access_log::{AccessLogSender, Entry};
+use crate::runtime::access_log::{AccessLogSender, LogProducer};
 use crate::runtime::link::AsyncCounters;
 use crate::runtime::metrics::{CloseReason, Counter, Metrics, Recorder};
 
@@ -47,7 +48,7 @@ use crate::runtime::metrics::{CloseReason, Counter, Metrics, Recorder};
 pub struct Observers {
     /// The counters' registry, when metrics are on.
     pub metrics: Option<Arc<Metrics>>,
-    /// The access log's queue, when the log is on.
+    /// The access log, when it is on (each thread makes its ring).
     pub access_log: Option<AccessLogSender>,
 }
 
@@ -55,7 +56,7 @@ pub struct Observers {
 #[derive(Debug)]
 pub(crate) struct Observe {
     rec: Option<Recorder>,
-    log: Option<AccessLogSender>,
+    log: Option<LogProducer>,
     on: bool,
     /// The batch's `Instant` (to tell its requests from late answers).
     tick_at: Option<Instant>,
@@ -64,12 +65,8 @@ pub(crate) struct Observe {
     /// responses to one route is one entry, and the histogram takes it
     /// in one add.
     runs: Vec<(u64, u32)>,
-    /// Access-log entries of this drive (with their request's start).
-    entries: Vec<(Entry, Instant)>,
     /// Why the connection being driven closes, when it does.
     pub close_reason: Option<CloseReason>,
-    /// Instant and unix milliseconds at start (wall time without a clock read).
-    base: (Instant, u64),
 }
 
 impl Observe {
@@ -81,19 +78,14 @@ impl Observe {
             m.attach(streams);
         }
         let rec = observers.metrics.as_ref().map(|m| m.recorder());
-        let log = observers.access_log.clone();
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let log = observers.access_log.as_ref().map(|s| s.producer());
         Observe {
             on: rec.is_some() || log.is_some(),
             rec,
             log,
             tick_at: None,
             runs: Vec::new(),
-            entries: Vec::new(),
             close_reason: None,
-            base: (Instant::now(), unix_ms),
         }
     }
 
@@ -151,6 +143,10 @@ impl Observe {
     /// when the drive's output is written.
     #[inline(always)]
     pub fn response(&mut self, route: u32, status: u16, start: Instant) {
+        if self.rec.is_none() {
+            // The access log alone: nothing to count.
+            return;
+        }
         let key = u64::from(route) << 16 | u64::from(status);
         if let Some((k, n)) = self.runs.last_mut() {
             if *k == key && self.tick_at == Some(start) {
@@ -177,7 +173,8 @@ impl Observe {
         self.runs.push((key, 1));
     }
 
-    /// The access-log entry of the response just noted.
+    /// The access-log record of the response just noted, written in
+    /// place in this thread's ring (dropped and counted when it is full).
     #[allow(clippy::too_many_arguments)]
     pub fn log_entry(
         &mut self,
@@ -189,56 +186,42 @@ impl Observe {
         body_len: usize,
         response_bytes: usize,
     ) {
-        let (referer, user_agent) = fields(head, buf);
-        self.entries.push((
-            Entry::new(
-                head.method_span.of(buf),
-                head.target.of(buf),
-                referer,
-                user_agent,
-            ),
-            start,
-        ));
-        if let Some((entry, _)) = self.entries.last_mut() {
-            entry.status = status;
-            entry.route = route;
-            entry.request_bytes = (head.len + body_len) as u64;
-            entry.response_bytes = response_bytes as u64;
-        }
-    }
-
-    /// Whether this drive left access-log entries to send.
-    #[inline(always)]
-    pub fn has_entries(&self) -> bool {
-        !self.entries.is_empty()
-    }
-
-    /// The output of this drive was written: its access-log entries are
-    /// queued, in order, with the client's address from `remote` (called
-    /// only when there are entries: the connection keeps the address, so
-    /// it costs one `getpeername` per connection) and one clock read per
-    /// drive that logged something. Nothing without the log.
-    #[inline]
-    pub fn finish(&mut self, remote: impl FnOnce() -> Option<SocketAddr>) {
-        if !self.entries.is_empty() {
-            self.send_entries(remote());
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn send_entries(&mut self, remote: Option<SocketAddr>) {
-        let Some(log) = &self.log else {
-            self.entries.clear();
+        let Some(log) = &mut self.log else {
             return;
         };
-        let end = Instant::now();
-        let unix_ms = self.base.1 + end.saturating_duration_since(self.base.0).as_millis() as u64;
-        for (mut entry, start) in self.entries.drain(..) {
-            entry.remote = remote;
-            entry.unix_ms = unix_ms;
-            entry.duration = end.saturating_duration_since(start);
-            log.send(entry);
+        let (referer, user_agent) = fields(head, buf);
+        log.record(
+            start,
+            status,
+            route,
+            (head.len + body_len) as u64,
+            response_bytes as u64,
+            buf,
+            head.method_span,
+            head.target,
+            referer,
+            user_agent,
+        );
+    }
+
+    /// Whether this drive wrote access-log records (that want the
+    /// client's address).
+    #[inline(always)]
+    pub fn has_entries(&self) -> bool {
+        self.log.as_ref().is_some_and(LogProducer::in_drive)
+    }
+
+    /// The output of this drive was written: its access-log records get
+    /// the client's address from `remote` (called only when there are
+    /// records: the connection keeps the address, so it costs one
+    /// `getpeername` per connection). No clock read, no queue operation:
+    /// the records are published at the batch's end.
+    #[inline]
+    pub fn finish(&mut self, remote: impl FnOnce() -> Option<SocketAddr>) {
+        if let Some(log) = &mut self.log {
+            if log.in_drive() {
+                log.end_drive(remote());
+            }
         }
     }
 
@@ -248,6 +231,9 @@ impl Observe {
     pub fn end_batch(&mut self, now: Instant) {
         if !self.runs.is_empty() {
             self.end_batch_slow(now);
+        }
+        if let Some(log) = &mut self.log {
+            log.publish(now);
         }
     }
 
@@ -293,26 +279,29 @@ fn split(key: u64) -> (Option<usize>, u16) {
 }
 
 /// The first `Referer` and `User-Agent` values in `head` (empty when
-/// missing), in one pass over the fields.
+/// missing), in one pass over the parser's field spans: a name's bytes are
+/// looked at only when its length is one of the two.
+#[inline(always)]
 fn fields<'a>(head: &RequestHead, buf: &'a [u8]) -> (&'a [u8], &'a [u8]) {
-    let (mut referer, mut user_agent) = (None, None);
+    let (mut referer, mut user_agent): (&[u8], &[u8]) = (&[], &[]);
+    let (mut have_referer, mut have_user_agent) = (false, false);
     for h in &head.headers {
-        let name = h.name.of(buf);
-        // Only these two lengths can match: skip the compare otherwise.
-        match name.len() {
-            7 if referer.is_none() && name.eq_ignore_ascii_case(b"referer") => {
-                referer = Some(h.value.of(buf));
+        match h.name.end.wrapping_sub(h.name.start) {
+            7 if !have_referer && h.name.of(buf).eq_ignore_ascii_case(b"referer") => {
+                referer = h.value.of(buf);
+                have_referer = true;
             }
-            10 if user_agent.is_none() && name.eq_ignore_ascii_case(b"user-agent") => {
-                user_agent = Some(h.value.of(buf));
+            10 if !have_user_agent && h.name.of(buf).eq_ignore_ascii_case(b"user-agent") => {
+                user_agent = h.value.of(buf);
+                have_user_agent = true;
             }
             _ => continue,
         }
-        if referer.is_some() && user_agent.is_some() {
+        if have_referer && have_user_agent {
             break;
         }
     }
-    (referer.unwrap_or(&[]), user_agent.unwrap_or(&[]))
+    (referer, user_agent)
 }
 
 /// A connection's peer address: a syscall, made once per connection and

@@ -93,7 +93,9 @@ impl Connection {
     /// fresh buffer, or one with room) inline; the rest in `make_room`.
     #[inline]
     pub(super) fn make_space(&mut self, shared: &Shared, ctx: &mut ThreadCtx) -> Result<(), Next> {
-        if self.input.is_none() && self.parked.is_none() {
+        // `parked` may hold only the client's address (kept for the access
+        // log): no parked bytes, the fresh buffer is all there is to do.
+        if self.input.is_none() && self.parked.as_ref().map_or(true, |p| p.bytes.is_none()) {
             let Some(mem) = shared.pool.take(&mut ctx.local) else {
                 return Err(Next::WaitBuffer);
             };
