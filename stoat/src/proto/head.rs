@@ -1755,7 +1755,11 @@ mod tests {
     /// same parser state after. Returns the fast path's verdict.
     fn check_fast(buf: &[u8], limits: &Limits) -> Shape {
         let what = || String::from_utf8_lossy(buf).into_owned();
+        // The fast path writes over the last head's lines: start from a
+        // head with more of them, as a connection's reused head may be.
         let mut fast_head = RequestHead::default();
+        let last = realistic_heads().pop().unwrap();
+        assert_eq!(scan(last, &Limits::default(), &mut fast_head), Ok(true));
         let shape = fast::parse(buf, limits, &mut fast_head);
         let mut full_head = RequestHead::default();
         let full = scan(buf, limits, &mut full_head);
@@ -1773,7 +1777,8 @@ mod tests {
             Shape::Other => {}
         }
         let (mut p, mut q) = (HeadParser::new(), HeadParser::new());
-        let (mut a, mut b) = (RequestHead::default(), RequestHead::default());
+        let (mut a, mut b) = (fast_head.clone(), RequestHead::default());
+        let _ = scan(last, &Limits::default(), &mut a);
         let one = p.parse(buf, limits, &mut a);
         let two = q.parse_full(buf, limits, &mut b);
         assert_eq!(one, two, "{:?}", what());

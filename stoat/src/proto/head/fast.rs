@@ -38,17 +38,24 @@ pub(super) enum Shape {
 #[inline(always)]
 pub(super) fn parse(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Shape {
     match parse_inner(buf, limits, head) {
-        Ok(true) => Shape::Complete,
-        Ok(false) => Shape::Other,
-        Err(Partial) => Shape::Partial,
+        Ok(()) => Shape::Complete,
+        Err(Stop::Partial) => Shape::Partial,
+        Err(Stop::Other) => Shape::Other,
     }
 }
 
-/// The bytes ended (the `?` on a missing byte).
-struct Partial;
+/// Why the fast path stopped short of a complete head.
+enum Stop {
+    /// The bytes ended (the `?` on a missing byte).
+    Partial,
+    /// Declined.
+    Other,
+}
+
+use Stop::{Other, Partial};
 
 #[inline(always)]
-fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bool, Partial> {
+fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<(), Stop> {
     // method SP: `GET` in one compare, else a token (which also declines
     // empty lines before the request line: CR and LF are no tchar).
     let method_end = if buf.get(..4) == Some(b"GET ") {
@@ -57,7 +64,7 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bo
     } else {
         let n = buf.iter().position(|&b| !is(b, TCHAR)).ok_or(Partial)?;
         if n == 0 || buf[n] != b' ' {
-            return Ok(false);
+            return Err(Other);
         }
         head.method = Method::from_bytes(&buf[..n]);
         n
@@ -66,21 +73,9 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bo
 
     // request-target SP: visible ASCII, or UTF-8 (as the full scan takes).
     let target_start = method_end + 1;
-    let mut j = target_start;
-    let mut non_ascii = false;
-    let target_end = loop {
-        j = find(buf, j, simd::target_stops, TARGET)?;
-        match buf[j] {
-            b' ' if j > target_start => break j,
-            0x80.. => {
-                non_ascii = true;
-                j += 1;
-            }
-            _ => return Ok(false),
-        }
-    };
-    if non_ascii && std::str::from_utf8(&buf[target_start..target_end]).is_err() {
-        return Ok(false);
+    let mut target_end = find(buf, target_start, simd::target_stops, TARGET)?;
+    if buf[target_end] != b' ' || target_end == target_start {
+        target_end = target_rest(buf, target_start, target_end)?;
     }
     head.target = span(target_start, target_end);
 
@@ -88,11 +83,11 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bo
     let v = target_end + 1;
     let Some(version) = buf.get(v..v + 10) else {
         // The full scan judges the line once its LF is there.
-        return if buf[v..].contains(&b'\n') {
-            Ok(false)
+        return Err(if buf[v..].contains(&b'\n') {
+            Other
         } else {
-            Err(Partial)
-        };
+            Partial
+        });
     };
     let word = u64::from_le_bytes([
         version[0], version[1], version[2], version[3], version[4], version[5], version[6],
@@ -103,111 +98,116 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bo
     } else if word == HTTP10 {
         Version::Http10
     } else {
-        return Ok(false);
+        return Err(Other);
     };
     if version[8..] != *b"\r\n" {
-        return Ok(false);
+        return Err(Other);
     }
     let fields_start = v + 10;
     if fields_start > limits.max_request_line {
-        return Ok(false);
+        return Err(Other);
     }
 
     // Field lines, up to the empty line.
     let max = limits.max_headers.min(Limits::MAX_HEADERS_CAP);
-    head.headers.clear();
+    // The lines are written over the last head's (the vector is reused);
+    // it is cut to `count` at the end.
+    let mut count = 0;
     let mut fields = Fields::new();
     let mut i = fields_start;
-    loop {
-        let first = *buf.get(i).ok_or(Partial)?;
-        if first == b'\r' {
-            match buf.get(i + 1) {
-                Some(b'\n') => {
-                    i += 2;
-                    break;
-                }
-                Some(_) => return Ok(false),
-                None => return Err(Partial),
-            }
-        }
-        if head.headers.len() == max {
-            return Ok(false);
-        }
-        let name_start = i;
-        let (colon, value_start, value_end, cr);
-        let host = is_host_name(buf, i);
-        if host {
-            // RFC 9112 §3.2: one Host, a `uri-host [":" port]` (checked as
-            // the value is scanned: the common value has no OWS after it).
-            if fields.flags & F_HOST != 0 {
-                return Ok(false);
-            }
-            colon = i + 4;
-            value_start = skip_ows(buf, colon + 1);
-            let mut j = value_start;
-            cr = loop {
-                j = find(buf, j, simd::host_stops, HOST)?;
-                match buf[j] {
-                    b'\r' => break j,
-                    b if is(b, HOST) => j += 1,
-                    _ => return Ok(false),
-                }
-            };
-            value_end = cr;
-            fields.flags |= F_HOST;
-            fields.host = span(value_start, value_end);
+    if max > 0 && is_host_name(buf, i) {
+        // Host, first (where browsers, tools and load generators put it),
+        // on its own: RFC 9112 §3.2, a `uri-host [":" port]`, checked as
+        // the value is scanned (the usual value has no OWS after it).
+        // One SP before the value, usually; other OWS makes the scan stop
+        // at its first byte, and `host_rest` declines it.
+        let value_start = if buf.get(i + 5) == Some(&b' ') {
+            i + 6
         } else {
+            i + 5
+        };
+        let mut cr = find(buf, value_start, simd::host_stops, HOST)?;
+        if buf[cr] != b'\r' {
+            cr = host_rest(buf, cr)?;
+        }
+        line_end(buf, cr)?;
+        fields.flags = F_HOST;
+        fields.host = span(value_start, cr);
+        put(
+            &mut head.headers,
+            0,
+            HeaderSpan {
+                name: span(i, i + 4),
+                value: fields.host,
+            },
+        );
+        count = 1;
+        i = cr + 2;
+    }
+    if *buf.get(i).ok_or(Partial)? != b'\r' {
+        // The other lines (a later Host too: `note` checks it).
+        loop {
+            if count == max {
+                return Err(Other);
+            }
             // field-name ":" (no whitespace before the colon).
+            let name_start = i;
             let mut j = i;
-            colon = loop {
+            let colon = loop {
                 j = find(buf, j, simd::name_stops, TCHAR)?;
                 match buf[j] {
                     b':' if j > name_start => break j,
                     b if is(b, TCHAR) => j += 1,
-                    _ => return Ok(false),
+                    _ => return Err(Other),
                 }
             };
-            // OWS field-value OWS.
-            value_start = skip_ows(buf, colon + 1);
+            // OWS field-value OWS CRLF.
+            let value_start = skip_ows(buf, colon + 1);
             let mut j = value_start;
-            cr = loop {
+            let cr = loop {
                 j = find(buf, j, simd::value_stops, VALUE)?;
                 match buf[j] {
                     b'\t' => j += 1,
                     b'\r' => break j,
-                    _ => return Ok(false),
+                    _ => return Err(Other),
                 }
             };
-            value_end = if cr > value_start && matches!(buf[cr - 1], b' ' | b'\t') {
+            line_end(buf, cr)?;
+            let value_end = if cr > value_start && matches!(buf[cr - 1], b' ' | b'\t') {
                 trim_end(buf, value_start, cr)
             } else {
                 cr
             };
+            let value = span(value_start, value_end);
+            if is_framing_name(colon - name_start)
+                && fields
+                    .note(&buf[name_start..colon], &buf[value_start..value_end], value)
+                    .is_err()
+            {
+                return Err(Other);
+            }
+            put(
+                &mut head.headers,
+                count,
+                HeaderSpan {
+                    name: span(name_start, colon),
+                    value,
+                },
+            );
+            count += 1;
+            i = cr + 2;
+            if *buf.get(i).ok_or(Partial)? == b'\r' {
+                break;
+            }
         }
-        match buf.get(cr + 1) {
-            Some(b'\n') => {}
-            Some(_) => return Ok(false),
-            None => return Err(Partial),
-        }
-        let value = span(value_start, value_end);
-        if !host
-            && is_framing_name(colon - name_start)
-            && fields
-                .note(&buf[name_start..colon], &buf[value_start..value_end], value)
-                .is_err()
-        {
-            return Ok(false);
-        }
-        head.headers.push(HeaderSpan {
-            name: span(name_start, colon),
-            value,
-        });
-        i = cr + 2;
     }
+    line_end(buf, i)?;
+    i += 2;
 
     if i - fields_start > limits.max_header_bytes {
-        return Ok(false);
+        return Err(Other);
     }
+    head.headers.truncate(count);
     head.len = i;
     if fields.flags == F_HOST {
         // A Host and none of the other framing fields (every GET from a
@@ -217,15 +217,64 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bo
         head.keep_alive = head.version == Version::Http11;
         head.expect_continue = false;
         head.upgrade = false;
-        return Ok(true);
+        return Ok(());
     }
-    Ok(fields.apply(head, limits).is_ok())
+    fields.apply(head, limits).map_err(|_| Other)
+}
+
+/// The SP that ends a request target whose byte at `j` is not visible
+/// ASCII: UTF-8 goes on (and is checked whole), anything else declines.
+#[cold]
+#[inline(never)]
+fn target_rest(buf: &[u8], start: usize, mut j: usize) -> Result<usize, Stop> {
+    let end = loop {
+        match buf[j] {
+            b' ' if j > start => break j,
+            0x80.. => j = find(buf, j + 1, simd::target_stops, TARGET)?,
+            _ => return Err(Other),
+        }
+    };
+    match std::str::from_utf8(&buf[start..end]) {
+        Ok(_) => Ok(end),
+        Err(_) => Err(Other),
+    }
+}
+
+/// The CR that ends a Host value whose byte at `j` is not one of the
+/// usual ones (an IP literal's brackets, a reg-name's sub-delims): a Host
+/// byte lets the scan go on; anything else declines.
+#[cold]
+#[inline(never)]
+fn host_rest(buf: &[u8], mut j: usize) -> Result<usize, Stop> {
+    loop {
+        match buf[j] {
+            b'\r' => return Ok(j),
+            b if is(b, HOST) => j = find(buf, j + 1, simd::host_stops, HOST)?,
+            _ => return Err(Other),
+        }
+    }
+}
+
+/// Writes line `k` (the lines before it are written) over the last head's.
+#[inline(always)]
+fn put(headers: &mut Vec<HeaderSpan>, k: usize, line: HeaderSpan) {
+    match headers.get_mut(k) {
+        Some(slot) => *slot = line,
+        None => push(headers, line),
+    }
+}
+
+/// A head with more lines than any before it on the connection (the
+/// vector grows, rarely).
+#[cold]
+#[inline(never)]
+fn push(headers: &mut Vec<HeaderSpan>, line: HeaderSpan) {
+    headers.push(line);
 }
 
 /// Whether a field name of `len` bytes may be one that [`Fields::note`]
-/// looks at: Expect, Upgrade, Connection, Content-Length,
-/// Transfer-Encoding. (Host, four bytes with the colon right after, is
-/// taken by its own branch; `note` still sees any other four-byte name.)
+/// looks at: Host, Expect, Upgrade, Connection, Content-Length,
+/// Transfer-Encoding.
 #[inline(always)]
 fn is_framing_name(len: usize) -> bool {
     matches!(len, 4 | 6 | 7 | 10 | 14 | 17)
@@ -235,14 +284,24 @@ fn is_framing_name(len: usize) -> bool {
 /// time, `class` (the table) for the last few. `Err(Partial)`: the bytes end
 /// first.
 #[inline(always)]
-fn find(buf: &[u8], from: usize, stops: fn(&[u8; 16]) -> u32, class: u8) -> Result<usize, Partial> {
+fn find(buf: &[u8], from: usize, stops: fn(&[u8; 16]) -> u32, class: u8) -> Result<usize, Stop> {
     let mut i = from;
-    while let Some(chunk) = buf.get(i..i + 16) {
+    // The first 16 bytes before the loop: most names and values end in
+    // them, and the class's constants are then loaded only by heads whose
+    // fields are longer.
+    if let Some(chunk) = buf.get(i..i + 16) {
         let m = stops(chunk.try_into().unwrap_or(&[0; 16]));
         if m != 0 {
             return Ok(i + m.trailing_zeros() as usize);
         }
         i += 16;
+        while let Some(chunk) = buf.get(i..i + 16) {
+            let m = stops(chunk.try_into().unwrap_or(&[0; 16]));
+            if m != 0 {
+                return Ok(i + m.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
     }
     find_tail(buf, i, stops, class)
 }
@@ -256,7 +315,7 @@ fn find_tail(
     from: usize,
     stops: fn(&[u8; 16]) -> u32,
     class: u8,
-) -> Result<usize, Partial> {
+) -> Result<usize, Stop> {
     if let Some(last) = buf.last_chunk::<16>() {
         let base = buf.len() - 16;
         // `from - base` is at most 16: the bytes from `from` are fewer than 16.
@@ -271,6 +330,16 @@ fn find_tail(
         .and_then(|rest| rest.iter().position(|&b| !is(b, class)))
         .map(|n| from + n)
         .ok_or(Partial)
+}
+
+/// Whether the CR at `cr` is followed by LF (a bare CR declines).
+#[inline(always)]
+fn line_end(buf: &[u8], cr: usize) -> Result<(), Stop> {
+    match buf.get(cr + 1) {
+        Some(b'\n') => Ok(()),
+        Some(_) => Err(Other),
+        None => Err(Partial),
+    }
 }
 
 /// Skips OWS (SP and HTAB) from `i`: the usual single SP in one compare.
