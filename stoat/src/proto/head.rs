@@ -28,11 +28,18 @@
 //!   Connection, Expect, Upgrade) are noted as their lines are scanned,
 //!   dispatching on the name's length first.
 //!
-//! The target and field values are scanned a word (8 bytes) at a time
-//! (SWAR: one add-and-mask per word finds the first byte that needs a
-//! closer look); names and the method use a 256-entry class table. The
-//! first byte that breaks a rule names the error; a request-line fault is
-//! named by a slower second look at that line only. The scanner is
+//! Two scans. A new head first goes through the fast path ([`fast`]): the
+//! usual shape only, 16 bytes per step ([`crate::simd`]), no bookkeeping
+//! to name faults; it fills the head, says the bytes end inside it, or
+//! declines (every fault, every limit, anything unusual), and the full
+//! scan below decides. The full scan takes the target and field values a
+//! word (8 bytes) at a time (SWAR: one add-and-mask per word finds the
+//! first byte that needs a closer look); names and the method use a
+//! 256-entry class table. The first byte that breaks a rule names the
+//! error; a request-line fault is named by a slower second look at that
+//! line only. Whatever the fast path concludes is what the full scan
+//! concludes (`tests::fast_path_agrees_with_full_scan`, the `head_fast`
+//! fuzz target). The scanner is
 //! differential-fuzzed against httparse (`fuzz/fuzz_targets/head_diff.rs`):
 //! wherever httparse accepts a head with CRLF line ends, we accept it with
 //! the same method, target, version, fields and length, unless one of our
@@ -300,6 +307,19 @@ impl HeadParser {
                 Shape::Other => {}
             }
         }
+        self.parse_full(buf, limits, head)
+    }
+
+    /// [`HeadParser::parse`] without the fast path, for the differential
+    /// fuzz target (`fuzz/fuzz_targets/head_fast.rs`); built only there.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn parse_without_fast_path(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        head: &mut RequestHead,
+    ) -> Result<bool, ProtoError> {
         self.parse_full(buf, limits, head)
     }
 
