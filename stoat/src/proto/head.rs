@@ -1010,7 +1010,7 @@ impl Fields {
         Ok(())
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn connection(&mut self, value: &[u8]) {
         // The usual single token, in one compare.
         match value.len() {
@@ -1018,6 +1018,11 @@ impl Fields {
             5 if is_name(value, b"close") => return self.flags |= F_CLOSE,
             _ => {}
         }
+        self.connection_list(value);
+    }
+
+    #[inline(never)]
+    fn connection_list(&mut self, value: &[u8]) {
         for token in list_elements(value) {
             if token.eq_ignore_ascii_case(b"close") {
                 self.flags |= F_CLOSE;
