@@ -13,4 +13,5 @@ pub mod app;
 pub mod config;
 pub mod proto;
 pub mod runtime;
+mod simd;
 pub mod sys;

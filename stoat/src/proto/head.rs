@@ -28,11 +28,18 @@
 //!   Connection, Expect, Upgrade) are noted as their lines are scanned,
 //!   dispatching on the name's length first.
 //!
-//! The target and field values are scanned a word (8 bytes) at a time
-//! (SWAR: one add-and-mask per word finds the first byte that needs a
-//! closer look); names and the method use a 256-entry class table. The
-//! first byte that breaks a rule names the error; a request-line fault is
-//! named by a slower second look at that line only. The scanner is
+//! Two scans. A new head first goes through the fast path ([`fast`]): the
+//! usual shape only, 16 bytes per step ([`crate::simd`]), no bookkeeping
+//! to name faults; it fills the head, says the bytes end inside it, or
+//! declines (every fault, every limit, anything unusual), and the full
+//! scan below decides. The full scan takes the target and field values a
+//! word (8 bytes) at a time (SWAR: one add-and-mask per word finds the
+//! first byte that needs a closer look); names and the method use a
+//! 256-entry class table. The first byte that breaks a rule names the
+//! error; a request-line fault is named by a slower second look at that
+//! line only. Whatever the fast path concludes is what the full scan
+//! concludes (`tests::fast_path_agrees_with_full_scan`, the `head_fast`
+//! fuzz target). The scanner is
 //! differential-fuzzed against httparse (`fuzz/fuzz_targets/head_diff.rs`):
 //! wherever httparse accepts a head with CRLF line ends, we accept it with
 //! the same method, target, version, fields and length, unless one of our
@@ -46,6 +53,10 @@
 //! typed one byte at a time costs O(n), not O(n²).
 
 use crate::proto::{BodyKind, Limits, ProtoError};
+
+mod fast;
+
+use fast::Shape;
 
 /// A byte range of the buffer the head was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -282,7 +293,39 @@ impl HeadParser {
     /// and `head.len` bytes of `buf` belong to it. `Ok(false)`: more bytes
     /// are needed (call again with the same bytes plus more). Errors are
     /// final for the connection.
+    #[inline]
     pub fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        head: &mut RequestHead,
+    ) -> Result<bool, ProtoError> {
+        if self.scanned.is_none() {
+            match fast::parse(buf, limits, head) {
+                Shape::Complete => return Ok(true),
+                Shape::Partial => return self.partial(buf, limits),
+                Shape::Other => {}
+            }
+        }
+        self.parse_full(buf, limits, head)
+    }
+
+    /// [`HeadParser::parse`] without the fast path, for the differential
+    /// fuzz target (`fuzz/fuzz_targets/head_fast.rs`); built only there.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn parse_without_fast_path(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        head: &mut RequestHead,
+    ) -> Result<bool, ProtoError> {
+        self.parse_full(buf, limits, head)
+    }
+
+    /// [`HeadParser::parse`] by the full scan, which names every fault.
+    #[inline(never)]
+    fn parse_full(
         &mut self,
         buf: &[u8],
         limits: &Limits,
@@ -299,13 +342,19 @@ impl HeadParser {
             self.reset();
             Ok(true)
         } else {
-            // The scan stops only at the end of the bytes, so a complete
-            // head would have been found: nothing before the last two bytes
-            // (a terminator may straddle) can end it.
-            self.scanned = Some(buf.len().saturating_sub(2) as u32);
-            self.check_partial(buf, limits)?;
-            Ok(false)
+            self.partial(buf, limits)
         }
+    }
+
+    /// The head is not complete in `buf` and nothing in it breaks a rule.
+    #[cold]
+    fn partial(&mut self, buf: &[u8], limits: &Limits) -> Result<bool, ProtoError> {
+        // The scan stops only at the end of the bytes, so a complete head
+        // would have been found: nothing before the last two bytes (a
+        // terminator may straddle) can end it.
+        self.scanned = Some(buf.len().saturating_sub(2) as u32);
+        self.check_partial(buf, limits)?;
+        Ok(false)
     }
 }
 
@@ -961,7 +1010,7 @@ impl Fields {
         Ok(())
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn connection(&mut self, value: &[u8]) {
         // The usual single token, in one compare.
         match value.len() {
@@ -969,6 +1018,11 @@ impl Fields {
             5 if is_name(value, b"close") => return self.flags |= F_CLOSE,
             _ => {}
         }
+        self.connection_list(value);
+    }
+
+    #[inline(never)]
+    fn connection_list(&mut self, value: &[u8]) {
         for token in list_elements(value) {
             if token.eq_ignore_ascii_case(b"close") {
                 self.flags |= F_CLOSE;
@@ -1051,9 +1105,9 @@ impl Fields {
 /// exact.
 #[inline(always)]
 fn is_host_name(buf: &[u8], at: usize) -> bool {
-    match buf.get(at..at + 5) {
-        Some(&[a, b, c, d, b':']) => {
-            u32::from_le_bytes([a, b, c, d]) | 0x2020_2020 == u32::from_le_bytes(*b"host")
+    match buf.get(at..at + 5).and_then(|s| s.split_first_chunk::<4>()) {
+        Some((name, [b':'])) => {
+            u32::from_le_bytes(*name) | 0x2020_2020 == u32::from_le_bytes(*b"host")
         }
         _ => false,
     }
@@ -1572,10 +1626,8 @@ mod tests {
         }
     }
 
-    /// Realistic heads through both parsers: the same method, target,
-    /// version, fields (names and trimmed values) and length as httparse.
-    #[test]
-    fn agrees_with_httparse_on_realistic_heads() {
+    /// Heads as browsers, tools and APIs send them.
+    fn realistic_heads() -> Vec<&'static [u8]> {
         let chrome = concat!(
             "GET /wp-content/uploads/2010/03/hello-kitty-darth-vader-pink.jpg HTTP/1.1\r\n",
             "Host: www.kittyhell.com\r\n",
@@ -1613,10 +1665,8 @@ mod tests {
             "TE: trailers\r\n",
             "\r\n",
         );
-        let cases: &[&[u8]] = &[
+        let mut cases: Vec<&[u8]> = vec![
             b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:19144\r\n\r\n",
-            chrome.as_bytes(),
-            firefox.as_bytes(),
             b"GET http://example.com:8080/a/b?c=d HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
             b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\n\r\n",
             b"OPTIONS * HTTP/1.1\r\nHost: a\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
@@ -1636,7 +1686,16 @@ mod tests {
             b"GET /long?aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=1 HTTP/1.1\r\nHost: a\r\nX-Long: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n\r\n",
             b"PATCH /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         ];
-        for &req in cases {
+        cases.push(chrome.as_bytes());
+        cases.push(firefox.as_bytes());
+        cases
+    }
+
+    /// Realistic heads through both parsers: the same method, target,
+    /// version, fields (names and trimmed values) and length as httparse.
+    #[test]
+    fn agrees_with_httparse_on_realistic_heads() {
+        for req in realistic_heads() {
             let what = String::from_utf8_lossy(req);
             let ours = parse(req).unwrap_or_else(|e| panic!("{e:?}: {what:?}"));
             let mut raw = [httparse::EMPTY_HEADER; 64];
@@ -1667,5 +1726,173 @@ mod tests {
                 assert_eq!(a.value.of(req), b.value, "{what:?}");
             }
         }
+    }
+
+    /// Heads at the edges of the fast path: framing fields, OWS, limits,
+    /// forms it declines. With the realistic ones, the seeds of
+    /// `fast_path_agrees_with_full_scan`.
+    const EDGE_HEADS: &[&[u8]] = &[
+        b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \t a.b \t\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhOsT: [v1.fe80::a+en1]:80\r\nhost-x: y\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: 1\r\nHost: a\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a_b~c!d$e&f'g(h)i*j+k,l;m=n%20o\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+        b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nA: \t\r\nB:\t\tv\t w \t\r\nC:  v\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Name.With_Odd~Chars!: v\r\n\r\n",
+        b"GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"get / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        b"GET /0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: 0123456789abcdef.example\r\nX-0123456789abcdef: 0123456789abcdef0123456789abcdef\r\n\r\n",
+    ];
+
+    /// Limits that the mutated heads cross now and then.
+    fn edge_limits() -> [Limits; 2] {
+        [
+            Limits::default(),
+            Limits {
+                max_request_line: 24,
+                max_header_bytes: 64,
+                max_headers: 3,
+                max_body_size: 4,
+                ..Limits::default()
+            },
+        ]
+    }
+
+    /// One input through both: the fast path's verdict, where it gives one,
+    /// is the full scan's, with the same head; and `HeadParser::parse`
+    /// (fast path first) gives what the full scan alone gives, with the
+    /// same parser state after. Returns the fast path's verdict.
+    fn check_fast(buf: &[u8], limits: &Limits) -> Shape {
+        let what = || String::from_utf8_lossy(buf).into_owned();
+        // The fast path writes over the last head's lines: start from a
+        // head with more of them, as a connection's reused head may be.
+        let mut fast_head = RequestHead::default();
+        let last = realistic_heads().pop().unwrap();
+        assert_eq!(scan(last, &Limits::default(), &mut fast_head), Ok(true));
+        let shape = fast::parse(buf, limits, &mut fast_head);
+        let mut full_head = RequestHead::default();
+        let full = scan(buf, limits, &mut full_head);
+        match shape {
+            Shape::Complete => {
+                assert_eq!(full, Ok(true), "{:?}", what());
+                assert_eq!(
+                    format!("{fast_head:?}"),
+                    format!("{full_head:?}"),
+                    "{:?}",
+                    what()
+                );
+            }
+            Shape::Partial => assert_eq!(full, Ok(false), "{:?}", what()),
+            Shape::Other => {}
+        }
+        let (mut p, mut q) = (HeadParser::new(), HeadParser::new());
+        let (mut a, mut b) = (fast_head.clone(), RequestHead::default());
+        let _ = scan(last, &Limits::default(), &mut a);
+        let one = p.parse(buf, limits, &mut a);
+        let two = q.parse_full(buf, limits, &mut b);
+        assert_eq!(one, two, "{:?}", what());
+        assert_eq!(p, q, "{:?}", what());
+        if one == Ok(true) {
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{:?}", what());
+        }
+        shape
+    }
+
+    /// The fast path against the full scan (which names every fault), on
+    /// the realistic and edge heads, every prefix of them, and every head
+    /// one byte away (each byte replaced by one of a set of bytes that
+    /// matter to some rule, deleted, or another inserted before it), plus
+    /// random multi-byte mutations.
+    #[test]
+    fn fast_path_agrees_with_full_scan() {
+        const BYTES: &[u8] = b"\0\t\n\r !\"(),-./09:;<=>?@AHTZ[\\]_`az{|}~\x7f\x80\xc3\xe9\xff";
+        let mut seeds: Vec<&[u8]> = realistic_heads();
+        seeds.extend_from_slice(EDGE_HEADS);
+        let limits = edge_limits();
+        let (mut inputs, mut complete, mut partial) = (0u64, 0u64, 0u64);
+        let mut check = |buf: &[u8]| {
+            for l in &limits {
+                inputs += 1;
+                match check_fast(buf, l) {
+                    Shape::Complete => complete += 1,
+                    Shape::Partial => partial += 1,
+                    Shape::Other => {}
+                }
+            }
+        };
+        for seed in &seeds {
+            // Every realistic head is the fast path's, but for empty lines
+            // before the request line (the connection skips those first).
+            if !EDGE_HEADS.contains(seed) && seed[0] != b'\r' {
+                assert_eq!(
+                    check_fast(seed, &Limits::default()),
+                    Shape::Complete,
+                    "{:?}",
+                    String::from_utf8_lossy(seed)
+                );
+            }
+            for n in 0..=seed.len() {
+                check(&seed[..n]);
+            }
+            let mut buf = seed.to_vec();
+            for at in 0..seed.len() {
+                for &b in BYTES {
+                    buf[at] = b;
+                    check(&buf);
+                    // And cut short somewhere after the change.
+                    check(&buf[..at + 1 + (at * 7 + b as usize) % (seed.len() - at)]);
+                }
+                buf[at] = seed[at];
+                let mut cut = seed.to_vec();
+                cut.remove(at);
+                check(&cut);
+                for b in [b' ', b'\t', b'\r', b'\n', b':', b'a'] {
+                    let mut grown = seed.to_vec();
+                    grown.insert(at, b);
+                    check(&grown);
+                }
+            }
+        }
+        // Random mutations: up to four bytes changed, xorshift-seeded so a
+        // failure replays.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as usize
+        };
+        for _ in 0..20_000 {
+            let seed = seeds[next() % seeds.len()];
+            let mut buf = seed.to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = next() % buf.len();
+                buf[at] = BYTES[next() % BYTES.len()];
+            }
+            check(&buf);
+        }
+        // Not vacuous: the fast path gave both verdicts on a good share of
+        // what it was given (the rest is mostly faults, and what the tight
+        // limits refuse).
+        assert!(
+            complete * 10 > inputs && partial * 10 > inputs,
+            "{complete} complete and {partial} partial of {inputs}"
+        );
     }
 }
