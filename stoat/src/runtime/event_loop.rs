@@ -35,6 +35,13 @@ pub(crate) const MAILBOX: u64 = u64::MAX - 1;
 /// The token of a loop's own listener (models that accept in the loop).
 pub(crate) const LISTENER: u64 = u64::MAX - 2;
 
+/// A wait shorter than this found its events ready: it did not block (an
+/// `epoll_wait` with events ready takes a few microseconds; one that
+/// sleeps until the next client's packet, tens at the least). Only a
+/// hint: `per_core` grows its accept burst on it (a backlog), and a wrong
+/// guess costs one `accept4` or one wait.
+const AT_ONCE: std::time::Duration = std::time::Duration::from_micros(20);
+
 /// What a connection table needs beside its connections, the same in both
 /// models: owned by the loop in `per_core`, by the one `Core` every network
 /// thread shares in `shared`.
@@ -75,8 +82,9 @@ pub(crate) trait Model {
         F: FnMut(&mut Connection, &Shared, &mut ThreadCtx) -> Next;
 
     /// The listener's event (models that accept in the loop). `turn`
-    /// counts the loop's waits.
-    fn accept(&mut self, _ctx: &mut ThreadCtx, _turn: u64) {}
+    /// counts the loop's waits; `at_once`: this wait returned without
+    /// blocking (see [`AT_ONCE`]).
+    fn accept(&mut self, _ctx: &mut ThreadCtx, _turn: u64, _at_once: bool) {}
 
     /// The mailbox was drained, before its links are delivered.
     fn mailbox_drained(&self) {}
@@ -103,12 +111,14 @@ pub(crate) fn run<M: Model>(m: &mut M) {
     let mut next_sweep = Instant::now() + SWEEP;
     let mut turn: u64 = 0;
     loop {
-        let wait = next_sweep.saturating_duration_since(ctx.end_batch());
+        let before = ctx.end_batch();
+        let wait = next_sweep.saturating_duration_since(before);
         if m.common().epoll.wait(&mut events, Some(wait)).is_err() {
             break;
         }
         ctx.tick();
         turn += 1;
+        let at_once = ctx.now.saturating_duration_since(before) < AT_ONCE;
         let before = ctx.requests;
         for ev in events.iter() {
             match ev.token() {
@@ -118,7 +128,7 @@ pub(crate) fn run<M: Model>(m: &mut M) {
                     let _ = m.common().waker.drain();
                 }
                 MAILBOX => deliver(m, &mut mail, &mut ctx),
-                LISTENER => m.accept(&mut ctx, turn),
+                LISTENER => m.accept(&mut ctx, turn, at_once),
                 token => {
                     let peer_closed = ev.is_rdhup() || ev.is_hup();
                     let only_writable = !(ev.is_readable() || peer_closed || ev.is_error());
@@ -235,22 +245,17 @@ impl Common {
         })
     }
 
-    /// Registers a new connection under `token` with `interest` and makes
-    /// it; `None` if it could not be registered (the fd is closed).
+    /// Makes a connection of a socket just accepted, counted open; not
+    /// registered yet (the model registers it when it must wait for it:
+    /// `per_core` first tries a read, see `per_core::Loop::start`). A
+    /// connection that never gets registered is closed with
+    /// [`Common::close`] like any other.
     #[inline]
-    pub fn adopt(
-        &self,
-        fd: OwnedFd,
-        peer: &std::net::SocketAddr,
-        token: u64,
-        interest: Interest,
-        now: Instant,
-    ) -> Option<Connection> {
-        self.epoll.add(&fd, token, interest).ok()?;
+    pub fn adopt(&self, fd: OwnedFd, peer: &std::net::SocketAddr, now: Instant) -> Connection {
         let mut conn = Connection::new(fd, now);
         conn.expect(self.shared.proxy.at_accept(peer));
         self.control.opened();
-        Some(conn)
+        conn
     }
 
     /// The connection `token` names could not get a buffer: it waits (once)
