@@ -38,9 +38,11 @@ pub(crate) const LISTENER: u64 = u64::MAX - 2;
 /// A wait shorter than this found its events ready: it did not block (an
 /// `epoll_wait` with events ready takes a few microseconds; one that
 /// sleeps until the next client's packet, tens at the least). Only a
-/// hint: `per_core` grows its accept burst on it (a backlog), and a wrong
-/// guess costs one `accept4` or one wait.
-const AT_ONCE: std::time::Duration = std::time::Duration::from_micros(20);
+/// hint: `per_core` grows its accept burst on it (a backlog), and tells by
+/// it whether a connection registered unread had its bytes there already
+/// (`per_core::EarlyRead`); a wrong guess costs one `accept4` or one
+/// `read`.
+pub(crate) const AT_ONCE: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// What a connection table needs beside its connections, the same in both
 /// models: owned by the loop in `per_core`, by the one `Core` every network
@@ -86,6 +88,9 @@ pub(crate) trait Model {
     /// blocking (see [`AT_ONCE`]).
     fn accept(&mut self, _ctx: &mut ThreadCtx, _turn: u64, _at_once: bool) {}
 
+    /// A wait returned; `at_once`: without blocking (see [`AT_ONCE`]).
+    fn waited(&mut self, _at_once: bool) {}
+
     /// The mailbox was drained, before its links are delivered.
     fn mailbox_drained(&self) {}
 
@@ -119,6 +124,7 @@ pub(crate) fn run<M: Model>(m: &mut M) {
         ctx.tick();
         turn += 1;
         let at_once = ctx.now.saturating_duration_since(before) < AT_ONCE;
+        m.waited(at_once);
         let before = ctx.requests;
         for ev in events.iter() {
             match ev.token() {

@@ -36,50 +36,59 @@ const CONN_INTEREST: Interest = Interest::READ.union(Interest::RDHUP).union(Inte
 /// (`Next::Keep { want_write: true }`); kept from then on.
 const CONN_INTEREST_WRITE: Interest = CONN_INTEREST.union(Interest::WRITE);
 
-/// Whether reading a new connection at once pays: a read that finds the
-/// request saves a registration and a wait (5 syscalls for a
-/// `Connection: close` exchange rather than 7), one that finds nothing
-/// costs a `read` (8). `credit` gains 2 for a read that found bytes and
-/// loses 1 for one that did not, so it grows while more than a third of
-/// them find bytes (the break-even); below zero, new connections are
-/// registered and waited for without the read (7), and every
-/// `PROBE_EVERY`-th one is read at once still, to notice when the clients
-/// change.
+/// Whether reading a new connection at once pays. A read that finds the
+/// request saves a registration and a wait (a `Connection: close` exchange
+/// costs 5 syscalls rather than 7: wait, `accept4`, `read`, `write`,
+/// `close`); one that finds nothing costs a `read` (8). While fewer than
+/// 2 in 5 would find bytes, new connections are registered unread and
+/// waited for (7, nginx's count without `deferred`); at the switch, 6.8.
+///
+/// `credit` gains 3 for a read that found bytes and loses 2 for one that
+/// did not (so it drifts down below 2 in 5); below zero, reads are
+/// skipped. A connection registered unread tells what its read would have
+/// found by its first event: if that came at the very next wait and the
+/// wait did not block (`event_loop::AT_ONCE`), its bytes were there
+/// already. So the estimate
+/// follows the clients in both states, at no cost in syscalls. The floor
+/// (`CREDIT_MIN`) asks for three such in a row, or more than 2 in 5, before
+/// reading again: a client whose request comes a little late every time
+/// (a wait that did not block, now and then, by chance) costs no read.
 #[derive(Default)]
 struct EarlyRead {
     credit: i8,
-    skipped: u8,
 }
 
-const CREDIT_MAX: i8 = 16;
-const PROBE_EVERY: u8 = 32;
+const CREDIT_MAX: i8 = 24;
+const CREDIT_MIN: i8 = -9;
 
 impl EarlyRead {
     /// Whether to read the next new connection before registering it.
     #[inline]
-    fn try_now(&mut self) -> bool {
-        if self.credit >= 0 {
-            return true;
-        }
-        self.skipped = self.skipped.wrapping_add(1);
-        self.skipped % PROBE_EVERY == 0
+    fn try_now(&self) -> bool {
+        self.credit >= 0
     }
 
+    /// What a read found (or would have found).
     #[inline]
     fn found(&mut self, bytes: bool) {
         self.credit = if bytes {
-            self.credit.saturating_add(2).min(CREDIT_MAX)
+            (self.credit + 3).min(CREDIT_MAX)
         } else {
-            self.credit.saturating_sub(1).max(-CREDIT_MAX)
+            (self.credit - 2).max(CREDIT_MIN)
         };
     }
 }
 
-/// A connection in the table, and whether its registration has write
-/// interest yet.
+/// A connection in the table, whether its registration has write
+/// interest yet, and whether it was registered without a read at accept
+/// and has had no event since (see `EarlyRead`).
 struct Entry {
     conn: Connection,
     writable_armed: bool,
+    unread: bool,
+    /// The loop's wait count (`Loop::waits`, truncated) when it was
+    /// registered unread.
+    unread_at: u32,
 }
 
 /// Why a loop stopped listening for connections.
@@ -109,6 +118,12 @@ pub(crate) struct Loop {
     /// (`u64::MAX`: none since).
     burst_taken_at: u64,
     early_read: EarlyRead,
+    /// Whether the last wait returned without blocking.
+    at_once: bool,
+    /// Waits so far (wrapping).
+    waits: u32,
+    /// Listener events in a row that found a backlog (see `accept_burst`).
+    backlog_turns: u8,
 }
 
 impl Loop {
@@ -132,6 +147,9 @@ impl Loop {
             accept_burst: 1,
             burst_taken_at: u64::MAX,
             early_read: EarlyRead::default(),
+            at_once: false,
+            waits: 0,
+            backlog_turns: 0,
         })
     }
 
@@ -195,7 +213,10 @@ impl Loop {
                 .is_err()
             {
                 self.close(key, ctx);
+                return;
             }
+            e.unread = true;
+            e.unread_at = self.waits;
             return;
         }
         ctx.key = key as u64;
@@ -236,14 +257,20 @@ impl Loop {
     /// `accept4` per event is enough, with no second one that only says
     /// EAGAIN (nginx's `multi_accept off`). When an event takes its whole
     /// burst and the listener is ready again at the very next wait, and
-    /// that wait did not block (`at_once`), a backlog is building: the
-    /// burst doubles (up to `ACCEPT_BATCH`); otherwise it starts again from
-    /// one. (Without `at_once`, connections that come one at a time, each
-    /// answered in its accept's turn, would look like a backlog: every turn
-    /// is a listener's.)
+    /// that wait did not block (`at_once`), twice in a row, a backlog is
+    /// building: the burst doubles (up to `ACCEPT_BATCH`); otherwise it
+    /// starts again from one. (Without `at_once`, connections that come one
+    /// at a time, each answered in its accept's turn, would look like a
+    /// backlog: every turn is a listener's; and once, the next client may
+    /// just have been quicker than this thread.)
     #[inline]
     fn accept_burst(&mut self, ctx: &mut ThreadCtx, turn: u64, at_once: bool) {
-        self.accept_burst = if at_once && self.burst_taken_at == turn.wrapping_sub(1) {
+        if at_once && self.burst_taken_at == turn.wrapping_sub(1) {
+            self.backlog_turns = self.backlog_turns.saturating_add(1);
+        } else {
+            self.backlog_turns = 0;
+        }
+        self.accept_burst = if self.backlog_turns >= 2 {
             (self.accept_burst * 2).min(ACCEPT_BATCH)
         } else {
             1
@@ -273,6 +300,8 @@ impl Loop {
                     let key = self.conns.insert(Entry {
                         conn,
                         writable_armed: false,
+                        unread: false,
+                        unread_at: 0,
                     });
                     self.start(key, ctx);
                 }
@@ -376,6 +405,12 @@ impl Model for Loop {
             // An event for a connection closed earlier in this batch.
             return;
         };
+        if e.unread {
+            // Its first event: were its bytes there when it was registered?
+            e.unread = false;
+            let next_wait = e.unread_at.wrapping_add(1) == self.waits;
+            self.early_read.found(next_wait && self.at_once);
+        }
         ctx.key = token;
         let next = f(&mut e.conn, &self.common.shared, ctx);
         // Edge-triggered: keeping it needs nothing (the common case, kept
@@ -408,6 +443,12 @@ impl Model for Loop {
     #[inline]
     fn accept(&mut self, ctx: &mut ThreadCtx, turn: u64, at_once: bool) {
         self.accept_burst(ctx, turn, at_once);
+    }
+
+    #[inline]
+    fn waited(&mut self, at_once: bool) {
+        self.at_once = at_once;
+        self.waits = self.waits.wrapping_add(1);
     }
 
     fn after_sweep(&mut self, ctx: &mut ThreadCtx) -> bool {
