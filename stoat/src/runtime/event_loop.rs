@@ -84,12 +84,13 @@ pub(crate) trait Model {
         F: FnMut(&mut Connection, &Shared, &mut ThreadCtx) -> Next;
 
     /// The listener's event (models that accept in the loop). `turn`
-    /// counts the loop's waits; `at_once`: this wait returned without
-    /// blocking (see [`AT_ONCE`]).
-    fn accept(&mut self, _ctx: &mut ThreadCtx, _turn: u64, _at_once: bool) {}
+    /// counts the loop's waits.
+    fn accept(&mut self, _ctx: &mut ThreadCtx, _turn: u64) {}
 
-    /// A wait returned; `at_once`: without blocking (see [`AT_ONCE`]).
-    fn waited(&mut self, _at_once: bool) {}
+    /// A wait returned; it began at `began` (the clock read just before
+    /// it; `ctx.now` is the one just after): a model that wants to know
+    /// whether it blocked (see [`AT_ONCE`]) keeps it.
+    fn waited(&mut self, _began: Instant) {}
 
     /// The mailbox was drained, before its links are delivered.
     fn mailbox_drained(&self) {}
@@ -123,8 +124,7 @@ pub(crate) fn run<M: Model>(m: &mut M) {
         }
         ctx.tick();
         turn += 1;
-        let at_once = ctx.now.saturating_duration_since(before) < AT_ONCE;
-        m.waited(at_once);
+        m.waited(before);
         let before = ctx.requests;
         for ev in events.iter() {
             match ev.token() {
@@ -134,16 +134,16 @@ pub(crate) fn run<M: Model>(m: &mut M) {
                     let _ = m.common().waker.drain();
                 }
                 MAILBOX => deliver(m, &mut mail, &mut ctx),
-                LISTENER => m.accept(&mut ctx, turn, at_once),
+                LISTENER => m.accept(&mut ctx, turn),
                 token => {
                     let peer_closed = ev.is_rdhup() || ev.is_hup();
                     let only_writable = !(ev.is_readable() || peer_closed || ev.is_error());
                     m.act(token, &mut ctx, |conn, shared, ctx| {
                         // An edge that says only "writable" to a connection
                         // with nothing to write and nothing read has nothing
-                        // to act on (a new socket reports it when it is
-                        // registered, usually before its first bytes): a
-                        // read would find nothing, and bytes that come later
+                        // to act on (a socket registered for `OUT` reports it
+                        // at once, and again as its output drains): a read
+                        // would find nothing, and bytes that come later
                         // raise an edge of their own.
                         if only_writable && conn.is_idle() {
                             return Next::Keep { want_write: false };

@@ -118,8 +118,8 @@ pub(crate) struct Loop {
     /// (`u64::MAX`: none since).
     burst_taken_at: u64,
     early_read: EarlyRead,
-    /// Whether the last wait returned without blocking.
-    at_once: bool,
+    /// When the last wait began (see `at_once`).
+    wait_began: Instant,
     /// Waits so far (wrapping).
     waits: u32,
     /// Listener events in a row that found a backlog (see `accept_burst`).
@@ -147,10 +147,17 @@ impl Loop {
             accept_burst: 1,
             burst_taken_at: u64::MAX,
             early_read: EarlyRead::default(),
-            at_once: false,
+            wait_began: Instant::now(),
             waits: 0,
             backlog_turns: 0,
         })
+    }
+
+    /// Whether the last wait returned without blocking (a hint, see
+    /// `event_loop::AT_ONCE`).
+    #[inline]
+    fn at_once(&self, ctx: &ThreadCtx) -> bool {
+        ctx.now.saturating_duration_since(self.wait_began) < event_loop::AT_ONCE
     }
 
     pub fn run(mut self) {
@@ -409,7 +416,9 @@ impl Model for Loop {
             // Its first event: were its bytes there when it was registered?
             e.unread = false;
             let next_wait = e.unread_at.wrapping_add(1) == self.waits;
-            self.early_read.found(next_wait && self.at_once);
+            let bytes = next_wait
+                && ctx.now.saturating_duration_since(self.wait_began) < event_loop::AT_ONCE;
+            self.early_read.found(bytes);
         }
         ctx.key = token;
         let next = f(&mut e.conn, &self.common.shared, ctx);
@@ -441,13 +450,14 @@ impl Model for Loop {
     }
 
     #[inline]
-    fn accept(&mut self, ctx: &mut ThreadCtx, turn: u64, at_once: bool) {
+    fn accept(&mut self, ctx: &mut ThreadCtx, turn: u64) {
+        let at_once = self.at_once(ctx);
         self.accept_burst(ctx, turn, at_once);
     }
 
     #[inline]
-    fn waited(&mut self, at_once: bool) {
-        self.at_once = at_once;
+    fn waited(&mut self, began: Instant) {
+        self.wait_began = began;
         self.waits = self.waits.wrapping_add(1);
     }
 
