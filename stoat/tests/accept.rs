@@ -4,7 +4,9 @@
 //! accepted and registered; an early-served connection kept alive is
 //! registered and answers its next request; a response too large for the
 //! socket on the first or a later request still arrives whole (write
-//! interest added when the output first backs up).
+//! interest added when the output first backs up); with
+//! `http.defer_accept_sec`, a silent connection is not accepted until it
+//! speaks.
 
 #[macro_use]
 mod common;
@@ -21,6 +23,7 @@ both_models!(
     kept_alive_after_first_request_at_connect,
     silent_connection_answered_when_it_speaks,
     big_response_first_or_later,
+    deferred_accept_waits_for_bytes,
 );
 
 /// Connects and writes `bytes` at once (as the connection is made), with
@@ -142,5 +145,35 @@ fn big_response_first_or_later(model: Model) {
     assert!(r.body == big[..], "third /big differs");
     c.expect_end();
     drop(c2);
+    stop(server);
+}
+
+/// `defer_accept_sec` (TCP_DEFER_ACCEPT): a connection that has sent
+/// nothing is not handed to the server (not accepted, not counted), while
+/// one that came with its request is answered; once the silent one
+/// speaks, it is accepted and answered. (30 s: far longer than the test,
+/// so the kernel's own give-up on the silence never comes into it.)
+fn deferred_accept_waits_for_bytes(model: Model) {
+    let mut cfg = config(model);
+    cfg.http.network_threads = 1;
+    cfg.http.defer_accept_sec = 30;
+    let server = start_with(cfg, app);
+    let addr = server.local_addr();
+    let mut silent = Client::connect(addr);
+    let mut speaker = connect_and_send(
+        addr,
+        b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(speaker.response().body, b"hello");
+    speaker.expect_end();
+    assert_eq!(
+        server.stats().accepted,
+        1,
+        "the silent connection was accepted"
+    );
+    silent.send(b"GET /p/late HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(silent.response().body, b"/p/late");
+    silent.expect_end();
+    assert_eq!(server.stats().accepted, 2);
     stop(server);
 }
