@@ -5,7 +5,10 @@
 # usage: bench/accept.sh [TARGET...]
 #   TARGET  stoat-per_core stoat-shared may hyper actix nginx rust-epoll
 #           may-arena (default: all whose binary is there; peers are built
-#           out of tree by bench/peers.sh)
+#           out of tree by bench/peers.sh); also, not in the default list,
+#           stoat-per_core-deferred, stoat-shared-deferred and
+#           nginx-deferred (TCP_DEFER_ACCEPT: `--defer-accept 1`, nginx's
+#           `listen ... deferred`)
 # environment: CONNECTIONS (measured connections per mode, default 1000),
 #   CONNS (connections open at once, default 1: every connection meets the
 #   same sequence of events, so counts repeat), MODES (default "close ten"),
@@ -33,10 +36,11 @@ modes=${MODES:-close ten}
 stoat=${STOAT:-$root/target/release/examples/bench}
 peers=$here/peers
 
-nginx_conf() { # PORT -> dir of a single-process, foreground nginx config
+nginx_conf() { # PORT [LISTEN-FLAGS] -> dir of a single-process, foreground nginx config
   local dir; dir=$(mktemp -d -t accept-nginx.XXXXXX)
   sed -e 's/@THREADS@/1/' -e "s|@PREFIX@|$dir|g" -e 's/@MAXCONN@/4096/' -e 's/@NOFILE@/8192/' \
       -e "s/@PORT@/$1/" -e 's/master_process on;/master_process off;\ndaemon off;/' \
+      -e "s/backlog=4096;/backlog=4096${2:+ $2};/" \
       /work/shared/bench/peers/nginx.conf >"$dir/nginx.conf"
   echo "$dir"
 }
@@ -47,6 +51,8 @@ spec() {
     stoat-per_core) [[ -x $stoat ]] && echo "/plaintext|$stoat --port $2 --threads 1 --model per_core" ;;
     # The default table: the shared sweep walks only the slots handed out.
     stoat-shared) [[ -x $stoat ]] && echo "/plaintext|$stoat --port $2 --threads 1 --model shared" ;;
+    stoat-per_core-deferred) [[ -x $stoat ]] && echo "/plaintext|$stoat --port $2 --threads 1 --model per_core --defer-accept 1" ;;
+    stoat-shared-deferred) [[ -x $stoat ]] && echo "/plaintext|$stoat --port $2 --threads 1 --model shared --defer-accept 1" ;;
     may|hyper|actix)
       local b=$peers/shared/target/release/peer-$1
       [[ -x $b ]] && echo "/plaintext|$b --port $2 --threads 1" ;;
@@ -59,6 +65,10 @@ spec() {
     nginx)
       command -v nginx >/dev/null || return 0
       local d; d=$(nginx_conf "$2")
+      echo "/plaintext|nginx -c $d/nginx.conf -p $d -e $d/error.log" ;;
+    nginx-deferred)
+      command -v nginx >/dev/null || return 0
+      local d; d=$(nginx_conf "$2" deferred)
       echo "/plaintext|nginx -c $d/nginx.conf -p $d -e $d/error.log" ;;
     *) echo "accept.sh: unknown target $1" >&2; exit 2 ;;
   esac

@@ -11,9 +11,10 @@
 //! Usage: `bench [--port P] [--threads N] [--model shared|per_core]
 //! [--max-connections N] [--buffer-memory-limit BYTES]
 //! [--keepalive-timeout SECS] [--echo stream|whole] [--metrics PATH]
-//! [--dashboard PATH] [--access-log FILE|stderr] [--access-log-queue N]` (defaults: port 8080, then the
-//! configuration's thread count, per_core, and the configuration's
-//! connection limit, read-buffer memory limit and keep-alive timeout;
+//! [--dashboard PATH] [--access-log FILE|stderr] [--access-log-queue N]
+//! [--defer-accept SECS]` (defaults: port 8080, then the configuration's
+//! thread count, per_core, and the configuration's connection limit,
+//! read-buffer memory limit, keep-alive timeout and `defer_accept_sec`, off;
 //! `--echo whole` serves `/echo` with a whole-body handler, for comparison).
 //! Listens on 127.0.0.1; stops on SIGINT or SIGTERM.
 
@@ -31,7 +32,8 @@ struct Message {
 const USAGE: &str = "usage: bench [--port P] [--threads N] [--model shared|per_core] \
                      [--max-connections N] [--buffer-memory-limit BYTES] \
                      [--keepalive-timeout SECS] [--echo stream|whole] \
-                     [--metrics PATH] [--dashboard PATH] [--access-log FILE|stderr] [--access-log-queue N]";
+                     [--metrics PATH] [--dashboard PATH] [--access-log FILE|stderr] \
+                     [--access-log-queue N] [--defer-accept SECS]";
 
 fn main() {
     let (config, whole_echo) = match parse_args(std::env::args().skip(1)) {
@@ -99,6 +101,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(Config, bool), 
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("bad thread count {value:?}"))?;
+            }
+            "--defer-accept" => {
+                config.http.defer_accept_sec = value
+                    .parse()
+                    .map_err(|_| format!("bad defer-accept seconds {value:?}"))?;
             }
             "--max-connections" => {
                 config.http.max_connections = value

@@ -39,6 +39,12 @@ bind_address = "127.0.0.1"
 port = 8080
 # listen(2) backlog of pending connections.
 backlog = 1024
+# TCP_DEFER_ACCEPT on the listening sockets (nginx's `listen ... deferred`):
+# a connection is handed to the server only once its first bytes came (or
+# after about this many seconds of silence); 0 = off. Saves the wait for the
+# request after each accept, but a client that connects and stays silent is
+# not seen (not counted, not timed out, not evicted) until then.
+defer_accept_sec = 0
 # Most open client connections at once; at least 1.
 max_connections = 10000
 # Pin each network thread to its own CPU core.
@@ -184,6 +190,9 @@ pub struct HttpConfig {
     pub port: u16,
     /// `listen(2)` backlog. Default 1024; at most `i32::MAX`.
     pub backlog: u32,
+    /// `TCP_DEFER_ACCEPT` seconds on the listening sockets; 0 (the
+    /// default) = off. At most 3600.
+    pub defer_accept_sec: u32,
     /// Most open client connections. Default 10000; at least 1.
     pub max_connections: usize,
     /// Pin each network thread to a core. Default false.
@@ -713,6 +722,7 @@ impl Default for HttpConfig {
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8080,
             backlog: 1024,
+            defer_accept_sec: 0,
             max_connections: 10_000,
             pin_threads: false,
             keepalive_timeout_sec: 30,
@@ -809,6 +819,7 @@ impl HttpConfig {
                 format!("must be at most {}", i32::MAX),
             ));
         }
+        at_most("http.defer_accept_sec", self.defer_accept_sec, 3600)?;
         at_least("http.max_connections", self.max_connections, 1)?;
         for (key, secs) in [
             ("http.keepalive_timeout_sec", self.keepalive_timeout_sec),
@@ -1566,6 +1577,18 @@ mod tests {
         );
         rule("max_headers = 0", "http.max_headers", "must be at least 1");
         parse("[http]\nmax_headers = 256").unwrap();
+    }
+
+    #[test]
+    fn defer_accept_key() {
+        assert_eq!(HttpConfig::default().defer_accept_sec, 0);
+        rule(
+            "defer_accept_sec = 3601",
+            "http.defer_accept_sec",
+            "must be at most 3600",
+        );
+        let c = parse("[http]\ndefer_accept_sec = 5").unwrap();
+        assert_eq!(c.http.defer_accept_sec, 5);
     }
 
     #[test]

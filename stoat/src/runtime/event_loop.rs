@@ -35,6 +35,15 @@ pub(crate) const MAILBOX: u64 = u64::MAX - 1;
 /// The token of a loop's own listener (models that accept in the loop).
 pub(crate) const LISTENER: u64 = u64::MAX - 2;
 
+/// A wait shorter than this found its events ready: it did not block (an
+/// `epoll_wait` with events ready takes a few microseconds; one that
+/// sleeps until the next client's packet, tens at the least). Only a
+/// hint: `per_core` grows its accept burst on it (a backlog), and tells by
+/// it whether a connection registered unread had its bytes there already
+/// (`per_core::EarlyRead`); a wrong guess costs one `accept4` or one
+/// `read`.
+pub(crate) const AT_ONCE: std::time::Duration = std::time::Duration::from_micros(20);
+
 /// What a connection table needs beside its connections, the same in both
 /// models: owned by the loop in `per_core`, by the one `Core` every network
 /// thread shares in `shared`.
@@ -78,6 +87,11 @@ pub(crate) trait Model {
     /// counts the loop's waits.
     fn accept(&mut self, _ctx: &mut ThreadCtx, _turn: u64) {}
 
+    /// A wait returned; it began at `began` (the clock read just before
+    /// it; `ctx.now` is the one just after): a model that wants to know
+    /// whether it blocked (see [`AT_ONCE`]) keeps it.
+    fn waited(&mut self, _began: Instant) {}
+
     /// The mailbox was drained, before its links are delivered.
     fn mailbox_drained(&self) {}
 
@@ -103,12 +117,14 @@ pub(crate) fn run<M: Model>(m: &mut M) {
     let mut next_sweep = Instant::now() + SWEEP;
     let mut turn: u64 = 0;
     loop {
-        let wait = next_sweep.saturating_duration_since(ctx.end_batch());
+        let before = ctx.end_batch();
+        let wait = next_sweep.saturating_duration_since(before);
         if m.common().epoll.wait(&mut events, Some(wait)).is_err() {
             break;
         }
         ctx.tick();
         turn += 1;
+        m.waited(before);
         let before = ctx.requests;
         for ev in events.iter() {
             match ev.token() {
@@ -125,9 +141,9 @@ pub(crate) fn run<M: Model>(m: &mut M) {
                     m.act(token, &mut ctx, |conn, shared, ctx| {
                         // An edge that says only "writable" to a connection
                         // with nothing to write and nothing read has nothing
-                        // to act on (a new socket reports it when it is
-                        // registered, usually before its first bytes): a
-                        // read would find nothing, and bytes that come later
+                        // to act on (a socket registered for `OUT` reports it
+                        // at once, and again as its output drains): a read
+                        // would find nothing, and bytes that come later
                         // raise an edge of their own.
                         if only_writable && conn.is_idle() {
                             return Next::Keep { want_write: false };
@@ -235,22 +251,17 @@ impl Common {
         })
     }
 
-    /// Registers a new connection under `token` with `interest` and makes
-    /// it; `None` if it could not be registered (the fd is closed).
+    /// Makes a connection of a socket just accepted, counted open; not
+    /// registered yet (the model registers it when it must wait for it:
+    /// `per_core` first tries a read, see `per_core::Loop::start`). A
+    /// connection that never gets registered is closed with
+    /// [`Common::close`] like any other.
     #[inline]
-    pub fn adopt(
-        &self,
-        fd: OwnedFd,
-        peer: &std::net::SocketAddr,
-        token: u64,
-        interest: Interest,
-        now: Instant,
-    ) -> Option<Connection> {
-        self.epoll.add(&fd, token, interest).ok()?;
+    pub fn adopt(&self, fd: OwnedFd, peer: &std::net::SocketAddr, now: Instant) -> Connection {
         let mut conn = Connection::new(fd, now);
         conn.expect(self.shared.proxy.at_accept(peer));
         self.control.opened();
-        Some(conn)
+        conn
     }
 
     /// The connection `token` names could not get a buffer: it waits (once)

@@ -296,7 +296,7 @@ pub(crate) fn start_observed(
                 let fds: Vec<OwnedFd> = inherited.listeners.into_iter().map(|l| l.fd).collect();
                 for i in 0..threads {
                     let copy = rustix::io::fcntl_dupfd_cloexec(&fds[i % n], 0)?;
-                    listeners.push(Listener::from_inherited(copy)?);
+                    listeners.push(Listener::from_inherited_with(copy, http.defer_accept_sec)?);
                 }
                 listener_fds = fds;
             } else {
@@ -308,6 +308,7 @@ pub(crate) fn start_observed(
                             reuse_port: true,
                             backlog,
                             nonblocking: true,
+                            defer_accept_secs: http.defer_accept_sec,
                         },
                     )?;
                     bound = l.local_addr()?;
@@ -350,7 +351,9 @@ pub(crate) fn start_observed(
                 Some(inherited) => inherited
                     .listeners
                     .into_iter()
-                    .map(|l| Listener::from_inherited(l.fd).map(Arc::new))
+                    .map(|l| {
+                        Listener::from_inherited_with(l.fd, http.defer_accept_sec).map(Arc::new)
+                    })
                     .collect::<io::Result<_>>()?,
                 None => vec![Arc::new(Listener::bind(
                     addr,
@@ -358,6 +361,7 @@ pub(crate) fn start_observed(
                         reuse_port: false,
                         backlog,
                         nonblocking: true,
+                        defer_accept_secs: http.defer_accept_sec,
                     },
                 )?)],
             };

@@ -60,6 +60,10 @@ pub(crate) struct Core {
     /// Slots given back so far (an accept thread paused by EMFILE waits for
     /// this to change).
     closes: AtomicU64,
+    /// Accept threads waiting on `space` (changed under `free`'s lock): a
+    /// slot given back wakes them only if there are any, so a close costs
+    /// no `futex` call of its own.
+    sleepers: AtomicUsize,
 }
 
 /// One network thread's view of the [`Core`]: the table the generic loop
@@ -118,6 +122,7 @@ impl Core {
             threads,
             evict_cursor: AtomicUsize::new(0),
             closes: AtomicU64::new(0),
+            sleepers: AtomicUsize::new(0),
         })
     }
 
@@ -195,15 +200,15 @@ impl Core {
             let mut s = lock(&self.slots[slot as usize]);
             s.generation = s.generation.wrapping_add(1);
             let t = token(slot, s.generation);
-            match self
-                .common
-                .adopt(fd, &peer, t, CONN_INTEREST, Instant::now())
-            {
-                Some(conn) => s.conn = Some(conn),
-                None => {
-                    drop(s);
-                    self.give_slot(slot);
-                }
+            let conn = self.common.adopt(fd, &peer, Instant::now());
+            if self.common.epoll.add(conn.fd(), t, CONN_INTEREST).is_ok() {
+                s.conn = Some(conn);
+            } else {
+                // Never registered, never driven: nothing to give back.
+                drop(conn);
+                self.common.control.closed();
+                drop(s);
+                self.give_slot(slot);
             }
         }
     }
@@ -256,11 +261,13 @@ impl Core {
             if let Some(slot) = free.pop() {
                 return Some(slot);
             }
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
             free = self
                 .space
                 .wait_timeout(free, SWEEP)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -300,21 +307,33 @@ impl Core {
         control.fd_limit_pauses.fetch_add(1, Ordering::Relaxed);
         let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         let closes = self.closes.load(Ordering::Acquire);
-        let _ = self
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        let free = self
             .space
             .wait_timeout_while(free, FD_BACKOFF, |_| {
                 self.closes.load(Ordering::Acquire) == closes && !control.is_stopping()
             })
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        drop(free);
     }
 
+    /// Gives a slot back, and wakes the accept threads waiting for one (or
+    /// for a close), if any. A sleeper counts itself under `free`'s lock
+    /// before it waits, and the slot is pushed under the same lock: either
+    /// the sleeper saw the slot (or the close) before it waited, or it is
+    /// counted here and woken.
     fn give_slot(&self, slot: u32) {
-        self.free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(slot);
-        self.closes.fetch_add(1, Ordering::Release);
-        self.space.notify_all();
+        let sleepers = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.push(slot);
+            self.closes.fetch_add(1, Ordering::Release);
+            self.sleepers.load(Ordering::Relaxed)
+        };
+        if sleepers > 0 {
+            self.space.notify_all();
+        }
     }
 
     /// A network thread.

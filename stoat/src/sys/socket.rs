@@ -35,7 +35,7 @@
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{self, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 
 use rustix::io::Errno;
@@ -54,6 +54,8 @@ pub struct ListenOptions {
     /// Make `accept` return `WouldBlock` instead of blocking (for a listener
     /// polled by epoll; blocking accept threads want `false`).
     pub nonblocking: bool,
+    /// `TCP_DEFER_ACCEPT` seconds (see [`set_defer_accept`]); 0 = off.
+    pub defer_accept_secs: u32,
 }
 
 impl Default for ListenOptions {
@@ -63,6 +65,7 @@ impl Default for ListenOptions {
             reuse_port: false,
             backlog: 1024,
             nonblocking: false,
+            defer_accept_secs: 0,
         }
     }
 }
@@ -101,6 +104,32 @@ fn probe_free(addr: SocketAddr, family: AddressFamily) -> io::Result<()> {
     }
 }
 
+/// Sets `TCP_DEFER_ACCEPT` on a listening socket: the kernel completes
+/// the handshake but queues the connection for `accept` only once data
+/// came, or after about `secs` seconds (then it is accepted as any other).
+/// rustix has no wrapper for this option, hence libc.
+pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: u32) -> io::Result<()> {
+    let value = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    #[allow(unsafe_code)]
+    // SAFETY: `fd` is a valid open descriptor for the duration of the call
+    // (borrowed); the option value points at a live `c_int` and its length
+    // is that of a `c_int`, as TCP_DEFER_ACCEPT expects.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&value).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 impl Listener {
     /// Creates, configures, binds and listens. Port 0 picks a free port
     /// (see [`Listener::local_addr`]).
@@ -120,6 +149,9 @@ impl Listener {
         // Accepted sockets inherit it (the kernel clones the listener's
         // socket for each connection): no setsockopt per connection.
         sockopt::set_tcp_nodelay(&fd, true)?;
+        if options.defer_accept_secs > 0 {
+            set_defer_accept(fd.as_fd(), options.defer_accept_secs)?;
+        }
         if !options.reuse_port {
             rustix::net::bind(&fd, &addr).map_err(|e| in_use(e, addr))?;
             rustix::net::listen(&fd, options.backlog)?;
@@ -154,6 +186,15 @@ impl Listener {
     /// to the socket, shared with any other process holding it, which
     /// must therefore cope with `WouldBlock` too (ours do).
     pub fn from_inherited(fd: OwnedFd) -> io::Result<Listener> {
+        Self::from_inherited_with(fd, 0)
+    }
+
+    /// [`Listener::from_inherited`], and `TCP_DEFER_ACCEPT` set to `secs`
+    /// if it is not 0.
+    pub fn from_inherited_with(fd: OwnedFd, defer_accept_secs: u32) -> io::Result<Listener> {
+        if defer_accept_secs > 0 {
+            set_defer_accept(fd.as_fd(), defer_accept_secs)?;
+        }
         rustix::io::ioctl_fionbio(&fd, true)?;
         Ok(Listener { fd, group: None })
     }
