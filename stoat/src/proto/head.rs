@@ -191,6 +191,9 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// `Connection: upgrade` together with an `Upgrade` field.
     pub upgrade: bool,
+    /// Whether a `Referer` or `User-Agent` field is among `headers` (the
+    /// access log looks for them only then).
+    pub referer_or_user_agent: bool,
     /// The `Host` field value.
     pub host: Option<Span>,
 }
@@ -208,6 +211,7 @@ impl Default for RequestHead {
             keep_alive: true,
             expect_continue: false,
             upgrade: false,
+            referer_or_user_agent: false,
             host: None,
         }
     }
@@ -944,6 +948,8 @@ struct Fields {
 }
 
 const F_HOST: u16 = 1;
+/// A `Referer` or `User-Agent` field (for the access log, no rule).
+const F_LOGGED: u16 = 1 << 12;
 const F_CONTENT_LENGTH: u16 = 1 << 1;
 const F_TRANSFER_ENCODING: u16 = 1 << 2;
 const F_CHUNKED: u16 = 1 << 3;
@@ -993,6 +999,8 @@ impl Fields {
             }
             7 if is_name(name, b"upgrade") => self.flags |= F_UPGRADE,
             10 if is_name(name, b"connection") => self.connection(value),
+            7 if is_name(name, b"referer") => self.flags |= F_LOGGED,
+            10 if is_name(name, b"user-agent") => self.flags |= F_LOGGED,
             14 if is_name(name, b"content-length") => {
                 // RFC 9110 §8.6: Content-Length = 1*DIGIT. Several identical
                 // values may be accepted; differing ones are unrecoverable
@@ -1096,6 +1104,7 @@ impl Fields {
         // RFC 9110 §10.1.1: ignore 100-continue in an HTTP/1.0 request.
         head.expect_continue = f & F_EXPECT_CONTINUE != 0 && http11 && head.body != BodyKind::Empty;
         head.upgrade = f & (F_UPGRADE | F_CONNECTION_UPGRADE) == F_UPGRADE | F_CONNECTION_UPGRADE;
+        head.referer_or_user_agent = f & F_LOGGED != 0;
         Ok(())
     }
 }

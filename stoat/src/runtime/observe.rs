@@ -176,6 +176,7 @@ impl Observe {
     /// The access-log record of the response just noted, written in
     /// place in this thread's ring (dropped and counted when it is full).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn log_entry(
         &mut self,
         route: u32,
@@ -285,6 +286,10 @@ fn split(key: u64) -> (Option<usize>, u16) {
 fn fields<'a>(head: &RequestHead, buf: &'a [u8]) -> (&'a [u8], &'a [u8]) {
     let (mut referer, mut user_agent): (&[u8], &[u8]) = (&[], &[]);
     let (mut have_referer, mut have_user_agent) = (false, false);
+    if !head.referer_or_user_agent {
+        // The parser saw neither (most API clients and tools send neither).
+        return (referer, user_agent);
+    }
     for h in &head.headers {
         match h.name.end.wrapping_sub(h.name.start) {
             7 if !have_referer && h.name.of(buf).eq_ignore_ascii_case(b"referer") => {

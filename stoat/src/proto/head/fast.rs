@@ -217,6 +217,7 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<()
         head.keep_alive = head.version == Version::Http11;
         head.expect_continue = false;
         head.upgrade = false;
+        head.referer_or_user_agent = false;
         return Ok(());
     }
     fields.apply(head, limits).map_err(|_| Other)
