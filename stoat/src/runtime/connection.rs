@@ -248,6 +248,10 @@ pub(crate) struct Connection {
     /// PROXY header (decided at accept, see `runtime/proxy.rs`; one byte
     /// in what was padding: `Connection` does not grow).
     proxy: Expect,
+    /// Two bytes the threading model keeps for this connection, in what
+    /// would be padding (`per_core`: its write interest and early-read
+    /// bookkeeping, see `per_core::Entry`; `shared` leaves them alone).
+    pub(crate) model: [u8; 2],
     /// The bytes of a head that trickles in, kept off the pool between
     /// reads (see `park_slow_head`), and a PROXY header's client address.
     /// Boxed to keep `Connection` small (one pointer): both are rare.
@@ -270,6 +274,7 @@ impl Connection {
             link: None,
             waiting: false,
             proxy: Expect::Http,
+            model: [0; 2],
             parked: None,
             stream: None,
         }

@@ -81,14 +81,51 @@ impl EarlyRead {
 
 /// A connection in the table, whether its registration has write
 /// interest yet, and whether it was registered without a read at accept
-/// and has had no event since (see `EarlyRead`).
+/// and has had no event since (see `EarlyRead`), with the loop's wait
+/// count (`Loop::waits`) then. The three are kept in the connection's two
+/// model bytes, which were padding: a table entry is a `Connection`, no
+/// bigger (bytes per idle connection).
+#[repr(transparent)]
 struct Entry {
     conn: Connection,
-    writable_armed: bool,
-    unread: bool,
-    /// The loop's wait count (`Loop::waits`, truncated) when it was
-    /// registered unread.
-    unread_at: u32,
+}
+
+/// `Connection::model[0]`'s bits.
+const WRITABLE_ARMED: u8 = 1;
+const UNREAD: u8 = 2;
+
+impl Entry {
+    fn new(conn: Connection) -> Entry {
+        Entry { conn }
+    }
+
+    #[inline(always)]
+    fn writable_armed(&self) -> bool {
+        self.conn.model[0] & WRITABLE_ARMED != 0
+    }
+
+    #[inline(always)]
+    fn set_writable_armed(&mut self, armed: bool) {
+        let bits = self.conn.model[0] & !WRITABLE_ARMED;
+        self.conn.model[0] = bits | if armed { WRITABLE_ARMED } else { 0 };
+    }
+
+    #[inline(always)]
+    fn unread(&self) -> bool {
+        self.conn.model[0] & UNREAD != 0
+    }
+
+    /// Marks it registered unread at wait `at`.
+    fn set_unread(&mut self, at: u8) {
+        self.conn.model[0] |= UNREAD;
+        self.conn.model[1] = at;
+    }
+
+    /// Its first event: clears the mark, and gives the wait it was made at.
+    fn take_unread(&mut self) -> u8 {
+        self.conn.model[0] &= !UNREAD;
+        self.conn.model[1]
+    }
 }
 
 /// Why a loop stopped listening for connections.
@@ -121,7 +158,7 @@ pub(crate) struct Loop {
     /// When the last wait began (see `at_once`).
     wait_began: Instant,
     /// Waits so far (wrapping).
-    waits: u32,
+    waits: u8,
     /// Listener events in a row that found a backlog (see `accept_burst`).
     backlog_turns: u8,
 }
@@ -175,7 +212,7 @@ impl Loop {
                 let Some(e) = self.conns.get_mut(key) else {
                     return;
                 };
-                if !e.writable_armed {
+                if !e.writable_armed() {
                     // Edge-triggered: an `EPOLL_CTL_MOD` reports the socket
                     // if it is writable already, so no edge is lost.
                     let armed =
@@ -186,7 +223,7 @@ impl Loop {
                         self.close(key, ctx);
                         return;
                     }
-                    e.writable_armed = true;
+                    e.set_writable_armed(true);
                 }
             }
             Next::WaitBuffer => {
@@ -222,8 +259,7 @@ impl Loop {
                 self.close(key, ctx);
                 return;
             }
-            e.unread = true;
-            e.unread_at = self.waits;
+            e.set_unread(self.waits);
             return;
         }
         ctx.key = key as u64;
@@ -250,7 +286,7 @@ impl Loop {
                 self.close(key, ctx);
                 return;
             }
-            e.writable_armed = want_write;
+            e.set_writable_armed(want_write);
             if next != Next::WaitBuffer {
                 return;
             }
@@ -304,12 +340,7 @@ impl Loop {
                         self.close(key, ctx);
                     }
                     let conn = self.common.adopt(fd, &peer, ctx.now);
-                    let key = self.conns.insert(Entry {
-                        conn,
-                        writable_armed: false,
-                        unread: false,
-                        unread_at: 0,
-                    });
+                    let key = self.conns.insert(Entry::new(conn));
                     self.start(key, ctx);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -412,10 +443,9 @@ impl Model for Loop {
             // An event for a connection closed earlier in this batch.
             return;
         };
-        if e.unread {
+        if e.unread() {
             // Its first event: were its bytes there when it was registered?
-            e.unread = false;
-            let next_wait = e.unread_at.wrapping_add(1) == self.waits;
+            let next_wait = e.take_unread().wrapping_add(1) == self.waits;
             let bytes = next_wait
                 && ctx.now.saturating_duration_since(self.wait_began) < event_loop::AT_ONCE;
             self.early_read.found(bytes);
