@@ -157,6 +157,20 @@ impl Observe {
         self.response_slow(key, start);
     }
 
+    /// [`Observe::response`] for a request that began at the batch clock
+    /// (`ThreadCtx::now`, which `tick` gave here): one compare fewer.
+    #[inline(always)]
+    pub fn response_now(&mut self, route: u32, status: u16) {
+        if self.rec.is_none() {
+            return;
+        }
+        let key = u64::from(route) << 16 | u64::from(status);
+        match self.runs.last_mut() {
+            Some((k, n)) if *k == key => *n += 1,
+            _ => self.runs.push((key, 1)),
+        }
+    }
+
     #[inline(never)]
     fn response_slow(&mut self, key: u64, start: Instant) {
         let Some(rec) = &mut self.rec else {

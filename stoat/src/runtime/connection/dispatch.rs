@@ -243,7 +243,7 @@ impl Connection {
                     ctx.obs.count(Counter::SseOpened);
                 }
                 let (route, status, bytes) = noted;
-                ctx.obs.response(route, status, ctx.now);
+                ctx.obs.response_now(route, status);
                 if ctx.obs.logs() {
                     ctx.obs
                         .log_entry(route, status, ctx.now, &ctx.head, buf, body.len(), bytes);

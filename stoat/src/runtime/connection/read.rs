@@ -312,7 +312,7 @@ impl Connection {
                 None => conn.respond_error(err, ctx.now, out.head_mut(), enc),
             }
             if ctx.obs.on() {
-                ctx.obs.response(u32::MAX, err.status(), ctx.now);
+                ctx.obs.response_now(u32::MAX, err.status());
                 if ctx.obs.logs() {
                     let bytes = out.pending() - before;
                     let head = crate::proto::RequestHead::default();
