@@ -99,11 +99,26 @@ def stop(proc):
             proc.wait()
 
 
-def callgrind_control(flag, pid):
-    r = subprocess.run(["callgrind_control", flag, str(pid)], capture_output=True, text=True,
-                       timeout=60, check=False)
-    if r.returncode != 0:
-        sys.exit(f"measure.py: callgrind_control {flag} failed:\n{r.stdout}{r.stderr}")
+def callgrind_control(flag, pid, done=lambda: False):
+    """Runs `callgrind_control FLAG PID`. vgdb has been seen to hang when
+    several callgrind runs share a loaded machine: a call that times out or
+    fails is tried again (up to three times) unless `done()` says it took
+    effect anyway (for a dump: the dump file exists). Zeroing twice before
+    the load is harmless."""
+    last = ""
+    for _ in range(3):
+        try:
+            r = subprocess.run(["callgrind_control", flag, str(pid)], capture_output=True,
+                               text=True, timeout=60, check=False)
+        except subprocess.TimeoutExpired as e:
+            last = f"timed out after {e.timeout} s"
+        else:
+            if r.returncode == 0:
+                return
+            last = r.stdout + r.stderr
+        if done():
+            return
+    sys.exit(f"measure.py: callgrind_control {flag} failed three times:\n{last}")
 
 
 def main():
@@ -158,7 +173,7 @@ def main():
             req, conns = load(port, load_args)
             if not wait_drained(port):
                 sys.exit("measure.py: connections still open after the load")
-            callgrind_control("-d", proc.pid)
+            callgrind_control("-d", proc.pid, done=lambda: os.path.exists(a.out + ".out.1"))
             count = None
             with open(a.out + ".out.1") as f:
                 for line in f:
