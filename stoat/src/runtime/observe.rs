@@ -138,30 +138,29 @@ impl Observe {
         }
     }
 
-    /// A response was sent to a request that began at `start` (the batch
-    /// clock, for requests answered at once). Counted, with its duration,
-    /// when the drive's output is written.
-    #[inline(always)]
+    /// A response was sent to a request that began at `start`: the batch
+    /// clock ([`Observe::response_now`]), or earlier (a late answer, a
+    /// pipeline's or a suspended request's), whose duration is recorded
+    /// at once against the clock now.
+    #[inline]
     pub fn response(&mut self, route: u32, status: u16, start: Instant) {
-        if self.rec.is_none() {
-            // The access log alone: nothing to count.
-            return;
+        if self.tick_at == Some(start) {
+            return self.response_now(route, status);
         }
-        let key = u64::from(route) << 16 | u64::from(status);
-        if let Some((k, n)) = self.runs.last_mut() {
-            if *k == key && self.tick_at == Some(start) {
-                *n += 1;
-                return;
-            }
+        if let Some(rec) = &mut self.rec {
+            let (route, status) = split(u64::from(route) << 16 | u64::from(status));
+            rec.status(route, status);
+            rec.duration(route, Instant::now().saturating_duration_since(start));
         }
-        self.response_slow(key, start);
     }
 
-    /// [`Observe::response`] for a request that began at the batch clock
-    /// (`ThreadCtx::now`, which `tick` gave here): one compare fewer.
+    /// A response was sent to a request that began at the batch clock
+    /// (`ThreadCtx::now`, which `tick` gave here). Counted, with its
+    /// duration, when the drive's output is written (`end_batch`).
     #[inline(always)]
     pub fn response_now(&mut self, route: u32, status: u16) {
         if self.rec.is_none() {
+            // The access log alone: nothing to count.
             return;
         }
         let key = u64::from(route) << 16 | u64::from(status);
@@ -169,22 +168,6 @@ impl Observe {
             Some((k, n)) if *k == key => *n += 1,
             _ => self.runs.push((key, 1)),
         }
-    }
-
-    #[inline(never)]
-    fn response_slow(&mut self, key: u64, start: Instant) {
-        let Some(rec) = &mut self.rec else {
-            return;
-        };
-        if self.tick_at != Some(start) {
-            // A late answer (pipeline, suspended): its own start, recorded
-            // now against the clock now.
-            let (route, status) = split(key);
-            rec.status(route, status);
-            rec.duration(route, Instant::now().saturating_duration_since(start));
-            return;
-        }
-        self.runs.push((key, 1));
     }
 
     /// The access-log record of the response just noted, written in
