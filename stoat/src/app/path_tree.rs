@@ -134,6 +134,14 @@ pub(crate) struct Captures {
 }
 
 impl Captures {
+    /// Captures holding `spans` (at most [`MAX_PARAMS`]).
+    pub(crate) fn of(spans: &[Span]) -> Captures {
+        let mut caps = Captures::default();
+        caps.spans[..spans.len()].copy_from_slice(spans);
+        caps.len = spans.len();
+        caps
+    }
+
     /// The captured spans.
     #[inline]
     pub(crate) fn spans(&self) -> &[Span] {

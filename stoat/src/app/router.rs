@@ -34,7 +34,7 @@ use crate::app::streaming::{self, StreamingHandler};
 use crate::app::websocket::WebSocket;
 use crate::app::{Compression, Handler, Request, Response};
 use crate::proto::encode::Header;
-use crate::proto::Method;
+use crate::proto::{Method, Span};
 use crate::runtime::link::Answer;
 use crate::runtime::{BodySink, BodyStream, RawRequest, ResponseSink, Service};
 
@@ -438,8 +438,39 @@ impl Service for Router {
 
     #[inline]
     fn call(&self, raw: &RawRequest<'_>, sink: &mut ResponseSink<'_>) {
+        let target = raw.head.target.of(raw.buf);
+        // An exact route holds no `?` and no parameter: a target equal to
+        // one is its whole path, served with no captures to set up.
+        match self.tree.find_exact(target) {
+            Some(id) => self.serve(raw, target, Some(id), &[], sink),
+            None => self.call_pattern(raw, target, sink),
+        }
+    }
+}
+
+impl Router {
+    /// [`Service::call`] past the exact match of the whole target: the
+    /// path without its query, then the patterns with their captures (out
+    /// of line, so the exact route's path stays small).
+    #[inline(never)]
+    fn call_pattern(&self, raw: &RawRequest<'_>, target: &[u8], sink: &mut ResponseSink<'_>) {
         let mut caps = Captures::default();
-        let (path, id) = self.find(raw, &mut caps);
+        let (path, id) = self.find_path(raw, target, &mut caps);
+        self.serve(raw, path, id, caps.spans(), sink);
+    }
+
+    /// Runs endpoint `id`'s route for the request's method (or answers
+    /// 404, 405 or 501): `path` is the request's path, `captures` the
+    /// values of the route's parameters in it.
+    #[inline(always)]
+    fn serve(
+        &self,
+        raw: &RawRequest<'_>,
+        path: &[u8],
+        id: Option<usize>,
+        captures: &[Span],
+        sink: &mut ResponseSink<'_>,
+    ) {
         let route = match self.route_for(raw.head.method, id) {
             Routed::Found(route) => route,
             _ => return self.handle(raw).send(sink),
@@ -447,7 +478,7 @@ impl Service for Router {
         sink.set_route(route.index);
         match &route.kind {
             Kind::Inline(handler) => {
-                let req = Request::routed(*raw, path, &route.names, caps.spans());
+                let req = Request::routed(*raw, path, &route.names, captures);
                 // The handler is user code: a panic must not take the
                 // network thread (and its other connections) down. Its
                 // response is sent inside the guard, where it was built
@@ -467,14 +498,14 @@ impl Service for Router {
                 let Some(link) = sink.suspend() else {
                     return self.engine_error(Response::new(500)).send(sink);
                 };
-                let req = Request::routed(*raw, path, &route.names, caps.spans());
+                let req = Request::routed(*raw, path, &route.names, captures);
                 // A panic drops the responder, which answers 500.
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| {
                     handler.call(&req, Responder::new(link))
                 }));
             }
             Kind::Stream(handler, own) => {
-                let req = Request::routed(*raw, path, &route.names, caps.spans());
+                let req = Request::routed(*raw, path, &route.names, captures);
                 let last_id = req.header_str("last-event-id").map(str::to_owned);
                 // Compressed, every byte of the stream goes through the
                 // coder, heartbeats included (see `runtime/link.rs`).
@@ -510,13 +541,13 @@ impl Service for Router {
             }
             Kind::BodyStream(handler) => {
                 // A request without a body: the body's end comes at once.
-                let req = Request::routed(*raw, path, &route.names, caps.spans());
+                let req = Request::routed(*raw, path, &route.names, captures);
                 sink.streamed(raw.arena, |res| {
                     streaming::open(&**handler, &req, res).end(res);
                 });
             }
             Kind::WebSocket(endpoint) => {
-                let req = Request::routed(*raw, path, &route.names, caps.spans());
+                let req = Request::routed(*raw, path, &route.names, captures);
                 endpoint.accept(&req, sink);
             }
             Kind::Pipeline(queue) => {
@@ -524,7 +555,8 @@ impl Service for Router {
                     return self.engine_error(Response::new(500)).send(sink);
                 };
                 let responder = Responder::new(link.clone());
-                if let Err(responder) = queue.enqueue(raw, path, caps, responder) {
+                if let Err(responder) = queue.enqueue(raw, path, Captures::of(captures), responder)
+                {
                     // Full: answer at once, without waking anyone.
                     responder.disarm();
                     sink.unsuspend(&link);

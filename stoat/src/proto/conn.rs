@@ -186,7 +186,8 @@ impl Conn {
         limits: &Limits,
         head: &mut RequestHead,
     ) -> Result<(usize, Event), ProtoError> {
-        if let State::Idle { .. } = self.state {
+        let idle = matches!(self.state, State::Idle { .. });
+        if idle {
             // RFC 9112 §2.2: a server SHOULD ignore at least one empty line
             // (CRLF) received prior to the request-line. While idle, such
             // lines are consumed here; before a request line the head parser
@@ -206,15 +207,21 @@ impl Conn {
                     return Ok((skipped, self.idle_input_end()));
                 }
             }
-            // A connection's first head is timed from the accept: bytes that
-            // sat unread (waiting for a buffer) do not restart the clock.
-            let started = match self.state {
-                State::Idle { since, first: true } => since,
-                _ => now,
-            };
-            self.state = State::ReadingHead { started };
         }
+        // A head that arrived whole goes from idle straight to its request
+        // (an error: to the error's response, which closes); only a part of
+        // one makes the connection wait in `ReadingHead`.
         if !self.parser.parse(input, limits, head)? {
+            if idle {
+                // A connection's first head is timed from the accept: bytes
+                // that sat unread (waiting for a buffer) do not restart the
+                // clock.
+                let started = match self.state {
+                    State::Idle { since, first: true } => since,
+                    _ => now,
+                };
+                self.state = State::ReadingHead { started };
+            }
             if self.read_closed {
                 // EOF inside a head: nothing to answer (the client cannot be
                 // waiting for a response to half a request).

@@ -16,13 +16,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::proto::encode::{self, BodyMode, EncodeCtx, HeadMemo, HeadStart, Header, ResponseHead};
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
 use crate::runtime::arena::ArenaSlot;
 use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
-use crate::runtime::link::{Answer, AsyncCounters, Link, Owner};
+use crate::runtime::connection::Shared;
+use crate::runtime::link::{Answer, Link, Owner};
 use crate::runtime::outbox::{Body, Outbox};
 use crate::runtime::proxy::ConnInfo;
 use crate::runtime::websocket::WsSession;
@@ -124,11 +125,11 @@ pub(crate) struct LinkCtx<'a> {
     pub owner: &'a Arc<dyn Owner>,
     /// The connection's key in the owner's table.
     pub key: u64,
-    /// A suspended request is answered 503 after this long.
-    pub timeout: Duration,
-    /// Most queued events per stream.
-    pub backlog: usize,
-    pub counters: &'a Arc<AsyncCounters>,
+    /// The server's settings: the request timeout (a suspended request is
+    /// answered 503 after it), the most events queued per stream, the
+    /// counters of suspended requests and streams. Borrowed whole, not
+    /// copied field by field: the sink is built for every request.
+    pub shared: &'a Shared,
 }
 
 impl ResponseSink<'_> {
@@ -283,13 +284,16 @@ impl ResponseSink<'_> {
         let link = Link::new(
             ctx.owner.clone(),
             ctx.key,
-            Some(self.now + ctx.timeout),
+            Some(self.now + ctx.shared.limits.request_timeout),
             0,
-            ctx.counters.clone(),
+            ctx.shared.counters.clone(),
             self.route,
         );
         *ctx.slot = Some(link.clone());
-        ctx.counters.suspended.fetch_add(1, Ordering::Relaxed);
+        ctx.shared
+            .counters
+            .suspended
+            .fetch_add(1, Ordering::Relaxed);
         self.sent = true;
         Some(link)
     }
@@ -300,7 +304,10 @@ impl ResponseSink<'_> {
         if let Some(ctx) = self.link.as_mut() {
             if ctx.slot.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
                 *ctx.slot = None;
-                ctx.counters.suspended.fetch_sub(1, Ordering::Relaxed);
+                ctx.shared
+                    .counters
+                    .suspended
+                    .fetch_sub(1, Ordering::Relaxed);
                 self.sent = false;
             }
         }
@@ -339,8 +346,8 @@ impl ResponseSink<'_> {
             ctx.owner.clone(),
             ctx.key,
             None,
-            ctx.backlog,
-            ctx.counters.clone(),
+            ctx.shared.sse_backlog,
+            ctx.shared.counters.clone(),
             self.route,
         );
         *ctx.slot = Some(link.clone());

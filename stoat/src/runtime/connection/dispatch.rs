@@ -157,7 +157,26 @@ impl Connection {
     }
 
     /// Runs the service for one complete request and makes sure it answered.
+    #[inline]
     pub(super) fn dispatch(&mut self, shared: &Shared, ctx: &mut ThreadCtx, req: Req) {
+        // Two copies: without metrics and log, no check of them is left
+        // on the request's path.
+        if ctx.obs.on() {
+            self.dispatch_with::<true>(shared, ctx, req);
+        } else {
+            self.dispatch_with::<false>(shared, ctx, req);
+        }
+    }
+
+    /// [`Connection::dispatch`], `OBSERVED` when metrics or the access log
+    /// are on (`ctx.obs.on()`).
+    #[inline(never)]
+    fn dispatch_with<const OBSERVED: bool>(
+        &mut self,
+        shared: &Shared,
+        ctx: &mut ThreadCtx,
+        req: Req,
+    ) {
         let (buf, body): (&[u8], &[u8]) = match &req {
             Req::InBuffer { start, body } => {
                 let mem = &self.input.as_ref().expect("input present").mem;
@@ -175,9 +194,7 @@ impl Connection {
             slot: &mut self.link,
             owner: &ctx.owner,
             key: ctx.key,
-            timeout: shared.limits.request_timeout,
-            backlog: shared.sse_backlog,
-            counters: &shared.counters,
+            shared,
         };
         let mut sink = response_sink(
             conn,
@@ -188,11 +205,8 @@ impl Connection {
             &ctx.stop_flag,
             Some(link),
         );
-        let before = if ctx.obs.logs() {
-            sink.out.pending()
-        } else {
-            0
-        };
+        let logs = OBSERVED && ctx.obs.logs();
+        let before = if logs { sink.out.pending() } else { 0 };
         shared.service.call(
             &RawRequest {
                 head: &ctx.head,
@@ -218,11 +232,7 @@ impl Connection {
         let noted = (
             sink.route,
             sink.status,
-            if ctx.obs.logs() {
-                sink.out.pending() - before
-            } else {
-                0
-            },
+            if logs { sink.out.pending() - before } else { 0 },
         );
         // The handler has returned: nothing can point into the arena.
         ctx.arena.recycle();
@@ -230,21 +240,21 @@ impl Connection {
             // Nothing but frames follow the 101: the WebSocket state takes
             // the HTTP machine's place (see `Machine`).
             self.proto = Machine::Ws(WsState::new(session, ctx.now));
-            if ctx.obs.on() {
+            if OBSERVED {
                 ctx.obs.count(Counter::WsOpened);
             }
         }
         // A suspended request is counted when its answer is delivered.
         if self.link.as_ref().map_or(true, |l| l.deadline.is_none()) {
             ctx.requests += 1;
-            if ctx.obs.on() {
+            if OBSERVED {
                 if self.link.is_some() {
                     // A stream (SSE) began: its head is the response noted.
                     ctx.obs.count(Counter::SseOpened);
                 }
                 let (route, status, bytes) = noted;
                 ctx.obs.response_now(route, status);
-                if ctx.obs.logs() {
+                if logs {
                     ctx.obs
                         .log_entry(route, status, ctx.now, &ctx.head, buf, body.len(), bytes);
                 }
