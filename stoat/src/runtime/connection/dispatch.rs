@@ -168,6 +168,18 @@ impl Connection {
         }
     }
 
+    /// [`Connection::dispatch`] of a request without a body whose head is
+    /// in the input buffer at `start`: the read loop's usual case, inlined
+    /// there when nothing is observed (no call, no [`Req`] to build).
+    #[inline(always)]
+    pub(super) fn dispatch_head(&mut self, shared: &Shared, ctx: &mut ThreadCtx, start: usize) {
+        if ctx.obs.on() {
+            self.dispatch_with::<true>(shared, ctx, Req::Head { start });
+        } else {
+            self.dispatch_in::<false>(shared, ctx, Req::Head { start });
+        }
+    }
+
     /// [`Connection::dispatch`], `OBSERVED` when metrics or the access log
     /// are on (`ctx.obs.on()`).
     #[inline(never)]
@@ -177,7 +189,23 @@ impl Connection {
         ctx: &mut ThreadCtx,
         req: Req,
     ) {
+        self.dispatch_in::<OBSERVED>(shared, ctx, req);
+    }
+
+    /// The body of [`Connection::dispatch_with`] and
+    /// [`Connection::dispatch_head`].
+    #[inline(always)]
+    fn dispatch_in<const OBSERVED: bool>(
+        &mut self,
+        shared: &Shared,
+        ctx: &mut ThreadCtx,
+        req: Req,
+    ) {
         let (buf, body): (&[u8], &[u8]) = match &req {
+            Req::Head { start } => {
+                let mem = &self.input.as_ref().expect("input present").mem;
+                (&mem[*start..], &[])
+            }
             Req::InBuffer { start, body } => {
                 let mem = &self.input.as_ref().expect("input present").mem;
                 (&mem[*start..], &mem[body.clone()])
@@ -266,6 +294,10 @@ impl Connection {
     /// read, and `ctx.head` has served other connections since).
     pub(super) fn reparse_head(&mut self, req: &Req, shared: &Shared, ctx: &mut ThreadCtx) -> bool {
         let bytes: &[u8] = match req {
+            Req::Head { start } => match &self.input {
+                Some(i) => &i.mem[*start..],
+                None => return false,
+            },
             Req::InBuffer { start, body } => match &self.input {
                 Some(i) => &i.mem[*start..body.start],
                 None => return false,

@@ -220,8 +220,7 @@ impl Connection {
                 Event::Head { complete: true } => {
                     let start = input.start;
                     input.start = input.parse;
-                    let req = Req::InBuffer { start, body: 0..0 };
-                    self.dispatch(shared, ctx, req);
+                    self.dispatch_head(shared, ctx, start);
                     if self.output_full(shared, ctx) {
                         return true;
                     }
@@ -334,6 +333,8 @@ impl Connection {
 
 /// Where a complete request's bytes are.
 pub(super) enum Req {
+    /// A request without a body, its head in the input buffer at `start`.
+    Head { start: usize },
     /// In the input buffer: head at `start`, body (decoded) at `body`
     /// (empty: no body; otherwise the head ends where the body starts).
     InBuffer {
