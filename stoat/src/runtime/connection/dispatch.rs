@@ -170,11 +170,11 @@ impl Connection {
 
     /// [`Connection::dispatch`] of a request without a body whose head is
     /// in the input buffer at `start`: the read loop's usual case, inlined
-    /// there when nothing is observed (no call, no [`Req`] to build).
+    /// there (no call, no [`Req`] to build), observed or not.
     #[inline(always)]
     pub(super) fn dispatch_head(&mut self, shared: &Shared, ctx: &mut ThreadCtx, start: usize) {
         if ctx.obs.on() {
-            self.dispatch_with::<true>(shared, ctx, Req::Head { start });
+            self.dispatch_in::<true>(shared, ctx, Req::Head { start });
         } else {
             self.dispatch_in::<false>(shared, ctx, Req::Head { start });
         }
