@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use crate::proto::body::{BodyDecoder, BodyKind};
 use crate::proto::encode::{
-    self, BodyMode, EncodeCtx, Framing, HeadMemo, HeadStart, Header, ResponseBody, ResponseHead,
+    self, BodyMode, EncodeCtx, Framing, HeadMemo, HeadStart, Header, MemoBytes, Preset,
+    ResponseBody, ResponseHead,
 };
 use crate::proto::{HeadParser, Limits, Method, ProtoError, RequestHead, Version};
 
@@ -316,15 +317,15 @@ impl Conn {
         mode
     }
 
-    /// [`Conn::respond_small`] for a preformatted `&'static` start (a
+    /// [`Conn::respond_small`] for a `200` whose start is `preset` (a
     /// preset of `Response`), through the thread's [`HeadMemo`]: the same
-    /// bytes, one copy when the last such head was the same.
+    /// bytes, handed to `copy` whole when the last such response was the
+    /// same.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn respond_preset(
         &mut self,
-        status: u16,
-        start: &'static [u8],
+        preset: &'static Preset,
         body: ResponseBody,
         close: bool,
         now: Instant,
@@ -332,9 +333,10 @@ impl Conn {
         ctx: EncodeCtx<'_>,
         small: &'static [u8],
         memo: &mut HeadMemo,
+        copy: impl FnOnce(&mut Vec<u8>, &MemoBytes),
     ) -> BodyMode {
         let (keep, framing) = self.framing(close);
-        let mode = memo.encode(out, status, start, body, framing, ctx, small);
+        let mode = memo.encode(out, preset, body, framing, ctx, small, copy);
         self.responded(mode, keep, now);
         mode
     }
