@@ -282,7 +282,7 @@ impl Response {
     }
 
     /// Encodes this response into the connection's output.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send(self, sink: &mut ResponseSink<'_>) {
         if let ContentType::Preset(preset) = self.content_type {
             // No field list (not even an allocated empty one: nothing to
@@ -299,6 +299,16 @@ impl Response {
                         return sink.send_preset_small(&preset.head, bytes, close);
                     }
                 }
+            }
+        }
+        self.send_other(sink);
+    }
+
+    /// [`Response::send`] for all but a preset with a small static body.
+    #[inline(never)]
+    fn send_other(self, sink: &mut ResponseSink<'_>) {
+        if let ContentType::Preset(preset) = self.content_type {
+            if self.status == 200 && self.headers.capacity() == 0 {
                 return sink.send_preset(&preset.head, self.body, self.close);
             }
         }
