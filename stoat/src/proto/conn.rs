@@ -336,9 +336,22 @@ impl Conn {
         copy: impl FnOnce(&mut Vec<u8>, &MemoBytes),
     ) -> BodyMode {
         let (keep, framing) = self.framing(close);
-        let mode = memo.encode(out, preset, body, framing, ctx, small, copy);
-        self.responded(mode, keep, now);
-        mode
+        match memo.find(preset, body, framing, ctx, small) {
+            Ok(found) => {
+                // What `responded` does for `None` and `Raw`, the only
+                // modes remembered; before the copy, so that `now` and
+                // `keep` need not outlive it.
+                self.continue_pending = false;
+                self.state = self.next_request(keep, now);
+                copy(out, found);
+                found.mode
+            }
+            Err(miss) => {
+                let mode = memo.fill(miss, out, body, framing, ctx.date, ctx.server, small);
+                self.responded(mode, keep, now);
+                mode
+            }
+        }
     }
 
     /// Whether the connection persists after the response being sent, and

@@ -321,6 +321,7 @@ mod tests {
         let mut memo = MemoBytes {
             bytes: [0; MEMO_BYTES],
             len: 0,
+            mode: crate::proto::encode::BodyMode::None,
         };
         for (i, b) in memo.bytes.iter_mut().enumerate() {
             *b = i as u8 ^ 0x5a;
