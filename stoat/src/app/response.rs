@@ -15,29 +15,60 @@
 use std::borrow::Cow;
 
 use crate::app::header::{self, HeaderValue, InvalidHeader, Kind};
-use crate::proto::encode::Header;
+use crate::proto::encode::{Header, Preset, SMALL_BODY};
 use crate::runtime::{Body, ResponseSink};
 
-/// Each common content type, and the head of a `200` with it and no other
-/// field, formatted at compile time (`PRESET`): such a response (most
-/// responses of [`Response::text`] and friends) is sent by copying it whole.
+/// A common content type, and the head of a `200` with it and no other
+/// field, formatted at compile time: such a response (most responses of
+/// [`Response::text`] and friends) is sent by copying it whole.
+#[derive(Debug)]
+pub(crate) struct ContentPreset {
+    value: &'static [u8],
+    head: Preset,
+}
+
 macro_rules! content_types {
-    ($($(#[$doc:meta])* $name:ident, $preset:ident = $value:literal;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident = $value:literal;)*) => {$(
         $(#[$doc])*
-        const $name: HeaderValue = HeaderValue::from_static($value);
-        const $preset: &[u8] = concat!("HTTP/1.1 200 OK\r\nContent-Type: ", $value, "\r\n").as_bytes();
+        // A `static`, not a `const`: one address, which `HeadMemo` keys on.
+        static $name: ContentPreset = ContentPreset {
+            value: $value.as_bytes(),
+            head: Preset::new(
+                concat!("HTTP/1.1 200 OK\r\nContent-Type: ", $value, "\r\n").as_bytes(),
+            ),
+        };
     )*};
 }
 
 content_types! {
     /// `text/plain; charset=utf-8`
-    TEXT, TEXT_200 = "text/plain; charset=utf-8";
+    TEXT = "text/plain; charset=utf-8";
     /// `text/html; charset=utf-8`
-    HTML, HTML_200 = "text/html; charset=utf-8";
+    HTML = "text/html; charset=utf-8";
     /// `application/json` (RFC 8259 §11: no charset parameter)
-    JSON, JSON_200 = "application/json";
+    JSON = "application/json";
     /// `application/octet-stream`
-    OCTETS, OCTETS_200 = "application/octet-stream";
+    OCTETS = "application/octet-stream";
+}
+
+/// A response's content type: none, a preset (two words for the handler
+/// to write), or any other value.
+#[derive(Debug, Clone)]
+enum ContentType {
+    None,
+    Preset(&'static ContentPreset),
+    Value(HeaderValue),
+}
+
+impl ContentType {
+    #[inline]
+    fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            ContentType::None => None,
+            ContentType::Preset(preset) => Some(preset.value),
+            ContentType::Value(value) => Some(value.as_bytes()),
+        }
+    }
 }
 
 /// Header fields sent from the stack; more are collected into a `Vec`.
@@ -58,10 +89,7 @@ const STACK_HEADERS: usize = 16;
 pub struct Response {
     status: u16,
     close: bool,
-    content_type: Option<HeaderValue>,
-    /// The formatted head of a `200` with `content_type` and no other field,
-    /// when it is one of the presets.
-    preset: Option<&'static [u8]>,
+    content_type: ContentType,
     headers: Vec<(Cow<'static, str>, HeaderValue)>,
     body: Body,
 }
@@ -77,8 +105,7 @@ impl Response {
         Response {
             status: final_status(status),
             close: false,
-            content_type: None,
-            preset: None,
+            content_type: ContentType::None,
             headers: Vec::new(),
             body: Body::Empty,
         }
@@ -93,13 +120,13 @@ impl Response {
     /// `200 OK` with a `text/plain; charset=utf-8` body.
     #[inline]
     pub fn text(body: impl Into<Body>) -> Response {
-        Response::with(TEXT, TEXT_200, body.into())
+        Response::with(&TEXT, body.into())
     }
 
     /// `200 OK` with a `text/html; charset=utf-8` body.
     #[inline]
     pub fn html(body: impl Into<Body>) -> Response {
-        Response::with(HTML, HTML_200, body.into())
+        Response::with(&HTML, body.into())
     }
 
     /// `200 OK` with an `application/json` body that is already JSON
@@ -107,22 +134,21 @@ impl Response {
     /// `serde_json::to_vec`).
     #[inline]
     pub fn json_bytes(body: impl Into<Body>) -> Response {
-        Response::with(JSON, JSON_200, body.into())
+        Response::with(&JSON, body.into())
     }
 
     /// `200 OK` with an `application/octet-stream` body.
     #[inline]
     pub fn bytes(body: impl Into<Body>) -> Response {
-        Response::with(OCTETS, OCTETS_200, body.into())
+        Response::with(&OCTETS, body.into())
     }
 
     #[inline]
-    fn with(content_type: HeaderValue, preset: &'static [u8], body: Body) -> Response {
+    fn with(preset: &'static ContentPreset, body: Body) -> Response {
         Response {
             status: 200,
             close: false,
-            content_type: Some(content_type),
-            preset: Some(preset),
+            content_type: ContentType::Preset(preset),
             headers: Vec::new(),
             body,
         }
@@ -192,10 +218,7 @@ impl Response {
         let value = value.into();
         match header::check(&name, value.as_bytes())? {
             Kind::Plain => self.headers.push((name, value)),
-            Kind::ContentType => {
-                self.content_type = Some(value);
-                self.preset = None;
-            }
+            Kind::ContentType => self.content_type = ContentType::Value(value),
             Kind::Connection { close } => self.close |= close,
             Kind::Framing => {}
         }
@@ -225,10 +248,7 @@ impl Response {
     /// The header fields that will be sent, `Content-Type` first, then the
     /// others in the order added (the server adds its own fields).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        let content_type = self
-            .content_type
-            .as_ref()
-            .map(|v| ("Content-Type", v.as_bytes()));
+        let content_type = self.content_type.as_bytes().map(|v| ("Content-Type", v));
         content_type.into_iter().chain(
             self.headers
                 .iter()
@@ -262,11 +282,34 @@ impl Response {
     }
 
     /// Encodes this response into the connection's output.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send(self, sink: &mut ResponseSink<'_>) {
-        if self.headers.is_empty() && self.status == 200 {
-            if let Some(start) = self.preset {
-                return sink.send_preset(self.status, start, self.body, self.close);
+        if let ContentType::Preset(preset) = self.content_type {
+            // No field list (not even an allocated empty one: nothing to
+            // drop either).
+            if self.status == 200 && self.headers.capacity() == 0 {
+                if let Body::Static(bytes) = self.body {
+                    if bytes.len() <= SMALL_BODY {
+                        let close = self.close;
+                        // Nothing to drop: no field list was allocated
+                        // (capacity 0), the content type and the body are
+                        // `&'static`. Forgotten explicitly, so that no drop
+                        // code is left on this path.
+                        std::mem::forget(self);
+                        return sink.send_preset_small(&preset.head, bytes, close);
+                    }
+                }
+            }
+        }
+        self.send_other(sink);
+    }
+
+    /// [`Response::send`] for all but a preset with a small static body.
+    #[inline(never)]
+    fn send_other(self, sink: &mut ResponseSink<'_>) {
+        if let ContentType::Preset(preset) = self.content_type {
+            if self.status == 200 && self.headers.capacity() == 0 {
+                return sink.send_preset(&preset.head, self.body, self.close);
             }
         }
         self.emit(|status, headers, body, close| sink.send(status, headers, body, close));
@@ -280,21 +323,21 @@ impl Response {
             status,
             close,
             content_type,
-            // The preformatted head is a shortcut of `send`; the general
-            // path below writes the same fields.
-            preset: _,
             headers,
             body,
         } = self;
+        // A preset is a shortcut of `send`; the general path below writes
+        // the same fields.
+        let content_type = content_type.as_bytes();
         if headers.is_empty() {
             // The common case: at most a content type, no list to build.
-            return match &content_type {
+            return match content_type {
                 Some(value) => f(status, &[content_type_field(value)], body, close),
                 None => f(status, &[], body, close),
             };
         }
         let fields = content_type
-            .iter()
+            .into_iter()
             .map(content_type_field)
             .chain(headers.iter().map(|(name, value)| Header {
                 name,
@@ -325,10 +368,10 @@ impl Default for Response {
 }
 
 #[inline]
-fn content_type_field(value: &HeaderValue) -> Header<'_> {
+fn content_type_field(value: &[u8]) -> Header<'_> {
     Header {
         name: "Content-Type",
-        value: value.as_bytes(),
+        value,
     }
 }
 
@@ -577,11 +620,11 @@ mod tests {
     fn into_response() {
         let r = "hi".into_response();
         assert_eq!((r.status(), r.body_bytes()), (200, &b"hi"[..]));
-        assert_eq!(r.header_value("content-type"), Some(TEXT.as_bytes()));
+        assert_eq!(r.header_value("content-type"), Some(TEXT.value));
         assert_eq!(String::from("s").into_response().body_bytes(), b"s");
         assert_eq!(Cow::Borrowed("c").into_response().body_bytes(), b"c");
         let r = vec![1u8, 2].into_response();
-        assert_eq!(r.header_value("content-type"), Some(OCTETS.as_bytes()));
+        assert_eq!(r.header_value("content-type"), Some(OCTETS.value));
         assert_eq!((&b"b"[..]).into_response().body_bytes(), b"b");
         let r = ().into_response();
         assert_eq!((r.status(), r.body_bytes()), (200, &b""[..]));
@@ -603,9 +646,6 @@ mod tests {
         assert!(std::mem::size_of::<Response>() <= 96);
         let r = Response::text("static");
         assert_eq!(r.headers.capacity(), 0);
-        assert!(matches!(
-            r.content_type,
-            Some(HeaderValue(Cow::Borrowed(_)))
-        ));
+        assert!(matches!(r.content_type, ContentType::Preset(p) if std::ptr::eq(p, &TEXT)));
     }
 }

@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use crate::proto::body::{BodyDecoder, BodyKind};
 use crate::proto::encode::{
-    self, BodyMode, EncodeCtx, Framing, HeadMemo, HeadStart, Header, ResponseBody, ResponseHead,
+    self, BodyMode, EncodeCtx, Framing, HeadMemo, HeadStart, Header, MemoBytes, Preset,
+    ResponseBody, ResponseHead,
 };
 use crate::proto::{HeadParser, Limits, Method, ProtoError, RequestHead, Version};
 
@@ -323,15 +324,15 @@ impl Conn {
         mode
     }
 
-    /// [`Conn::respond_small`] for a preformatted `&'static` start (a
+    /// [`Conn::respond_small`] for a `200` whose start is `preset` (a
     /// preset of `Response`), through the thread's [`HeadMemo`]: the same
-    /// bytes, one copy when the last such head was the same.
+    /// bytes, handed to `copy` whole when the last such response was the
+    /// same.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn respond_preset(
         &mut self,
-        status: u16,
-        start: &'static [u8],
+        preset: &'static Preset,
         body: ResponseBody,
         close: bool,
         now: Instant,
@@ -339,11 +340,25 @@ impl Conn {
         ctx: EncodeCtx<'_>,
         small: &'static [u8],
         memo: &mut HeadMemo,
+        copy: impl FnOnce(&mut Vec<u8>, &MemoBytes),
     ) -> BodyMode {
         let (keep, framing) = self.framing(close);
-        let mode = memo.encode(out, status, start, body, framing, ctx, small);
-        self.responded(mode, keep, now);
-        mode
+        match memo.find(preset, body, framing, ctx, small) {
+            Ok(found) => {
+                // What `responded` does for `None` and `Raw`, the only
+                // modes remembered; before the copy, so that `now` and
+                // `keep` need not outlive it.
+                self.continue_pending = false;
+                self.state = self.next_request(keep, now);
+                copy(out, found);
+                found.mode
+            }
+            Err(miss) => {
+                let mode = memo.fill(miss, out, body, framing, ctx.date, ctx.server, small);
+                self.responded(mode, keep, now);
+                mode
+            }
+        }
     }
 
     /// Whether the connection persists after the response being sent, and

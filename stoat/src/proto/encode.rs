@@ -163,122 +163,211 @@ pub fn encode_response(
 /// Most bytes of a head [`HeadMemo`] keeps.
 pub const MEMO_BYTES: usize = 256;
 
-/// The last preformatted head this thread encoded, kept whole with its
-/// small static body: a handler that answers the same way again (the same
-/// static start and body, framing, `Server` and second) gets its response
-/// with one copy instead of having it encoded piece by piece. One per
-/// network thread, never per connection. The key holds addresses, not
-/// bytes: the start and the small body are `&'static` slices (a preset of
-/// `Response`, a `Body::Static`), whose bytes cannot change, so the same
-/// address and length are the same bytes.
+/// The start of a `200` response head (its status line and the caller's
+/// fields, each line ending in CRLF) formatted at compile time, kept in a
+/// `static`: a preset of `Response`. [`HeadMemo`] keys on its address, one
+/// word for the whole start: a `&'static Preset` is never freed and never
+/// changes, so one address always names the same bytes.
+#[derive(Debug)]
+pub struct Preset {
+    start: &'static [u8],
+}
+
+impl Preset {
+    /// A preset for `start`, which must begin with `HTTP/1.1 200 OK\r\n`
+    /// and end with CRLF (asserted where it is encoded, in debug builds).
+    pub const fn new(start: &'static [u8]) -> Preset {
+        Preset { start }
+    }
+
+    /// The formatted start.
+    #[inline]
+    pub fn start(&self) -> &'static [u8] {
+        self.start
+    }
+}
+
+/// The last preset response this thread encoded, kept whole with its small
+/// static body: a handler that answers the same way again (the same preset
+/// and body, framing, `Server` and second) gets its response with one copy
+/// instead of having it encoded piece by piece. One per network thread,
+/// never per connection. The key holds addresses, not bytes: the preset and
+/// the small body are `&'static` (a preset of `Response`, a
+/// `Body::Static`), whose bytes cannot change, so the same address (and
+/// length) is the same bytes.
 #[derive(Debug, Clone)]
 pub struct HeadMemo {
     key: MemoKey,
-    mode: BodyMode,
-    len: usize,
     /// The head, and the small static body written with it.
-    bytes: [u8; MEMO_BYTES],
+    bytes: MemoBytes,
 }
 
-/// Everything the bytes depend on, packed in words so that a lookup is a
-/// few loads and compares: the start's address; its length, the status,
-/// the framing facts, the small body's length and the `Server` length; the
-/// body length (0 for `Empty`: a `Length` is never 0 here); the `Date`
-/// second; the `Server` value's address; the small body's address (a
-/// `&'static` slice too).
-type MemoKey = [u64; 6];
+/// A remembered response: its first `len` bytes are the response. Copied
+/// out in whole 32-byte blocks (see `Outbox`'s `append_memo`), so the
+/// array past `len` is read too.
+#[derive(Debug, Clone)]
+pub struct MemoBytes {
+    /// The bytes; past `len`, whatever an earlier response left.
+    pub bytes: [u8; MEMO_BYTES],
+    /// How many are the response's (1..=MEMO_BYTES once filled).
+    pub len: usize,
+    /// What follows the response: [`BodyMode::None`] or [`BodyMode::Raw`].
+    pub mode: BodyMode,
+}
 
-/// Whether two keys are equal, without branches per word.
-#[inline(always)]
-fn same_key(a: &MemoKey, b: &MemoKey) -> bool {
-    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])
-        == 0
+/// Everything the remembered bytes depend on, one field per input, so that
+/// a lookup is a chain of word compares: the preset's address with the
+/// framing facts in its low bits (a `Preset` is aligned to 8, so three low
+/// bits are free), the small body's address and length, the body length (0
+/// for `Empty`: a `Length` is never 0 here), the `Date` second, and the
+/// `Server` value's address and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemoKey {
+    preset: usize,
+    small: usize,
+    small_len: usize,
+    length: u64,
+    secs: u64,
+    server: usize,
+    server_len: usize,
+}
+
+// The framing facts fit below a `Preset`'s alignment.
+const _: () = assert!(std::mem::align_of::<Preset>() >= 8);
+
+impl MemoKey {
+    #[inline(always)]
+    fn new(
+        preset: &'static Preset,
+        body: ResponseBody,
+        framing: Framing,
+        ctx: EncodeCtx<'_>,
+        small: &'static [u8],
+    ) -> MemoKey {
+        let bits = usize::from(framing.close)
+            | usize::from(framing.head_request) << 1
+            | usize::from(framing.http10) << 2;
+        MemoKey {
+            preset: preset as *const Preset as usize | bits,
+            small: small.as_ptr() as usize,
+            small_len: small.len(),
+            length: match body {
+                ResponseBody::Length(n) => n,
+                ResponseBody::Empty | ResponseBody::Chunked => 0,
+            },
+            secs: ctx.date.secs(),
+            server: ctx.server.as_ptr() as usize,
+            server_len: ctx.server.len(),
+        }
+    }
 }
 
 impl Default for HeadMemo {
     fn default() -> HeadMemo {
         HeadMemo {
-            // No head has a start at address 0.
-            key: [0; 6],
-            mode: BodyMode::None,
-            len: 0,
-            bytes: [0; MEMO_BYTES],
+            // No preset is at address 0.
+            key: MemoKey {
+                preset: 0,
+                small: 0,
+                small_len: 0,
+                length: 0,
+                secs: 0,
+                server: 0,
+                server_len: 0,
+            },
+            bytes: MemoBytes {
+                bytes: [0; MEMO_BYTES],
+                len: 0,
+                mode: BodyMode::None,
+            },
         }
     }
 }
 
 impl HeadMemo {
-    /// [`encode_response`] for `HeadStart::Preformatted(start)`: the same
-    /// bytes, copied from the memo when the last head had the same key.
+    /// [`encode_response`] for a `200` with `HeadStart::Preformatted` of
+    /// `preset`: the same bytes, given to `copy` (to append to `out`) from
+    /// the memo when the last response had the same key
+    /// ([`HeadMemo::find`], else [`HeadMemo::fill`]).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn encode(
         &mut self,
         out: &mut Vec<u8>,
-        status: u16,
-        start: &'static [u8],
+        preset: &'static Preset,
         body: ResponseBody,
         framing: Framing,
         ctx: EncodeCtx<'_>,
         small: &'static [u8],
+        copy: impl FnOnce(&mut Vec<u8>, &MemoBytes),
     ) -> BodyMode {
-        let length = match body {
-            ResponseBody::Length(n) => n,
-            ResponseBody::Empty | ResponseBody::Chunked => 0,
-        };
-        let packed = start.len() as u64
-            | u64::from(status) << 16
-            | u64::from(framing.close) << 32
-            | u64::from(framing.head_request) << 33
-            | u64::from(framing.http10) << 34
-            | (small.len() as u64) << 35
-            | (ctx.server.len() as u64) << 41;
-        let key = [
-            start.as_ptr() as u64,
-            packed,
-            length,
-            ctx.date.secs(),
-            ctx.server.as_ptr() as u64,
-            small.as_ptr() as u64,
-        ];
-        // Lengths that would not fit their bits never match a key.
-        let fits = start.len() < 1 << 16 && small.len() < 1 << 6 && ctx.server.len() < 1 << 23;
-        if !(fits && same_key(&self.key, &key) && body != ResponseBody::Chunked) {
-            return self.fill(fits, key, out, status, start, body, framing, ctx, small);
+        match self.find(preset, body, framing, ctx, small) {
+            Ok(found) => {
+                copy(out, found);
+                found.mode
+            }
+            Err(miss) => self.fill(miss, out, body, framing, ctx.date, ctx.server, small),
         }
-        out.extend_from_slice(&self.bytes[..self.len.min(MEMO_BYTES)]);
-        self.mode
     }
 
-    /// A miss: encodes the head, and keeps it if it fits.
-    #[cold]
-    #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn fill(
-        &mut self,
-        fits: bool,
-        key: MemoKey,
-        out: &mut Vec<u8>,
-        status: u16,
-        start: &[u8],
+    /// The remembered response for these inputs, if the last one had them
+    /// all: its mode is [`BodyMode::None`] or [`BodyMode::Raw`] (a
+    /// `Chunked` body is never remembered). Else what
+    /// [`HeadMemo::fill`] needs.
+    #[inline(always)]
+    pub fn find(
+        &self,
+        preset: &'static Preset,
         body: ResponseBody,
         framing: Framing,
         ctx: EncodeCtx<'_>,
+        small: &'static [u8],
+    ) -> Result<&MemoBytes, Miss> {
+        let key = MemoKey::new(preset, body, framing, ctx, small);
+        if key != self.key || body == ResponseBody::Chunked {
+            return Err(Miss { key, preset });
+        }
+        Ok(&self.bytes)
+    }
+
+    /// After a miss of [`HeadMemo::find`] with the same inputs: encodes the
+    /// response into `out`, and keeps it if it fits. The context comes in
+    /// parts (`date`, `server`): an `EncodeCtx` argument is built in memory
+    /// on the caller's hit path too (3 stores, measured).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill(
+        &mut self,
+        miss: Miss,
+        out: &mut Vec<u8>,
+        body: ResponseBody,
+        framing: Framing,
+        date: &DateCache,
+        server: &[u8],
         small: &[u8],
     ) -> BodyMode {
+        let ctx = EncodeCtx { date, server };
         let at = out.len();
-        let mode = encode_preformatted(out, status, start, body, framing, ctx, small);
+        let mode = encode_preformatted(out, 200, miss.preset.start, body, framing, ctx, small);
         let bytes = &out[at..];
-        if fits && bytes.len() <= MEMO_BYTES && body != ResponseBody::Chunked {
-            self.bytes[..bytes.len()].copy_from_slice(bytes);
-            self.len = bytes.len();
-            self.mode = mode;
-            self.key = key;
+        if bytes.len() <= MEMO_BYTES && body != ResponseBody::Chunked {
+            self.bytes.bytes[..bytes.len()].copy_from_slice(bytes);
+            self.bytes.len = bytes.len();
+            self.bytes.mode = mode;
+            self.key = miss.key;
         } else {
-            self.key = [0; 6];
+            self.key.preset = 0;
         }
         mode
     }
+}
+
+/// A miss of [`HeadMemo::find`], for [`HeadMemo::fill`].
+#[derive(Debug)]
+pub struct Miss {
+    key: MemoKey,
+    preset: &'static Preset,
 }
 
 /// [`encode_head`] for [`HeadStart::Headers`].
@@ -1082,20 +1171,32 @@ mod tests {
 
     /// The memo gives exactly the encoder's bytes and mode, whatever came
     /// before: every case is encoded after every other case (a miss), and
-    /// twice in a row (the second a hit), including a date change.
+    /// twice in a row (the second a hit), including a date change. The
+    /// cases differ in one input at a time: the preset (two of them with
+    /// the same bytes at different addresses), the small body (two with the
+    /// same bytes and length at different addresses, and a body of the same
+    /// length sent apart), the body length, each framing fact, the `Server`
+    /// value (two of one length with different bytes) and the second.
     #[test]
     fn head_memo_matches_the_encoder() {
-        static STARTS: [&[u8]; 2] = [
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
+        static PRESETS: [Preset; 3] = [
+            Preset::new(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"),
+            Preset::new(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"),
+            Preset::new(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"),
         ];
-        static BODIES: [&[u8]; 3] = [b"", b"Hello, World!", b"{}"];
+        static BODIES: [&[u8]; 4] = [b"", b"Hello, World!", b"{}", b"[]"];
         let mut cases = Vec::new();
-        for start in STARTS {
+        for preset in &PRESETS {
             for small in BODIES {
                 // A small static body, or (empty `small`) a body of that
-                // length sent after the head by the caller.
-                for (body, small) in [(small.len(), small), (small.len() + 100, &b""[..])] {
+                // length (or longer) sent after the head by the caller.
+                let apart = [small.len(), small.len() + 100];
+                let bodies = [
+                    (small.len(), small),
+                    (apart[0], &b""[..]),
+                    (apart[1], &b""[..]),
+                ];
+                for (body, small) in bodies {
                     for bits in 0..8u8 {
                         let framing = Framing {
                             close: bits & 1 != 0,
@@ -1106,8 +1207,8 @@ mod tests {
                             0 => Empty,
                             n => Length(n as u64),
                         };
-                        for server in [&b"stoat"[..], b""] {
-                            cases.push((start, body, framing, small, server));
+                        for server in [&b"stoat"[..], b"", b"otter"] {
+                            cases.push((preset, body, framing, small, server));
                         }
                     }
                 }
@@ -1115,23 +1216,26 @@ mod tests {
         }
         let mut dates = [DateCache::new(NOW), DateCache::new(NOW + 1)];
         let mut memo = HeadMemo::default();
-        let mut check = |case: &(&'static [u8], ResponseBody, Framing, &'static [u8], &[u8]),
+        let mut check = |case: &(&'static Preset, ResponseBody, Framing, &'static [u8], &[u8]),
                          date: &DateCache| {
-            let &(start, body, framing, small, server) = case;
+            let &(preset, body, framing, small, server) = case;
             let ctx = EncodeCtx { date, server };
             let mut want = b"before".to_vec();
             let head = ResponseHead {
                 status: 200,
-                start: HeadStart::Preformatted(start),
+                start: HeadStart::Preformatted(preset.start()),
                 body,
             };
             let want_mode = encode_response(&mut want, head, framing, ctx, small);
             let mut got = b"before".to_vec();
-            let mode = memo.encode(&mut got, 200, start, body, framing, ctx, small);
+            let mode = memo.encode(&mut got, preset, body, framing, ctx, small, |out, m| {
+                out.extend_from_slice(&m.bytes[..m.len])
+            });
             assert_eq!(
                 (mode, String::from_utf8_lossy(&got)),
                 (want_mode, String::from_utf8_lossy(&want))
             );
+            assert!(matches!(mode, BodyMode::None | BodyMode::Raw));
         };
         for (i, a) in cases.iter().enumerate() {
             for b in &cases[i..] {
@@ -1145,6 +1249,33 @@ mod tests {
         dates[0].update(NOW + 2);
         check(&cases[0], &dates[0]);
         check(&cases[0], &dates[0]);
+    }
+
+    /// A chunked body is never remembered: the head that follows it is
+    /// encoded afresh.
+    #[test]
+    fn head_memo_skips_chunked() {
+        static PRESET: Preset = Preset::new(b"HTTP/1.1 200 OK\r\n");
+        let date = DateCache::new(NOW);
+        let ctx = EncodeCtx {
+            date: &date,
+            server: b"",
+        };
+        let mut memo = HeadMemo::default();
+        for _ in 0..2 {
+            let mut got = Vec::new();
+            let copy = |_: &mut Vec<u8>, _: &MemoBytes| panic!("a chunked head was remembered");
+            let mode = memo.encode(&mut got, &PRESET, Chunked, GET, ctx, b"", copy);
+            assert_eq!(mode, BodyMode::Chunked);
+            assert_eq!(
+                got,
+                [
+                    &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"[..],
+                    DATE
+                ]
+                .concat()
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::IoSlice;
 use std::sync::Arc;
 
+use crate::proto::encode::{MemoBytes, MEMO_BYTES};
 use crate::runtime::file_body::FileBody;
 
 /// A response body.
@@ -244,6 +245,64 @@ impl Outbox {
     }
 }
 
+/// Appends a remembered response (see `HeadMemo`) to `out`: its bytes are
+/// copied in whole 32-byte blocks, a fixed sequence of copies chosen by
+/// the block count, written into the buffer's spare room, then the length
+/// is cut to the response's. `extend_from_slice` instead calls
+/// `append_elements` and `memcpy` (55 instructions for a 145-byte
+/// response, measured with callgrind); the blocks are ~25.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn append_memo(out: &mut Vec<u8>, memo: &MemoBytes) {
+    let (bytes, len) = (&memo.bytes, memo.len);
+    // Room for the largest copy: the blocks may run past `len`.
+    out.reserve(MEMO_BYTES);
+    let at = out.len();
+    let src = bytes.as_ptr();
+    /// In arm `$n` (blocks less one), copies blocks `$i` of 32 bytes, then
+    /// sets the length.
+    macro_rules! blocks {
+        ($($n:literal => [$($i:literal),*]),* $(,)?) => {
+            // Blocks less one: `len` 0 wraps to the fallback.
+            match len.wrapping_sub(1) >> 5 {
+                $($n => {
+                    // SAFETY: `reserve` left at least `MEMO_BYTES` bytes of
+                    // spare capacity after `at`; in arm `n`, block `i <= n`
+                    // spans `i * 32..i * 32 + 32`, within both the
+                    // `MEMO_BYTES` source array and that spare room
+                    // (`(n + 1) * 32 <= MEMO_BYTES`). The regions do not
+                    // overlap (`memo` is borrowed, `out` mutably).
+                    // `len <= (n + 1) * 32`, so the new length covers only
+                    // bytes written here.
+                    unsafe {
+                        let dst = out.as_mut_ptr().add(at);
+                        $(
+                            std::ptr::copy_nonoverlapping(src.add($i * 32), dst.add($i * 32), 32);
+                        )*
+                        out.set_len(at + len);
+                    }
+                })*
+                // Never (a filled memo holds 1..=MEMO_BYTES bytes): the
+                // plain copy, which checks its bounds.
+                _ => out.extend_from_slice(&bytes[..len.min(MEMO_BYTES)]),
+            }
+        };
+    }
+    blocks! {
+        0 => [0],
+        1 => [0, 1],
+        2 => [0, 1, 2],
+        3 => [0, 1, 2, 3],
+        4 => [0, 1, 2, 3, 4],
+        5 => [0, 1, 2, 3, 4, 5],
+        6 => [0, 1, 2, 3, 4, 5, 6],
+        7 => [0, 1, 2, 3, 4, 5, 6, 7],
+    }
+}
+
+// The blocks above cover exactly the memo.
+const _: () = assert!(MEMO_BYTES == 8 * 32);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +311,39 @@ mod tests {
         let mut iov = Vec::new();
         o.slices(&mut iov);
         iov.iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    /// Every memo length, after output of every length mod 32 (and into a
+    /// full buffer, which must grow): the bytes appended are exactly the
+    /// memo's first `len`, nothing before them changes.
+    #[test]
+    fn append_memo_copies_exactly_len() {
+        let mut memo = MemoBytes {
+            bytes: [0; MEMO_BYTES],
+            len: 0,
+            mode: crate::proto::encode::BodyMode::None,
+        };
+        for (i, b) in memo.bytes.iter_mut().enumerate() {
+            *b = i as u8 ^ 0x5a;
+        }
+        for len in 0..=MEMO_BYTES {
+            memo.len = len;
+            for before in 0..40 {
+                let prefix: Vec<u8> = (0..before).map(|i| i as u8).collect();
+                for full in [false, true] {
+                    let mut out = prefix.clone();
+                    if full {
+                        out.shrink_to_fit();
+                    } else {
+                        out.reserve(MEMO_BYTES * 2);
+                    }
+                    append_memo(&mut out, &memo);
+                    assert_eq!(out.len(), before + len, "{len} after {before}");
+                    assert_eq!(&out[..before], &prefix[..]);
+                    assert_eq!(&out[before..], &memo.bytes[..len], "{len} after {before}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,13 +18,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::proto::encode::{self, BodyMode, EncodeCtx, HeadMemo, HeadStart, Header, ResponseHead};
+use crate::proto::encode::{
+    self, BodyMode, EncodeCtx, HeadMemo, HeadStart, Header, Preset, ResponseHead,
+};
 use crate::proto::{Conn, DateCache, RequestHead, ResponseBody};
 use crate::runtime::arena::ArenaSlot;
 use crate::runtime::body_stream::{BodySink, BodyStream, Progress};
 use crate::runtime::connection::Shared;
 use crate::runtime::link::{Answer, Link, Owner};
-use crate::runtime::outbox::{Body, Outbox};
+use crate::runtime::outbox::{append_memo, Body, Outbox};
 use crate::runtime::proxy::ConnInfo;
 use crate::runtime::websocket::WsSession;
 
@@ -174,53 +176,71 @@ impl ResponseSink<'_> {
         }
     }
 
-    /// [`ResponseSink::send_start`] for a head start formatted at compile
-    /// time (a preset of `Response`): the head comes from the thread's
+    /// [`ResponseSink::send_start`] for a `200` whose start is `preset` (a
+    /// preset of `Response`): the response comes from the thread's
     /// [`HeadMemo`] when the last one was the same.
     #[inline(always)]
-    pub(crate) fn send_preset(
-        &mut self,
-        status: u16,
-        start: &'static [u8],
-        body: Body,
-        close: bool,
-    ) {
-        let Some(close) = self.begin(status, close) else {
+    // `append_memo` passed by name is called through an out-of-line
+    // `FnOnce::call_once` (+54 per response, measured): a closure inlines.
+    #[allow(clippy::redundant_closure)]
+    pub(crate) fn send_preset(&mut self, preset: &'static Preset, body: Body, close: bool) {
+        let Some(close) = self.begin(200, close) else {
             return;
         };
-        let out = self.out.head_mut();
-        let ctx = EncodeCtx {
-            date: self.date,
-            server: self.server,
-        };
-        match body {
-            // A small static body goes out with its head, in one copy.
-            Body::Static(bytes) if bytes.len() <= encode::SMALL_BODY => {
-                let framing = match bytes.len() {
-                    0 => ResponseBody::Empty,
-                    n => ResponseBody::Length(n as u64),
-                };
-                self.conn.respond_preset(
-                    status, start, framing, close, self.now, out, ctx, bytes, self.memo,
-                );
-            }
-            body => {
-                let mode = self.conn.respond_preset(
-                    status,
-                    start,
-                    framing_of(&body),
-                    close,
-                    self.now,
-                    out,
-                    ctx,
-                    &[],
-                    self.memo,
-                );
-                if mode == BodyMode::Raw {
-                    self.out.push_body(body);
-                }
-            }
+        let mode = self.conn.respond_preset(
+            preset,
+            framing_of(&body),
+            close,
+            self.now,
+            self.out.head_mut(),
+            EncodeCtx {
+                date: self.date,
+                server: self.server,
+            },
+            &[],
+            self.memo,
+            #[inline(always)]
+            |out, memo| append_memo(out, memo),
+        );
+        if mode == BodyMode::Raw {
+            self.out.push_body(body);
         }
+    }
+
+    /// [`ResponseSink::send_preset`] for a small static body (at most
+    /// [`encode::SMALL_BODY`] bytes), which goes out with its head, in one
+    /// copy.
+    #[inline(always)]
+    #[allow(clippy::redundant_closure)] // see `send_preset`
+    pub(crate) fn send_preset_small(
+        &mut self,
+        preset: &'static Preset,
+        small: &'static [u8],
+        close: bool,
+    ) {
+        debug_assert!(small.len() <= encode::SMALL_BODY);
+        let Some(close) = self.begin(200, close) else {
+            return;
+        };
+        let framing = match small.len() {
+            0 => ResponseBody::Empty,
+            n => ResponseBody::Length(n as u64),
+        };
+        self.conn.respond_preset(
+            preset,
+            framing,
+            close,
+            self.now,
+            self.out.head_mut(),
+            EncodeCtx {
+                date: self.date,
+                server: self.server,
+            },
+            small,
+            self.memo,
+            #[inline(always)]
+            |out, memo| append_memo(out, memo),
+        );
     }
 
     /// Marks the response sent: `None` if one was sent already (a bug,
