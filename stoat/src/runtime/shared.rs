@@ -13,7 +13,7 @@
 //! never waits for a driver: a handler that blocks holds no other
 //! thread), and the driver, before it lets go, sees the count changed and
 //! drives once more, so no event is lost (loom model below). At most one
-//! thread drives a connection. The slot's mutex (uncontended on the
+//! thread drives a connection. The slot's lock (uncontended on the
 //! request path: only the claim's holder takes it there) turns that into
 //! a guarantee the compiler checks, and also covers the timer sweep, which
 //! takes a slot only with `try_lock` (never waiting on a driver). A slot's
@@ -24,7 +24,7 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 
 use self::claim::Claim;
 use std::time::Instant;
@@ -34,6 +34,7 @@ use rustix::event::{PollFd, PollFlags};
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
 use crate::runtime::control::{Control, FD_BACKOFF, SWEEP};
 use crate::runtime::event_loop::{self, Common, Model, MAILBOX};
+use crate::sys::lock::{Lock, LockGuard};
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{EventFd, Interest, Listener};
 
@@ -62,7 +63,7 @@ struct Slot {
 #[derive(Default)]
 struct Entry {
     claim: Claim,
-    slot: Mutex<Slot>,
+    slot: Lock<Slot>,
 }
 
 /// Everything the threads of the shared model share.
@@ -119,12 +120,9 @@ fn accept_any(
     Ok(None)
 }
 
-/// A held slot.
-type SlotGuard<'a> = MutexGuard<'a, Slot>;
-
-fn lock(m: &Mutex<Slot>) -> SlotGuard<'_> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// A held slot. Its lock (`sys::lock`) does not poison: a connection is
+/// plain data a later drive can handle after a panic.
+type SlotGuard<'a> = LockGuard<'a, Slot>;
 
 impl Core {
     pub fn new(
@@ -221,7 +219,7 @@ impl Core {
             self.used.fetch_max(slot as usize + 1, Ordering::Relaxed);
             // Held while registering: an event that comes at once waits for
             // the connection to be in its slot.
-            let mut s = lock(&self.slots[slot as usize].slot);
+            let mut s = self.slots[slot as usize].slot.lock();
             s.generation = s.generation.wrapping_add(1);
             let t = token(slot, s.generation);
             let conn = self.common.adopt(fd, &peer, Instant::now());
@@ -311,7 +309,7 @@ impl Core {
         let n = self.slots.len();
         for _ in 0..EVICT_SCAN.min(n) {
             let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % n;
-            let Ok(mut s) = self.slots[i].slot.try_lock() else {
+            let Some(mut s) = self.slots[i].slot.try_lock() else {
                 continue;
             };
             if !s.conn.as_ref().is_some_and(|c| c.is_evictable()) {
@@ -459,7 +457,7 @@ impl Model for Worker<'_> {
         let Some(e) = self.core.slots.get(slot as usize) else {
             return;
         };
-        let mut s = lock(&e.slot);
+        let mut s = e.slot.lock();
         if s.generation != generation {
             // Stale: the connection this token was for is gone.
             return;
@@ -485,7 +483,7 @@ impl Model for Worker<'_> {
         let Some(mut seen) = e.claim.arrive(peer_closed.then_some(generation)) else {
             return;
         };
-        let mut s = lock(&e.slot);
+        let mut s = e.slot.lock();
         // A stale token (its connection closed) drives nothing.
         if s.generation == generation {
             if let Some(conn) = s.conn.as_mut() {
@@ -508,7 +506,7 @@ impl Model for Worker<'_> {
         let used = self.core.used.load(Ordering::Relaxed);
         for i in (self.index..used).step_by(self.core.threads) {
             // Never wait for an owner: a busy connection is alive anyway.
-            let Ok(mut s) = self.core.slots[i].slot.try_lock() else {
+            let Some(mut s) = self.core.slots[i].slot.try_lock() else {
                 continue;
             };
             ctx.key = token(i as u32, s.generation);
@@ -546,7 +544,7 @@ impl Model for Worker<'_> {
 /// the holder drives again (their work is the socket's state, which a drive
 /// reads whole, so one more drive serves any number of them). So every
 /// event is followed by a drive that began after it, and no two threads
-/// drive at once. Who holds the slot's mutex without the claim (the sweep,
+/// drive at once. Who holds the slot's lock without the claim (the sweep,
 /// a link's delivery, an eviction) never makes an event wait but for its
 /// own short hold.
 ///
