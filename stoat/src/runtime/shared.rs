@@ -671,70 +671,102 @@ mod tests {
 
 #[cfg(all(test, stoat_loom))]
 mod loom_models {
-    use super::claim::Claim;
+    use super::claim::{peer_closed, Claim};
     use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use loom::sync::Arc;
     use loom::thread;
 
+    /// The generation of the model's connection.
+    const GEN: u32 = 3;
+
     /// A socket as the model sees it: bytes that came (`sent`), bytes a
-    /// drive took (`taken`), and a flag that says someone is driving.
+    /// drive took (`taken`), the peer's close (`closed`) and whether a
+    /// drive read to the end after it (`eof_read`), and a flag that says
+    /// someone is driving.
     #[derive(Default)]
     struct Conn {
         claim: Claim,
         sent: AtomicUsize,
         taken: AtomicUsize,
+        closed: AtomicBool,
+        eof_read: AtomicBool,
         driving: AtomicBool,
     }
 
     impl Conn {
-        /// A drive: reads everything there, alone.
-        fn drive(&self) {
+        /// A drive: reads everything there, alone; to the end of the
+        /// stream only if told the peer closed (a short read stops it
+        /// otherwise).
+        fn drive(&self, peer_closed: bool) {
             assert!(
                 !self.driving.swap(true, Ordering::SeqCst),
                 "two threads drive one connection"
             );
             let n = self.sent.load(Ordering::SeqCst);
             self.taken.store(n, Ordering::SeqCst);
+            if peer_closed && self.closed.load(Ordering::SeqCst) {
+                self.eof_read.store(true, Ordering::SeqCst);
+            }
             self.driving.store(false, Ordering::SeqCst);
         }
 
-        /// Bytes come, then their edge-triggered event reaches a thread,
-        /// which drives or leaves it to the holder (`event_loop`'s
-        /// `Model::event` for `shared`).
-        fn event(&self) {
+        /// Bytes (and with `hup` the end of the stream) come, then their
+        /// edge-triggered event reaches a thread, which drives or leaves
+        /// it to the holder (`event_loop`'s `Model::event` for `shared`).
+        fn event(&self, hup: bool) {
             self.sent.fetch_add(1, Ordering::SeqCst);
-            let Some(mut seen) = self.claim.arrive(None) else {
+            if hup {
+                self.closed.store(true, Ordering::SeqCst);
+            }
+            let Some(mut seen) = self.claim.arrive(hup.then_some(GEN)) else {
                 return;
             };
-            self.drive();
+            self.drive(hup);
             while let Err(now) = self.claim.release(seen) {
                 seen = now;
-                self.drive();
+                self.drive(peer_closed(seen, GEN));
             }
         }
     }
 
-    /// Three events on three threads (each its own bytes): whatever the
-    /// interleaving, one thread drives at a time and the last bytes are
-    /// read by a drive (no event lost while another thread held it).
-    #[test]
-    fn no_event_is_lost_and_one_thread_drives() {
+    /// Three events on three threads (each its own bytes; the last one's
+    /// with the peer's close when `hup`): whatever the interleaving, one
+    /// thread drives at a time, the last bytes are read by a drive (no
+    /// event lost while another thread held it), the close by a drive
+    /// that reads to the end, and the claim is let go.
+    fn three_events(hup: bool) {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(3);
-        builder.check(|| {
+        builder.check(move || {
             let c = Arc::new(Conn::default());
-            let threads: Vec<_> = (0..2)
-                .map(|_| {
+            let threads: Vec<_> = [false, hup]
+                .into_iter()
+                .map(|hup| {
                     let c = c.clone();
-                    thread::spawn(move || c.event())
+                    thread::spawn(move || c.event(hup))
                 })
                 .collect();
-            c.event();
+            c.event(false);
             for t in threads {
                 t.join().unwrap();
             }
             assert_eq!(c.taken.load(Ordering::SeqCst), 3, "an event was lost");
+            assert_eq!(
+                c.eof_read.load(Ordering::SeqCst),
+                hup,
+                "the peer's close was not read to the end"
+            );
             assert!(c.claim.arrive(None).is_some(), "the claim was let go");
         });
+    }
+
+    #[test]
+    fn no_event_is_lost_and_one_thread_drives() {
+        three_events(false);
+    }
+
+    #[test]
+    fn a_peer_close_left_to_the_holder_is_read_to_the_end() {
+        three_events(true);
     }
 }
