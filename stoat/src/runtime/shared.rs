@@ -25,8 +25,6 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-
-use self::claim::Claim;
 use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags};
@@ -37,6 +35,8 @@ use crate::runtime::event_loop::{self, Common, Model, MAILBOX};
 use crate::sys::lock::{Lock, LockGuard};
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{EventFd, Interest, Listener};
+
+use self::claim::Claim;
 
 /// Most slots looked at to find an idle connection to evict.
 const EVICT_SCAN: usize = 1024;
@@ -544,9 +544,11 @@ impl Model for Worker<'_> {
 /// the holder drives again (their work is the socket's state, which a drive
 /// reads whole, so one more drive serves any number of them). So every
 /// event is followed by a drive that began after it, and no two threads
-/// drive at once. Who holds the slot's lock without the claim (the sweep,
-/// a link's delivery, an eviction) never makes an event wait but for its
-/// own short hold.
+/// drive at once. Who holds the slot's lock without the claim makes an
+/// event's claimant wait for it, as the one-shot design did: the sweep and
+/// an eviction briefly, a link's delivery and a retry for a buffer for the
+/// drive that follows (they could take the claim too, with a drive again
+/// that delivers the connection's link: not done).
 ///
 /// The state: the low 32 bits count events since the claim was taken (0:
 /// free); the high 32 mark the last event that said the peer closed, by its
