@@ -11,8 +11,10 @@
 //! What differs between the models is behind [`Model`], and only that: how
 //! an event's token finds its connection and who owns it while it runs (a
 //! thread-local slab in `per_core`; the shared slot table, a slot's mutex
-//! and its generation in `shared`), how a connection is re-armed after an
-//! event (never, edge-triggered; or `EPOLLONESHOT`, re-armed), and where
+//! and its generation in `shared`, with a claim that leaves an event that
+//! comes while another thread drives its connection to that thread), how a
+//! connection is re-armed after an event (never: both are edge-triggered,
+//! write interest added once), and where
 //! connections are accepted (in the loop, or on accept threads). The wait
 //! queue, the close path and the fd-limit report are here, once.
 
@@ -76,6 +78,19 @@ pub(crate) trait Model {
     where
         F: FnOnce(&mut Connection, &Shared, &mut ThreadCtx) -> Next;
 
+    /// [`Model::act`] for an epoll event of the connection (`peer_closed`:
+    /// it said RDHUP or HUP). A model where an event may come while
+    /// another thread drives the connection (`shared`) does not wait for
+    /// it: it leaves the event to that thread, which drives once more
+    /// before it lets go.
+    #[inline]
+    fn event<F>(&mut self, token: u64, _peer_closed: bool, ctx: &mut ThreadCtx, f: F)
+    where
+        F: FnOnce(&mut Connection, &Shared, &mut ThreadCtx) -> Next,
+    {
+        self.act(token, ctx, f);
+    }
+
     /// Runs `f` on every connection of this thread's share that no other
     /// thread is driving (the sweep, the stop) and settles what it returns;
     /// a `Keep` without write interest leaves the connection armed as it is.
@@ -138,7 +153,7 @@ pub(crate) fn run<M: Model>(m: &mut M) {
                 token => {
                     let peer_closed = ev.is_rdhup() || ev.is_hup();
                     let only_writable = !(ev.is_readable() || peer_closed || ev.is_error());
-                    m.act(token, &mut ctx, |conn, shared, ctx| {
+                    m.event(token, peer_closed, &mut ctx, |conn, shared, ctx| {
                         // An edge that says only "writable" to a connection
                         // with nothing to write and nothing read has nothing
                         // to act on (a socket registered for `OUT` reports it

@@ -1,13 +1,22 @@
-//! The `shared` model: `accept_threads` block in `accept4`; every new
-//! connection goes into one table and is registered on one epoll with
-//! `EPOLLIN | EPOLLRDHUP | EPOLLONESHOT`; whichever network thread receives
-//! its event owns it until it re-arms it.
+//! The `shared` model: `accept_threads` wait for connections; every new
+//! connection goes into one table and is registered once on one epoll,
+//! edge-triggered, with `EPOLLIN | EPOLLRDHUP | EPOLLET` (`EPOLLOUT` added
+//! once, the first time its output backs up, as in `per_core`); whichever
+//! network thread receives its event drives it. It is never re-armed: a
+//! request costs a `read`, a `write` and a share of an `epoll_wait`, as in
+//! `per_core` (with `EPOLLONESHOT` it cost an `epoll_ctl(MOD)` more).
 //!
-//! Contract (ownership): `EPOLLONESHOT` disarms a connection when its event
-//! is delivered, so at most one network thread holds it; the slot's mutex
-//! (never contended on the request path) turns that protocol guarantee
-//! into one the compiler checks, and also covers the timer sweep, which
-//! takes a slot only with `try_lock` (never waiting on an owner). A slot's
+//! Contract (ownership): an edge-triggered event may come to a thread
+//! while another drives its connection. Each slot has a [`Claim`]: the
+//! thread whose event finds it unclaimed drives the connection; one whose
+//! event finds it claimed counts its event there and returns at once (it
+//! never waits for a driver: a handler that blocks holds no other
+//! thread), and the driver, before it lets go, sees the count changed and
+//! drives once more, so no event is lost (loom model below). At most one
+//! thread drives a connection. The slot's lock (uncontended on the
+//! request path: only the claim's holder takes it there) turns that into
+//! a guarantee the compiler checks, and also covers the timer sweep, which
+//! takes a slot only with `try_lock` (never waiting on a driver). A slot's
 //! generation is part of the epoll token, so an event that raced a close is
 //! recognised as stale and dropped even when the fd number and slot were
 //! reused. Only the thread holding the slot closes the fd.
@@ -15,7 +24,7 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags};
@@ -23,15 +32,23 @@ use rustix::event::{PollFd, PollFlags};
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
 use crate::runtime::control::{Control, FD_BACKOFF, SWEEP};
 use crate::runtime::event_loop::{self, Common, Model, MAILBOX};
+use crate::sys::lock::{Lock, LockGuard};
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{EventFd, Interest, Listener};
 
+use self::claim::Claim;
+
 /// Most slots looked at to find an idle connection to evict.
 const EVICT_SCAN: usize = 1024;
-/// A connection's interest, re-armed after each event.
-const CONN_INTEREST: Interest = Interest::READ
-    .union(Interest::RDHUP)
-    .union(Interest::ONESHOT);
+/// A connection's registration: edge-triggered, never re-armed. Without
+/// write interest, so that registering a socket (always writable) raises no
+/// event that only says so.
+const CONN_INTEREST: Interest = Interest::READ.union(Interest::RDHUP).union(Interest::EDGE);
+/// The registration from the first time a connection's output backs up
+/// (`Next::Keep { want_write: true }`); kept from then on.
+const CONN_INTEREST_WRITE: Interest = CONN_INTEREST.union(Interest::WRITE);
+/// `Connection::model[0]`'s bit: its registration has write interest.
+const WRITABLE_ARMED: u8 = 1;
 /// The mailbox's: one thread drains it at a time and re-arms it.
 const MAILBOX_INTEREST: Interest = Interest::READ.union(Interest::ONESHOT);
 
@@ -42,10 +59,17 @@ struct Slot {
     conn: Option<Connection>,
 }
 
+/// One entry of the table: who drives its connection now, and the slot.
+#[derive(Default)]
+struct Entry {
+    claim: Claim,
+    slot: Lock<Slot>,
+}
+
 /// Everything the threads of the shared model share.
 pub(crate) struct Core {
     common: Common,
-    slots: Box<[Mutex<Slot>]>,
+    slots: Box<[Entry]>,
     /// Free slot indices, and a condvar for accept threads waiting for one.
     free: Mutex<Vec<u32>>,
     space: Condvar,
@@ -96,9 +120,9 @@ fn accept_any(
     Ok(None)
 }
 
-fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// A held slot. Its lock (`sys::lock`) does not poison: a connection is
+/// plain data a later drive can handle after a panic.
+type SlotGuard<'a> = LockGuard<'a, Slot>;
 
 impl Core {
     pub fn new(
@@ -109,9 +133,7 @@ impl Core {
         threads: usize,
     ) -> io::Result<Core> {
         let common = Common::new(shared, control, waker, max_connections, MAILBOX_INTEREST)?;
-        let slots = (0..max_connections)
-            .map(|_| Mutex::new(Slot::default()))
-            .collect();
+        let slots = (0..max_connections).map(|_| Entry::default()).collect();
         Ok(Core {
             common,
             slots,
@@ -161,7 +183,7 @@ impl Core {
                     // accept: a stop cannot shut an inherited listener
                     // down, another process may be accepting on it; see
                     // sys/listenfd.rs.)
-                    Self::wait_acceptable(&mut poll_set);
+                    self.wait_acceptable(&mut poll_set);
                     wait_first = false;
                     waited = true;
                     continue;
@@ -197,7 +219,7 @@ impl Core {
             self.used.fetch_max(slot as usize + 1, Ordering::Relaxed);
             // Held while registering: an event that comes at once waits for
             // the connection to be in its slot.
-            let mut s = lock(&self.slots[slot as usize]);
+            let mut s = self.slots[slot as usize].slot.lock();
             s.generation = s.generation.wrapping_add(1);
             let t = token(slot, s.generation);
             let conn = self.common.adopt(fd, &peer, Instant::now());
@@ -215,9 +237,16 @@ impl Core {
 
     /// Waits until a listener has a connection or the stop began (the
     /// control's accept waker, never drained once notified).
-    fn wait_acceptable(fds: &mut [PollFd<'_>]) {
-        // Bounded, so a missed stop is still seen; errors (EINTR) retry.
-        let timeout = rustix::event::Timespec::try_from(SWEEP).ok();
+    fn wait_acceptable(&self, fds: &mut [PollFd<'_>]) {
+        // With the stop's waker in the set (never drained once notified, so
+        // a stop is never missed), no timeout: a wait costs one `poll`
+        // however long it lasts. Without it, bounded, so the stop is still
+        // seen. Errors (EINTR) retry.
+        let timeout = if self.common.control.accept_waker.is_some() {
+            None
+        } else {
+            rustix::event::Timespec::try_from(SWEEP).ok()
+        };
         let _ = rustix::event::poll(fds, timeout.as_ref());
     }
 
@@ -280,7 +309,7 @@ impl Core {
         let n = self.slots.len();
         for _ in 0..EVICT_SCAN.min(n) {
             let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % n;
-            let Ok(mut s) = self.slots[i].try_lock() else {
+            let Some(mut s) = self.slots[i].slot.try_lock() else {
                 continue;
             };
             if !s.conn.as_ref().is_some_and(|c| c.is_evictable()) {
@@ -341,25 +370,18 @@ impl Core {
         event_loop::run(&mut Worker { core: self, index });
     }
 
-    /// Settles what the connection in the held slot asked for: `Keep`
-    /// re-arms it (one-shot), with write interest while output is pending.
+    /// Settles what the connection in the held slot asked for:
+    /// edge-triggered, so `Keep` needs nothing, unless its output backed up
+    /// for the first time (write interest is added then, once).
     #[inline]
-    fn settle(&self, slot: u32, s: &mut MutexGuard<'_, Slot>, next: Next, ctx: &mut ThreadCtx) {
-        let t = token(slot, s.generation);
+    fn settle(&self, slot: u32, s: &mut SlotGuard<'_>, next: Next, ctx: &mut ThreadCtx) {
         match next {
-            Next::Keep { want_write } => {
-                if let Some(conn) = &s.conn {
-                    let mut interest = CONN_INTEREST;
-                    if want_write {
-                        interest = interest.union(Interest::WRITE);
-                    }
-                    if self.common.epoll.modify(conn.fd(), t, interest).is_err() {
-                        self.close_held(slot, s, ctx);
-                    }
-                }
-            }
-            // Stays disarmed until a buffer is free; timeouts still run.
+            Next::Keep { want_write: false } => {}
+            Next::Keep { want_write: true } => self.arm_write(slot, s, ctx),
+            // Waits in the queue until a buffer is free; an event meanwhile
+            // finds it waiting and leaves it there; timeouts still run.
             Next::WaitBuffer => {
+                let t = token(slot, s.generation);
                 if let Some(conn) = s.conn.as_mut() {
                     self.common.park(conn, t);
                 }
@@ -368,7 +390,47 @@ impl Core {
         }
     }
 
-    fn close_held(&self, slot: u32, s: &mut MutexGuard<'_, Slot>, ctx: &mut ThreadCtx) {
+    /// Adds write interest to the held connection's registration, once:
+    /// an `EPOLL_CTL_MOD` reports the socket if it is writable already, so
+    /// no edge is lost.
+    #[inline(never)]
+    fn arm_write(&self, slot: u32, s: &mut SlotGuard<'_>, ctx: &mut ThreadCtx) {
+        let t = token(slot, s.generation);
+        let Some(conn) = s.conn.as_mut() else {
+            return;
+        };
+        if conn.model[0] & WRITABLE_ARMED != 0 {
+            return;
+        }
+        if self
+            .common
+            .epoll
+            .modify(conn.fd(), t, CONN_INTEREST_WRITE)
+            .is_err()
+        {
+            self.close_held(slot, s, ctx);
+            return;
+        }
+        conn.model[0] |= WRITABLE_ARMED;
+    }
+
+    /// The claim's holder drives the held slot's connection once more for
+    /// events counted while it drove (`state`, the claim's): whatever
+    /// connection the slot holds now (an event of an older one, closed
+    /// meanwhile, costs at most a read that finds nothing).
+    #[inline(never)]
+    fn drive_again(&self, slot: u32, s: &mut SlotGuard<'_>, state: u64, ctx: &mut ThreadCtx) {
+        let generation = s.generation;
+        let Some(conn) = s.conn.as_mut() else {
+            return;
+        };
+        ctx.key = token(slot, generation);
+        let peer_closed = claim::peer_closed(state, generation);
+        let next = conn.drive(&self.common.shared, ctx, peer_closed);
+        self.settle(slot, s, next, ctx);
+    }
+
+    fn close_held(&self, slot: u32, s: &mut SlotGuard<'_>, ctx: &mut ThreadCtx) {
         if let Some(conn) = s.conn.take() {
             self.common.close(conn, token(slot, s.generation), ctx);
             // A racing event carries the old generation and is dropped.
@@ -392,10 +454,10 @@ impl Model for Worker<'_> {
         F: FnOnce(&mut Connection, &Shared, &mut ThreadCtx) -> Next,
     {
         let (slot, generation) = untoken(token);
-        let Some(m) = self.core.slots.get(slot as usize) else {
+        let Some(e) = self.core.slots.get(slot as usize) else {
             return;
         };
-        let mut s = lock(m);
+        let mut s = e.slot.lock();
         if s.generation != generation {
             // Stale: the connection this token was for is gone.
             return;
@@ -408,6 +470,34 @@ impl Model for Worker<'_> {
         self.core.settle(slot, &mut s, next, ctx);
     }
 
+    #[inline]
+    fn event<F>(&mut self, token: u64, peer_closed: bool, ctx: &mut ThreadCtx, f: F)
+    where
+        F: FnOnce(&mut Connection, &Shared, &mut ThreadCtx) -> Next,
+    {
+        let (slot, generation) = untoken(token);
+        let Some(e) = self.core.slots.get(slot as usize) else {
+            return;
+        };
+        // Claimed: its driver drives once more for this event.
+        let Some(mut seen) = e.claim.arrive(peer_closed.then_some(generation)) else {
+            return;
+        };
+        let mut s = e.slot.lock();
+        // A stale token (its connection closed) drives nothing.
+        if s.generation == generation {
+            if let Some(conn) = s.conn.as_mut() {
+                ctx.key = token;
+                let next = f(conn, &self.core.common.shared, ctx);
+                self.core.settle(slot, &mut s, next, ctx);
+            }
+        }
+        while let Err(now) = e.claim.release(seen) {
+            seen = now;
+            self.core.drive_again(slot, &mut s, seen, ctx);
+        }
+    }
+
     fn each<F>(&mut self, ctx: &mut ThreadCtx, mut f: F)
     where
         F: FnMut(&mut Connection, &Shared, &mut ThreadCtx) -> Next,
@@ -416,7 +506,7 @@ impl Model for Worker<'_> {
         let used = self.core.used.load(Ordering::Relaxed);
         for i in (self.index..used).step_by(self.core.threads) {
             // Never wait for an owner: a busy connection is alive anyway.
-            let Ok(mut s) = self.core.slots[i].try_lock() else {
+            let Some(mut s) = self.core.slots[i].slot.try_lock() else {
                 continue;
             };
             ctx.key = token(i as u32, s.generation);
@@ -424,7 +514,6 @@ impl Model for Worker<'_> {
                 continue;
             };
             match f(conn, &self.core.common.shared, ctx) {
-                // Armed as it is: re-arming would only cost a syscall.
                 Next::Keep { want_write: false } => {}
                 next => self.core.settle(i as u32, &mut s, next, ctx),
             }
@@ -443,5 +532,243 @@ impl Model for Worker<'_> {
 
     fn drained(&self) -> bool {
         self.core.common.control.connections.load(Ordering::Acquire) == 0
+    }
+}
+
+/// Who drives a slot's connection, for its edge-triggered events.
+///
+/// Contract: every event calls [`Claim::arrive`]; the one that finds the
+/// claim free gets it (`Some`) and drives; the others only count themselves
+/// and return. The holder calls [`Claim::release`] with the state it last
+/// saw: it fails, with the newer state, if events were counted since, and
+/// the holder drives again (their work is the socket's state, which a drive
+/// reads whole, so one more drive serves any number of them). So every
+/// event is followed by a drive that began after it, and no two threads
+/// drive at once. Who holds the slot's lock without the claim makes an
+/// event's claimant wait for it, as the one-shot design did: the sweep and
+/// an eviction briefly, a link's delivery and a retry for a buffer for the
+/// drive that follows (they could take the claim too, with a drive again
+/// that delivers the connection's link: not done).
+///
+/// The state: the low 32 bits count events since the claim was taken (0:
+/// free); the high 32 mark the last event that said the peer closed, by its
+/// connection's generation (`HUP_MARK` set), so a drive again reads to the
+/// end of the stream for that connection only, not for a newer one in the
+/// slot.
+mod claim {
+    use super::sync::atomic::{AtomicU64, Ordering};
+
+    /// Set in the mark of a peer's close, which keeps 31 bits of the
+    /// generation (0 is no mark).
+    const HUP_MARK: u32 = 1 << 31;
+
+    fn mark(generation: u32) -> u64 {
+        u64::from(HUP_MARK | (generation & !HUP_MARK)) << 32
+    }
+
+    /// Whether `state` (the claim's, when a release failed) says the
+    /// peer of the connection of this `generation` closed.
+    pub(super) fn peer_closed(state: u64, generation: u32) -> bool {
+        state & !0xffff_ffff == mark(generation)
+    }
+
+    pub(super) struct Claim {
+        state: AtomicU64,
+    }
+
+    impl Default for Claim {
+        fn default() -> Claim {
+            Claim {
+                state: AtomicU64::new(0),
+            }
+        }
+    }
+
+    impl Claim {
+        /// An event (`hup`: it said the peer of the connection of that
+        /// generation closed). `Some(state)`: the caller holds the claim
+        /// now, having seen `state`; `None`: a holder will drive again.
+        #[inline]
+        pub fn arrive(&self, hup: Option<u32>) -> Option<u64> {
+            let (prev, now) = match hup {
+                None => {
+                    let prev = self.state.fetch_add(1, Ordering::AcqRel);
+                    (prev, prev + 1)
+                }
+                Some(generation) => {
+                    let mut cur = self.state.load(Ordering::Relaxed);
+                    loop {
+                        let next = mark(generation) | u64::from((cur as u32).wrapping_add(1));
+                        match self.state.compare_exchange_weak(
+                            cur,
+                            next,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        ) {
+                            Ok(prev) => break (prev, next),
+                            Err(seen) => cur = seen,
+                        }
+                    }
+                }
+            };
+            (prev as u32 == 0).then_some(now)
+        }
+
+        /// The holder is done with what it saw (`seen`): lets go (`Ok`), or
+        /// `Err(state)`, events came since: it drives again, still holding.
+        #[inline]
+        pub fn release(&self, seen: u64) -> Result<(), u64> {
+            match self
+                .state
+                .compare_exchange(seen, 0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => Ok(()),
+                Err(now) => Err(now),
+            }
+        }
+    }
+}
+
+/// std, or loom in this crate's tests built with `--cfg stoat_loom`
+/// (`.ci/loom`): the same names either way, so the model checks this code.
+mod sync {
+    #[cfg(all(test, stoat_loom))]
+    pub(super) use loom::sync::atomic;
+    #[cfg(not(all(test, stoat_loom)))]
+    pub(super) use std::sync::atomic;
+}
+
+#[cfg(all(test, not(stoat_loom)))]
+mod tests {
+    use super::claim::{peer_closed, Claim};
+
+    #[test]
+    fn claim_counts_events_while_held() {
+        let c = Claim::default();
+        let seen = c.arrive(None).expect("free: taken");
+        assert!(c.arrive(None).is_none(), "held: counted");
+        let again = c.release(seen).expect_err("an event came meanwhile");
+        assert!(!peer_closed(again, 7));
+        c.release(again).expect("nothing since");
+        assert!(c.arrive(None).is_some(), "free again");
+    }
+
+    #[test]
+    fn claim_marks_a_peer_close_for_its_generation_only() {
+        let c = Claim::default();
+        let seen = c.arrive(None).unwrap();
+        assert!(c.arrive(Some(7)).is_none());
+        let state = c.release(seen).unwrap_err();
+        assert!(peer_closed(state, 7));
+        assert!(!peer_closed(state, 8), "a newer connection in the slot");
+        c.release(state).unwrap();
+        // Taken by a close: the mark is in what the taker saw.
+        let seen = c.arrive(Some(9)).unwrap();
+        assert!(peer_closed(seen, 9));
+        c.release(seen).unwrap();
+        let seen = c.arrive(None).unwrap();
+        assert!(!peer_closed(seen, 9), "released: the mark went with it");
+    }
+}
+
+#[cfg(all(test, stoat_loom))]
+mod loom_models {
+    use super::claim::{peer_closed, Claim};
+    use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// The generation of the model's connection.
+    const GEN: u32 = 3;
+
+    /// A socket as the model sees it: bytes that came (`sent`), bytes a
+    /// drive took (`taken`), the peer's close (`closed`) and whether a
+    /// drive read to the end after it (`eof_read`), and a flag that says
+    /// someone is driving.
+    #[derive(Default)]
+    struct Conn {
+        claim: Claim,
+        sent: AtomicUsize,
+        taken: AtomicUsize,
+        closed: AtomicBool,
+        eof_read: AtomicBool,
+        driving: AtomicBool,
+    }
+
+    impl Conn {
+        /// A drive: reads everything there, alone; to the end of the
+        /// stream only if told the peer closed (a short read stops it
+        /// otherwise).
+        fn drive(&self, peer_closed: bool) {
+            assert!(
+                !self.driving.swap(true, Ordering::SeqCst),
+                "two threads drive one connection"
+            );
+            let n = self.sent.load(Ordering::SeqCst);
+            self.taken.store(n, Ordering::SeqCst);
+            if peer_closed && self.closed.load(Ordering::SeqCst) {
+                self.eof_read.store(true, Ordering::SeqCst);
+            }
+            self.driving.store(false, Ordering::SeqCst);
+        }
+
+        /// Bytes (and with `hup` the end of the stream) come, then their
+        /// edge-triggered event reaches a thread, which drives or leaves
+        /// it to the holder (`event_loop`'s `Model::event` for `shared`).
+        fn event(&self, hup: bool) {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            if hup {
+                self.closed.store(true, Ordering::SeqCst);
+            }
+            let Some(mut seen) = self.claim.arrive(hup.then_some(GEN)) else {
+                return;
+            };
+            self.drive(hup);
+            while let Err(now) = self.claim.release(seen) {
+                seen = now;
+                self.drive(peer_closed(seen, GEN));
+            }
+        }
+    }
+
+    /// Three events on three threads (each its own bytes; the last one's
+    /// with the peer's close when `hup`): whatever the interleaving, one
+    /// thread drives at a time, the last bytes are read by a drive (no
+    /// event lost while another thread held it), the close by a drive
+    /// that reads to the end, and the claim is let go.
+    fn three_events(hup: bool) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(move || {
+            let c = Arc::new(Conn::default());
+            let threads: Vec<_> = [false, hup]
+                .into_iter()
+                .map(|hup| {
+                    let c = c.clone();
+                    thread::spawn(move || c.event(hup))
+                })
+                .collect();
+            c.event(false);
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(c.taken.load(Ordering::SeqCst), 3, "an event was lost");
+            assert_eq!(
+                c.eof_read.load(Ordering::SeqCst),
+                hup,
+                "the peer's close was not read to the end"
+            );
+            assert!(c.claim.arrive(None).is_some(), "the claim was let go");
+        });
+    }
+
+    #[test]
+    fn no_event_is_lost_and_one_thread_drives() {
+        three_events(false);
+    }
+
+    #[test]
+    fn a_peer_close_left_to_the_holder_is_read_to_the_end() {
+        three_events(true);
     }
 }

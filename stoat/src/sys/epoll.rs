@@ -7,7 +7,10 @@
 //!   takes `&self`, so several network threads may share one instance and
 //!   `wait` on it at once (the `shared` model). With [`Interest::ONESHOT`] the
 //!   kernel reports a ready fd to exactly one waiter and disarms it; that
-//!   thread owns the connection until it re-arms it with [`Epoll::modify`].
+//!   thread owns it until it re-arms it with [`Epoll::modify`] (the `shared`
+//!   model's mailbox). An edge-triggered fd shared by several waiters may be
+//!   reported to one while another still handles its last event: the
+//!   `shared` model's connections sort that out with a claim per slot.
 //! - `epoll_ctl` on an fd that another thread may close is a race (fd reuse):
 //!   only the owner of a connection may `modify`, `delete` or close it.
 //!   Closing an fd removes it from the interest list once no other duplicate
