@@ -32,7 +32,6 @@ use rustix::event::{PollFd, PollFlags};
 use crate::runtime::connection::{Connection, Next, Shared, ThreadCtx};
 use crate::runtime::control::{Control, FD_BACKOFF, SWEEP};
 use crate::runtime::event_loop::{self, Common, Model, MAILBOX};
-use crate::sys::lock::{Lock, LockGuard};
 use crate::sys::socket::{is_fd_limit, is_transient_accept};
 use crate::sys::{EventFd, Interest, Listener};
 
@@ -63,7 +62,7 @@ struct Slot {
 #[derive(Default)]
 struct Entry {
     claim: Claim,
-    slot: Lock<Slot>,
+    slot: parking_lot::Mutex<Slot>,
 }
 
 /// Everything the threads of the shared model share.
@@ -120,9 +119,9 @@ fn accept_any(
     Ok(None)
 }
 
-/// A held slot. Its lock (`sys::lock`) does not poison: a connection is
-/// plain data a later drive can handle after a panic.
-type SlotGuard<'a> = LockGuard<'a, Slot>;
+/// A held slot. Its lock (`parking_lot`'s) does not poison: a connection
+/// is plain data a later drive can handle after a panic.
+type SlotGuard<'a> = parking_lot::MutexGuard<'a, Slot>;
 
 impl Core {
     pub fn new(

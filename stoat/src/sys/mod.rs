@@ -6,8 +6,7 @@
 //! `io::ErrorKind::WouldBlock`), and the calls go through rustix's and
 //! signal-hook's safe wrappers. The `unsafe` code is marking the epoll
 //! [`Events`] buffer `Send + Sync` (it holds only integers), one call
-//! of glibc's `malloc_trim` ([`heap`]), the value of a [`lock::Lock`]
-//! reached through its guard, and in [`listenfd`] taking
+//! of glibc's `malloc_trim` ([`heap`]), and in [`listenfd`] taking
 //! ownership of inherited fds and placing fds in a child before exec. Nothing
 //! here owns a thread; the runtime decides who calls what (see `DESIGN.md`:
 //! only a connection's owner reads, writes, re-arms or closes it).
@@ -22,15 +21,12 @@
 //! - [`listenfd`]: listening sockets inherited from systemd or handed over
 //!   to a successor process (zero-downtime restart).
 //! - [`sendfile`]: file bytes to a socket (static files sent as they are).
-//! - [`lock`]: [`lock::Lock`], a futex mutex without poisoning (the
-//!   `shared` model's slot table).
 
 pub mod affinity;
 pub mod epoll;
 pub mod eventfd;
 pub mod heap;
 pub mod listenfd;
-pub mod lock;
 pub mod rlimit;
 pub mod sendfile;
 pub mod signal;
