@@ -396,3 +396,113 @@ impl ResponseSink<'_> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Response;
+    use crate::proto::{Event, Limits};
+
+    /// A connection that has read `request` (a head without a body).
+    fn conn_after(request: &[u8], now: Instant) -> Conn {
+        let mut conn = Conn::new(now);
+        let mut head = RequestHead::default();
+        let (_, event) = conn
+            .poll(request, now, &Limits::default(), &mut head)
+            .unwrap();
+        assert_eq!(event, Event::Head { complete: true });
+        conn
+    }
+
+    /// The preset path (the thread's memo, shared by every call here) and
+    /// the general encoder give the same bytes for every response after
+    /// every other: each input that shapes a head (status, fields, body
+    /// and its length, HEAD, HTTP/1.0, `Connection: close` asked by either
+    /// side or by a stop, the `Date` second) changes one at a time, and a
+    /// remembered head is never given for another.
+    #[test]
+    fn preset_path_matches_the_general_encoder() {
+        static LONG: &str = "a static body longer than the small body limit";
+        let responses = [
+            Response::text("Hello, World!"),
+            Response::text("Hello, World?"),
+            Response::text(""),
+            Response::text(LONG),
+            Response::text(String::from("Hello, World!")),
+            Response::json_bytes("{}"),
+            Response::text("Hello, World!").with_status(404),
+            Response::text("Hello, World!").header("X-A", "1"),
+            Response::text("Hello, World!").close(),
+        ];
+        let requests: [&[u8]; 5] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        ];
+        // One `Server` value at one address for both seconds: only the
+        // second tells them apart.
+        static SERVER: &[u8] = b"stoat";
+        let dates = [
+            DateCache::with_server(784_111_777, SERVER),
+            DateCache::with_server(784_111_778, SERVER),
+        ];
+        let mut cases = Vec::new();
+        for response in &responses {
+            for request in requests {
+                for date in &dates {
+                    for stopping in [false, true] {
+                        cases.push((response, request, date, stopping));
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut memo = HeadMemo::default();
+        let mut run = |case: &(&Response, &[u8], &DateCache, bool)| {
+            let &(response, request, date, stopping) = case;
+            let stopping = AtomicBool::new(stopping);
+            let output = |general: bool, memo: &mut HeadMemo| {
+                let mut conn = conn_after(request, now);
+                let mut out = Outbox::default();
+                let mut sink = ResponseSink {
+                    conn: &mut conn,
+                    out: &mut out,
+                    date,
+                    server: SERVER,
+                    memo,
+                    now,
+                    sent: false,
+                    stopping: &stopping,
+                    link: None,
+                    route: u32::MAX,
+                    status: 0,
+                };
+                let response = response.clone();
+                if general {
+                    response.emit(|status, headers, body, close| {
+                        sink.send(status, headers, body, close)
+                    });
+                } else {
+                    response.send(&mut sink);
+                }
+                let status = sink.status;
+                let mut iov = Vec::new();
+                out.slices(&mut iov);
+                let bytes: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
+                (String::from_utf8(bytes).unwrap(), status, conn.is_closing())
+            };
+            let want = output(true, &mut HeadMemo::default());
+            let got = output(false, &mut memo);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(request));
+        };
+        for (i, a) in cases.iter().enumerate() {
+            for b in &cases[i..] {
+                run(a);
+                run(a);
+                run(b);
+            }
+        }
+    }
+}
