@@ -81,45 +81,46 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<()
     head.method_span = span(0, method_end);
 
     // request-target SP: visible ASCII, or UTF-8 (as the full scan takes).
-    // The usual head from here on is scanned as slices that start where
-    // the part does (an offset into a slice proven long enough needs no
-    // further bounds check); positions are added up for the spans.
     let target_start = method_end + 1;
-    let target = &buf[target_start..];
-    let n = find(target, 0, simd::target_stops, TARGET)?;
-    let (target_end, after_sp) = match target.get(n) {
-        Some(b' ') if n > 0 => (target_start + n, &target[n + 1..]),
-        _ => {
-            let end = target_rest(buf, target_start, target_start + n)?;
-            (end, &buf[end + 1..])
-        }
-    };
+    let mut target_end = find(buf, target_start, simd::target_stops, TARGET)?;
+    if buf[target_end] != b' ' || target_end == target_start {
+        target_end = target_rest(buf, target_start, target_end)?;
+    }
     head.target = span(target_start, target_end);
 
     // HTTP-version CRLF, and `Host: ` when it comes next (where browsers,
     // tools and load generators put it): the usual 16 bytes in one compare.
     let v = target_end + 1;
-    let (http11, host_next) = match after_sp.split_first_chunk::<16>() {
-        Some((chunk, value)) if simd::matches_folded(chunk, &VERSION_HOST_FOLD, VERSION_HOST) => {
-            (chunk[7] == b'1', Some(value))
+    let fields_start = v + 10;
+    let mut i = fields_start;
+    let mut count = 0;
+    let mut host_first = None;
+    // The rest from here on is scanned as a slice that starts where the
+    // Host value does: an offset into it needs no check against overflow.
+    let host_value = match buf[v..].split_first_chunk::<16>() {
+        Some((chunk, value))
+            if simd::matches_folded(chunk, &VERSION_HOST_FOLD, VERSION_HOST)
+                && limits.max_headers != 0 =>
+        {
+            Some((chunk[7] == b'1', value))
         }
-        _ => (version(buf, v)?, None),
+        _ => None,
+    };
+    let http11 = match host_value {
+        Some((http11, _)) => http11,
+        None => version(buf, v)?,
     };
     head.version = if http11 {
         Version::Http11
     } else {
         Version::Http10
     };
-    let fields_start = v + 10;
     if fields_start > limits.max_request_line {
         return Err(Other);
     }
 
     // Field lines, up to the empty line.
-    let mut i = fields_start;
-    let mut count = 0;
-    let mut host_first = None;
-    if let (Some(value), true) = (host_next, limits.max_headers != 0) {
+    if let Some((_, value)) = host_value {
         // `Host: ` first, on its own: RFC 9112 §3.2, a `uri-host [":"
         // port]`, checked as the value is scanned (the usual value has no
         // OWS around it: other OWS makes the scan stop at it, and
