@@ -240,6 +240,43 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<()
     // may be framing fields (by their name's length) are marked in `noted`
     // and given to `Fields::note` after it, in order.
     let max = limits.max_headers.min(Limits::MAX_HEADERS_CAP);
+    let (mut i, count, mut noted) = lines(buf, i, count, max, &mut head.headers)?;
+    line_end(buf, i)?;
+    i += 2;
+
+    if i - fields_start > limits.max_header_bytes {
+        return Err(Other);
+    }
+    head.headers.truncate(count);
+    head.len = i;
+    while noted != 0 {
+        let k = noted.trailing_zeros() as usize;
+        noted &= noted - 1;
+        let line = head.headers[k];
+        if fields
+            .note(line.name.of(buf), line.value.of(buf), line.value)
+            .is_err()
+        {
+            return Err(Other);
+        }
+    }
+    fields.apply(head, limits).map_err(|_| Other)
+}
+
+/// The field lines from `i` (after Host, when it came first and `count`
+/// is 1) up to the empty line: where that line starts, how many lines
+/// there are, and which of them (bit `k` for line `k`) may be framing
+/// fields, for `Fields::note`. A function of its own, with only what the
+/// loop needs live in it: the loop then keeps its indexes and the class
+/// constants in registers from line to line.
+#[inline(never)]
+fn lines(
+    buf: &[u8],
+    mut i: usize,
+    mut count: usize,
+    max: usize,
+    headers: &mut Vec<HeaderSpan>,
+) -> Result<(usize, usize, u64), Stop> {
     let mut noted: u64 = 0;
     if *buf.get(i).ok_or(Partial)? != b'\r' {
         loop {
@@ -282,7 +319,7 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<()
                 noted |= 1 << count;
             }
             put(
-                &mut head.headers,
+                headers,
                 count,
                 span(name_start, colon),
                 span(value_start, value_end),
@@ -294,26 +331,7 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<()
             }
         }
     }
-    line_end(buf, i)?;
-    i += 2;
-
-    if i - fields_start > limits.max_header_bytes {
-        return Err(Other);
-    }
-    head.headers.truncate(count);
-    head.len = i;
-    while noted != 0 {
-        let k = noted.trailing_zeros() as usize;
-        noted &= noted - 1;
-        let line = head.headers[k];
-        if fields
-            .note(line.name.of(buf), line.value.of(buf), line.value)
-            .is_err()
-        {
-            return Err(Other);
-        }
-    }
-    fields.apply(head, limits).map_err(|_| Other)
+    Ok((i, count, noted))
 }
 
 /// `HTTP/1.0` and `HTTP/1.1` differ in this bit: `0` is 0x30, `1` 0x31.
