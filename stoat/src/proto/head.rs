@@ -304,21 +304,6 @@ impl HeadParser {
         limits: &Limits,
         head: &mut RequestHead,
     ) -> Result<bool, ProtoError> {
-        if self.scanned.is_none() && fast::usual(buf, limits, head) {
-            return Ok(true);
-        }
-        self.parse_other(buf, limits, head)
-    }
-
-    /// [`HeadParser::parse`] for every head but the commonest
-    /// ([`fast::usual`]): the fast path, then the full scan.
-    #[inline(never)]
-    fn parse_other(
-        &mut self,
-        buf: &[u8],
-        limits: &Limits,
-        head: &mut RequestHead,
-    ) -> Result<bool, ProtoError> {
         if self.scanned.is_none() {
             match fast::parse(buf, limits, head) {
                 Shape::Complete => return Ok(true),
@@ -1809,19 +1794,6 @@ mod tests {
         let mut fast_head = RequestHead::default();
         let last = realistic_heads().pop().unwrap();
         assert_eq!(scan(last, &Limits::default(), &mut fast_head), Ok(true));
-        // The commonest head's path: where it fills the head, the full
-        // scan fills it the same way.
-        let mut usual_head = fast_head.clone();
-        if fast::usual(buf, limits, &mut usual_head) {
-            let mut full_head = RequestHead::default();
-            assert_eq!(scan(buf, limits, &mut full_head), Ok(true), "{:?}", what());
-            assert_eq!(
-                format!("{usual_head:?}"),
-                format!("{full_head:?}"),
-                "{:?}",
-                what()
-            );
-        }
         let shape = fast::parse(buf, limits, &mut fast_head);
         let mut full_head = RequestHead::default();
         let full = scan(buf, limits, &mut full_head);
