@@ -39,6 +39,13 @@ pub(crate) fn host_stops(chunk: &[u8; 16]) -> u32 {
     imp::host_stops(chunk)
 }
 
+/// Whether `chunk`, with the bits of `fold` set in each byte, is `want`
+/// (a fixed text, with letters matched in either case by folding in 0x20).
+#[inline(always)]
+pub(crate) fn matches_folded(chunk: &[u8; 16], fold: &[u8; 16], want: &[u8; 16]) -> bool {
+    imp::matches_folded(chunk, fold, want)
+}
+
 /// The definitions, a byte at a time: the portable build's masks, and what
 /// the tests hold the SSE2 ones to.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
@@ -69,6 +76,10 @@ mod scalar {
             !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'))
         })
     }
+
+    pub(crate) fn matches_folded(chunk: &[u8; 16], fold: &[u8; 16], want: &[u8; 16]) -> bool {
+        (0..16).all(|k| chunk[k] | fold[k] == want[k])
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -77,17 +88,17 @@ use scalar as imp;
 #[cfg(target_arch = "x86_64")]
 mod imp {
     use core::arch::x86_64::{
-        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
-        _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        __m128i, _mm_add_epi8, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8,
+        _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
 
     /// One call through a `#[target_feature(enable = "sse2")]` function.
     macro_rules! sse2 {
-        ($f:ident($chunk:expr)) => {
+        ($f:ident($($arg:expr),*)) => {
             // SAFETY: SSE2 is part of the x86_64 baseline (every x86_64
             // CPU has it; rustc enables it for every x86_64 target), so
             // the target feature the callee requires is present.
-            unsafe { $f($chunk) }
+            unsafe { $f($($arg),*) }
         };
     }
 
@@ -111,6 +122,18 @@ mod imp {
         sse2!(host_sse2(chunk))
     }
 
+    #[inline(always)]
+    pub(crate) fn matches_folded(chunk: &[u8; 16], fold: &[u8; 16], want: &[u8; 16]) -> bool {
+        sse2!(matches_sse2(chunk, fold, want))
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn matches_sse2(chunk: &[u8; 16], fold: &[u8; 16], want: &[u8; 16]) -> bool {
+        let x = _mm_or_si128(load(chunk), load(fold));
+        _mm_movemask_epi8(_mm_cmpeq_epi8(x, load(want))) == 0xffff
+    }
+
     #[inline]
     #[target_feature(enable = "sse2")]
     fn load(chunk: &[u8; 16]) -> __m128i {
@@ -126,15 +149,16 @@ mod imp {
         !(_mm_movemask_epi8(ok) as u32) & 0xffff
     }
 
-    /// `lo <= b <= hi` per byte, signed: bytes 0x80 and up (negative) are
-    /// in no range of ASCII bounds.
+    /// Each byte lane of `x` outside `lo..=hi`, all ones. Adding
+    /// `0x80 - lo` (wrapping) moves the range to the bottom of the signed
+    /// bytes, `-128..=-128 + (hi - lo)`, and every other value above it, so
+    /// one signed compare is exact for all 256 values; both constants fold
+    /// into the instructions as memory operands (no register copies).
     #[inline]
     #[target_feature(enable = "sse2")]
-    fn within(x: __m128i, lo: u8, hi: u8) -> __m128i {
-        _mm_and_si128(
-            _mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)),
-            _mm_cmplt_epi8(x, _mm_set1_epi8(hi as i8 + 1)),
-        )
+    fn outside(x: __m128i, lo: u8, hi: u8) -> __m128i {
+        let moved = _mm_add_epi8(x, _mm_set1_epi8(0x80u8.wrapping_sub(lo) as i8));
+        _mm_cmpgt_epi8(moved, _mm_set1_epi8((0x80 + (hi - lo)) as i8))
     }
 
     #[inline]
@@ -161,11 +185,13 @@ mod imp {
     #[target_feature(enable = "sse2")]
     fn name_sse2(chunk: &[u8; 16]) -> u32 {
         let x = load(chunk);
+        // Setting 0x20 lowercases letters and makes no other byte one.
         let lower = _mm_or_si128(x, _mm_set1_epi8(0x20));
-        let letter = within(lower, b'a', b'z');
-        let digit = within(x, b'0', b'9');
+        let no_letter = outside(lower, b'a', b'z');
+        let no_digit = outside(x, b'0', b'9');
         let dash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'-' as i8));
-        not_mask(_mm_or_si128(_mm_or_si128(letter, digit), dash))
+        // `andnot(a, b)` is `!a & b`.
+        _mm_movemask_epi8(_mm_andnot_si128(dash, _mm_and_si128(no_letter, no_digit))) as u32
     }
 
     #[inline]
@@ -173,10 +199,13 @@ mod imp {
     fn host_sse2(chunk: &[u8; 16]) -> u32 {
         let x = load(chunk);
         let lower = _mm_or_si128(x, _mm_set1_epi8(0x20));
-        let letter = within(lower, b'a', b'z');
-        let digit_colon = within(x, b'0', b':');
-        let dash_dot = within(x, b'-', b'.');
-        not_mask(_mm_or_si128(_mm_or_si128(letter, digit_colon), dash_dot))
+        let no_letter = outside(lower, b'a', b'z');
+        let no_digit_colon = outside(x, b'0', b':');
+        let no_dash_dot = outside(x, b'-', b'.');
+        _mm_movemask_epi8(_mm_and_si128(
+            _mm_and_si128(no_letter, no_digit_colon),
+            no_dash_dot,
+        )) as u32
     }
 }
 
@@ -211,6 +240,28 @@ mod tests {
                 }
             }
         }
+        // The folded compare: every byte value in every lane, with and
+        // without a fold bit.
+        let want = *b"HTTP/1.1\r\nhost: ";
+        let fold = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x20, 0x20, 0x20, 0x20, 0, 0];
+        for lane in 0..16 {
+            for b in 0..=255u8 {
+                let mut chunk = want;
+                chunk[lane] = b;
+                assert_eq!(
+                    matches_folded(&chunk, &fold, &want),
+                    scalar::matches_folded(&chunk, &fold, &want),
+                    "{b:#x} at {lane}"
+                );
+                assert_eq!(
+                    matches_folded(&chunk, &fold, &want),
+                    b | fold[lane] == want[lane],
+                    "{b:#x} at {lane}"
+                );
+            }
+        }
+        assert!(matches_folded(b"HTTP/1.0\r\nHOST: ", &fold, &want));
+        assert!(!matches_folded(b"HTTP/1.1\r\nHost:\t", &fold, &want));
         // Spot checks of the definitions themselves.
         assert_eq!(scalar::target_stops(b"/plaintext HTTP/"), 1 << 10);
         assert_eq!(scalar::value_stops(b"127.0.0.1:8080\r\n"), 3 << 14);

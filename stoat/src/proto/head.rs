@@ -1823,6 +1823,49 @@ mod tests {
         shape
     }
 
+    /// Framing fields after the 64th field line (where the fast path marks
+    /// no more lines for `Fields::note`, and declines): the same verdicts
+    /// as the full scan, through `HeadParser::parse` too.
+    #[test]
+    fn framing_fields_after_many_lines() {
+        let head = |last: &str| {
+            let mut h = String::from("POST /a HTTP/1.1\r\nHost: a\r\n");
+            for k in 0..70 {
+                h.push_str(&format!("X-Filler-{k}: v\r\n"));
+            }
+            h.push_str(last);
+            h.push_str("\r\n");
+            h.into_bytes()
+        };
+        let many = head("Content-Length: 3\r\n");
+        assert_eq!(check_fast(&many, &Limits::default()), Shape::Other);
+        let parsed = parse(&many).unwrap();
+        assert_eq!(parsed.body, BodyKind::Length(3));
+        assert_eq!(parsed.headers.len(), 72);
+        assert_eq!(
+            err(&head("Host: b\r\n")),
+            ProtoError::DuplicateHost,
+            "a second Host after 70 lines"
+        );
+        assert_eq!(
+            err(&head("Transfer-Encoding: gzip\r\n")),
+            ProtoError::ChunkedNotLast
+        );
+        // Lines the fast path marks (a name of a framing field's length)
+        // but that are none: taken whole.
+        let mut short = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for k in 0..20 {
+            short.push_str(&format!("Abcd: {k}\r\nAccept: */*\r\nCookie: c={k}\r\n"));
+        }
+        short.push_str("Connection: close\r\nUser-Agent: t\r\n\r\n");
+        assert_eq!(
+            check_fast(short.as_bytes(), &Limits::default()),
+            Shape::Complete
+        );
+        let parsed = parse(short.as_bytes()).unwrap();
+        assert!(!parsed.keep_alive && parsed.referer_or_user_agent);
+    }
+
     /// The fast path against the full scan (which names every fault), on
     /// the realistic and edge heads, every prefix of them, and every head
     /// one byte away (each byte replaced by one of a set of bytes that

@@ -9,15 +9,24 @@
 //! ([`Shape::Other`]), leaving `head` partly written for the full scan to
 //! overwrite. It declines at the first thing it does not take on its own:
 //! empty lines before the request line, a version other than
-//! `HTTP/1.0` or `HTTP/1.1`, a framing field the rules refuse, a limit
-//! reached, and every fault. So every error verdict is the full scan's, by
+//! `HTTP/1.0` or `HTTP/1.1`, a framing field the rules refuse, a line that
+//! may be a framing field after the 64th field line (its mark would not fit
+//! the word of marks), a limit reached, and every fault.
+//!
+//! The usual head (`GET /path HTTP/1.1`, `Host: ` first, nothing else: what
+//! load generators and most API clients send) takes the shortest way: the
+//! version, its CRLF and `Host: ` in one 16-byte compare, the Host value
+//! checked as it is scanned, and the head's end (`CRLF CRLF`) in one more
+//! compare. Other field lines go through a loop with no call on its usual
+//! path, so the class constants stay in registers from line to line; the
+//! lines that may be framing fields are given to `Fields::note` after it. So every error verdict is the full scan's, by
 //! construction; `tests::fast_path_agrees_with_full_scan` checks the
 //! complete and partial verdicts against it over mutated heads and every
 //! prefix of them.
 
 use super::{
-    is, is_host_name, span, BodyKind, Fields, HeaderSpan, Limits, Method, RequestHead, Version,
-    F_HOST, HOST, HTTP10, HTTP11, TARGET, TCHAR, VALUE,
+    is, span, BodyKind, Fields, HeaderSpan, Limits, Method, RequestHead, Span, Version, F_HOST,
+    HOST, HTTP10, HTTP11, TARGET, TCHAR, VALUE,
 };
 use crate::simd;
 
@@ -79,73 +88,123 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<()
     }
     head.target = span(target_start, target_end);
 
-    // HTTP-version CRLF.
+    // HTTP-version CRLF, and `Host: ` when it comes next (where browsers,
+    // tools and load generators put it): the usual 16 bytes in one compare.
     let v = target_end + 1;
-    let Some(version) = buf.get(v..v + 10) else {
-        // The full scan judges the line once its LF is there.
-        return Err(if buf[v..].contains(&b'\n') {
-            Other
-        } else {
-            Partial
-        });
-    };
-    let word = u64::from_le_bytes([
-        version[0], version[1], version[2], version[3], version[4], version[5], version[6],
-        version[7],
-    ]);
-    head.version = if word == HTTP11 {
-        Version::Http11
-    } else if word == HTTP10 {
-        Version::Http10
-    } else {
-        return Err(Other);
-    };
-    if version[8..] != *b"\r\n" {
-        return Err(Other);
-    }
     let fields_start = v + 10;
+    let mut i = fields_start;
+    let mut count = 0;
+    let mut host_first = None;
+    // The rest from here on is scanned as a slice that starts where the
+    // Host value does: an offset into it needs no check against overflow.
+    let host_value = match buf[v..].split_first_chunk::<16>() {
+        Some((chunk, value))
+            if simd::matches_folded(chunk, &VERSION_HOST_FOLD, VERSION_HOST)
+                && limits.max_headers != 0 =>
+        {
+            Some((chunk[7] == b'1', value))
+        }
+        _ => None,
+    };
+    let http11 = match host_value {
+        Some((http11, _)) => http11,
+        None => version(buf, v)?,
+    };
+    head.version = if http11 {
+        Version::Http11
+    } else {
+        Version::Http10
+    };
     if fields_start > limits.max_request_line {
         return Err(Other);
     }
 
     // Field lines, up to the empty line.
-    let max = limits.max_headers.min(Limits::MAX_HEADERS_CAP);
-    // The lines are written over the last head's (the vector is reused);
-    // it is cut to `count` at the end.
-    let mut count = 0;
-    let mut fields = Fields::new();
-    let mut i = fields_start;
-    if max > 0 && is_host_name(buf, i) {
-        // Host, first (where browsers, tools and load generators put it),
-        // on its own: RFC 9112 §3.2, a `uri-host [":" port]`, checked as
-        // the value is scanned (the usual value has no OWS after it).
-        // One SP before the value, usually; other OWS makes the scan stop
-        // at its first byte, and `host_rest` declines it.
-        let value_start = if buf.get(i + 5) == Some(&b' ') {
-            i + 6
-        } else {
-            i + 5
-        };
-        let mut cr = find(buf, value_start, simd::host_stops, HOST)?;
-        if buf[cr] != b'\r' {
-            cr = host_rest(buf, cr)?;
+    if let Some((_, value)) = host_value {
+        // `Host: ` first, on its own: RFC 9112 §3.2, a `uri-host [":"
+        // port]`, checked as the value is scanned (the usual value has no
+        // OWS around it: other OWS makes the scan stop at it, and
+        // `host_end` declines).
+        let value_start = i + 6;
+        let n = find(value, 0, simd::host_stops, HOST)?;
+        let mut cr = value_start + n;
+        let host = span(value_start, cr);
+        if value.get(n..n + 4) == Some(b"\r\n\r\n") {
+            // Host and no other line (every GET of a load generator): what
+            // `Fields::apply` concludes, directly.
+            let len = cr + 4;
+            if len - fields_start > limits.max_header_bytes {
+                return Err(Other);
+            }
+            put(&mut head.headers, 0, span(i, i + 4), host);
+            head.headers.truncate(1);
+            head.len = len;
+            head.body = BodyKind::Empty;
+            head.host = Some(host);
+            head.keep_alive = http11;
+            head.expect_continue = false;
+            head.upgrade = false;
+            head.referer_or_user_agent = false;
+            return Ok(());
         }
-        line_end(buf, cr)?;
-        fields.flags = F_HOST;
-        fields.host = span(value_start, cr);
-        put(
-            &mut head.headers,
-            0,
-            HeaderSpan {
-                name: span(i, i + 4),
-                value: fields.host,
-            },
-        );
+        if buf.get(cr..cr + 2) != Some(b"\r\n") {
+            cr = host_end(buf, cr)?;
+        }
+        let host = span(value_start, cr);
+        put(&mut head.headers, 0, span(i, i + 4), host);
+        host_first = Some(host);
         count = 1;
         i = cr + 2;
     }
+    let mut fields = Fields::new();
+    if let Some(host) = host_first {
+        fields.flags = F_HOST;
+        fields.host = host;
+    }
+    // The other lines. The loop makes no call on its usual path (so the
+    // class constants stay in registers from line to line): the lines that
+    // may be framing fields (by their name's length) are marked in `noted`
+    // and given to `Fields::note` after it, in order.
+    let max = limits.max_headers.min(Limits::MAX_HEADERS_CAP);
+    let (mut i, count, mut noted) = lines(buf, i, count, max, &mut head.headers)?;
+    line_end(buf, i)?;
+    i += 2;
+
+    if i - fields_start > limits.max_header_bytes {
+        return Err(Other);
+    }
+    head.headers.truncate(count);
+    head.len = i;
+    while noted != 0 {
+        let k = noted.trailing_zeros() as usize;
+        noted &= noted - 1;
+        let line = head.headers[k];
+        if fields
+            .note(line.name.of(buf), line.value.of(buf), line.value)
+            .is_err()
+        {
+            return Err(Other);
+        }
+    }
+    fields.apply(head, limits).map_err(|_| Other)
+}
+
+/// The field lines from `i` (after Host, when it came first and `count`
+/// is 1) up to the empty line: where that line starts, how many lines
+/// there are, and which of them (bit `k` for line `k`) may be framing
+/// fields, for `Fields::note`. A function of its own, with only what the
+/// loop needs live in it: the loop then keeps its indexes and the class
+/// constants in registers from line to line.
+#[inline(never)]
+fn lines(
+    buf: &[u8],
+    mut i: usize,
+    mut count: usize,
+    max: usize,
+    headers: &mut Vec<HeaderSpan>,
+) -> Result<(usize, usize, u64), Stop> {
+    let mut noted: u64 = 0;
     if *buf.get(i).ok_or(Partial)? != b'\r' {
-        // The other lines (a later Host too: `note` checks it).
         loop {
             if count == max {
                 return Err(Other);
@@ -166,33 +225,30 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<()
             let mut j = value_start;
             let cr = loop {
                 j = find(buf, j, simd::value_stops, VALUE)?;
-                match buf[j] {
-                    b'\t' => j += 1,
-                    b'\r' => break j,
-                    _ => return Err(Other),
+                if buf.get(j..j + 2) == Some(b"\r\n") {
+                    break j;
                 }
+                j = value_more(buf, j)?;
             };
-            line_end(buf, cr)?;
-            let value_end = if cr > value_start && matches!(buf[cr - 1], b' ' | b'\t') {
+            // The byte before the CR is in the value or is the OWS before
+            // it; either way at most SP only if it is OWS (the scan stops
+            // at controls other than HTAB).
+            let value_end = if buf[cr - 1] <= b' ' {
                 trim_end(buf, value_start, cr)
             } else {
                 cr
             };
-            let value = span(value_start, value_end);
-            if is_framing_name(colon - name_start)
-                && fields
-                    .note(&buf[name_start..colon], &buf[value_start..value_end], value)
-                    .is_err()
-            {
-                return Err(Other);
+            if is_framing_name(colon - name_start) {
+                if count >= 64 {
+                    return Err(Other);
+                }
+                noted |= 1 << count;
             }
             put(
-                &mut head.headers,
+                headers,
                 count,
-                HeaderSpan {
-                    name: span(name_start, colon),
-                    value,
-                },
+                span(name_start, colon),
+                span(value_start, value_end),
             );
             count += 1;
             i = cr + 2;
@@ -201,26 +257,65 @@ fn parse_inner(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<()
             }
         }
     }
-    line_end(buf, i)?;
-    i += 2;
+    Ok((i, count, noted))
+}
 
-    if i - fields_start > limits.max_header_bytes {
+/// `HTTP/1.0` and `HTTP/1.1` differ in this bit: `0` is 0x30, `1` 0x31.
+const MINOR_BIT: u64 = 1 << 56;
+const _: () = assert!(HTTP10 | MINOR_BIT == HTTP11 && HTTP10 & MINOR_BIT == 0);
+
+/// `HTTP/1.1 CRLF Host: `, the 16 bytes after the usual request target,
+/// as [`simd::matches_folded`] compares them with [`VERSION_HOST_FOLD`]:
+/// `HTTP/1.0` (bit 0 of `1` is the only one `0` lacks) and the name in any
+/// case (`b | 0x20` is `h`, `o`, `s` or `t` only for that letter in either
+/// case) match too, nothing else does.
+const VERSION_HOST: &[u8; 16] = b"HTTP/1.1\r\nhost: ";
+const VERSION_HOST_FOLD: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x20, 0x20, 0x20, 0x20, 0, 0];
+
+/// HTTP-version CRLF at `v`: whether it is `HTTP/1.1` (else `HTTP/1.0`).
+#[inline(always)]
+fn version(buf: &[u8], v: usize) -> Result<bool, Stop> {
+    let Some(version) = buf[v..].first_chunk::<10>() else {
+        // The full scan judges the line once its LF is there.
+        return Err(if buf[v..].contains(&b'\n') {
+            Other
+        } else {
+            Partial
+        });
+    };
+    let (word, crlf) = version.split_at(8);
+    let word = u64::from_le_bytes([
+        word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+    ]);
+    // `HTTP/1.0` and `HTTP/1.1` differ in bit 0 of their last byte only.
+    if word | MINOR_BIT != HTTP11 || crlf != b"\r\n" {
         return Err(Other);
     }
-    head.headers.truncate(count);
-    head.len = i;
-    if fields.flags == F_HOST {
-        // A Host and none of the other framing fields (every GET from a
-        // browser or a load generator): what `apply` concludes, directly.
-        head.body = BodyKind::Empty;
-        head.host = Some(fields.host);
-        head.keep_alive = head.version == Version::Http11;
-        head.expect_continue = false;
-        head.upgrade = false;
-        head.referer_or_user_agent = false;
-        return Ok(());
+    Ok(word == HTTP11)
+}
+
+/// The line end of a Host value whose first byte outside the usual ones,
+/// at `j`, is not the CR of a CRLF: an IP literal's brackets, a
+/// reg-name's sub-delims, or a CR at the end of the bytes.
+#[cold]
+#[inline(never)]
+fn host_end(buf: &[u8], j: usize) -> Result<usize, Stop> {
+    let cr = host_rest(buf, j)?;
+    line_end(buf, cr)?;
+    Ok(cr)
+}
+
+/// Where a field value's scan goes on after the byte at `j`, the first
+/// one the class does not take that is not the CR of a CRLF: after an
+/// HTAB; a CR at the end of the bytes is partial; anything else declines.
+#[cold]
+#[inline(never)]
+fn value_more(buf: &[u8], j: usize) -> Result<usize, Stop> {
+    match buf[j] {
+        b'\t' => Ok(j + 1),
+        b'\r' => line_end(buf, j).and(Err(Other)),
+        _ => Err(Other),
     }
-    fields.apply(head, limits).map_err(|_| Other)
 }
 
 /// The SP that ends a request target whose byte at `j` is not visible
@@ -258,10 +353,13 @@ fn host_rest(buf: &[u8], mut j: usize) -> Result<usize, Stop> {
 
 /// Writes line `k` (the lines before it are written) over the last head's.
 #[inline(always)]
-fn put(headers: &mut Vec<HeaderSpan>, k: usize, line: HeaderSpan) {
+fn put(headers: &mut Vec<HeaderSpan>, k: usize, name: Span, value: Span) {
     match headers.get_mut(k) {
-        Some(slot) => *slot = line,
-        None => push(headers, line),
+        Some(slot) => {
+            slot.name = name;
+            slot.value = value;
+        }
+        None => push(headers, name, value),
     }
 }
 
@@ -269,8 +367,8 @@ fn put(headers: &mut Vec<HeaderSpan>, k: usize, line: HeaderSpan) {
 /// vector grows, rarely).
 #[cold]
 #[inline(never)]
-fn push(headers: &mut Vec<HeaderSpan>, line: HeaderSpan) {
-    headers.push(line);
+fn push(headers: &mut Vec<HeaderSpan>, name: Span, value: Span) {
+    headers.push(HeaderSpan { name, value });
 }
 
 /// Whether a field name of `len` bytes may be one that [`Fields::note`]
