@@ -19,37 +19,22 @@
 mod common;
 
 use std::sync::mpsc;
-use std::sync::Mutex;
 
-use stoat::app::{Request, Response};
 use stoat::config::Model;
 
-use common::{app, config, get, join, start_with, Client, End, TIMEOUT};
+use common::{blocking_server, get, join, Client, End, TIMEOUT};
 
-/// A server with `/block` (enters, then waits to be released) and the
-/// common routes; the channels: entered, release.
-fn blocking_server() -> (
-    stoat::app::ServerHandle,
-    mpsc::Receiver<()>,
-    mpsc::Sender<()>,
-) {
-    let (entered_tx, entered_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let entered_tx = Mutex::new(entered_tx);
-    let release_rx = Mutex::new(release_rx);
-    let server = start_with(config(Model::Shared), move |s| {
-        app(s).get("/block", move |_: &Request<'_>| {
-            let _ = entered_tx.lock().unwrap().send(());
-            // Bounded: a broken test must not hang the server thread.
-            let released = release_rx.lock().unwrap().recv_timeout(TIMEOUT * 2);
-            Response::text(if released.is_ok() {
-                "finished"
-            } else {
-                "timed out"
-            })
-        })
-    });
-    (server, entered_rx, release_tx)
+/// A shared-model server whose `/block` handler has been entered on the
+/// connection returned (which sent it), holding one network thread; and
+/// the channel that releases it.
+fn blocked_connection() -> (stoat::app::ServerHandle, Client, mpsc::Sender<()>) {
+    let (server, entered, release) = blocking_server(Model::Shared);
+    let mut c = Client::connect(server.local_addr());
+    c.send(&get("/block"));
+    entered
+        .recv_timeout(TIMEOUT)
+        .expect("the handler is entered");
+    (server, c, release)
 }
 
 /// Sends `/hello` on a new connection and expects its answer while the
@@ -67,13 +52,8 @@ fn other_connection_is_served(addr: std::net::SocketAddr) {
 
 #[test]
 fn request_during_a_blocked_handler_is_served_after_it() {
-    let (server, entered, release) = blocking_server();
+    let (server, mut c, release) = blocked_connection();
     let addr = server.local_addr();
-    let mut c = Client::connect(addr);
-    c.send(&get("/block"));
-    entered
-        .recv_timeout(TIMEOUT)
-        .expect("the handler is entered");
     // Read by no drive yet: its event finds the connection claimed.
     c.send(&get("/hello"));
     other_connection_is_served(addr);
@@ -91,13 +71,8 @@ fn request_during_a_blocked_handler_is_served_after_it() {
 
 #[test]
 fn peer_close_during_a_blocked_handler_is_seen_after_it() {
-    let (server, entered, release) = blocking_server();
+    let (server, mut c, release) = blocked_connection();
     let addr = server.local_addr();
-    let mut c = Client::connect(addr);
-    c.send(&get("/block"));
-    entered
-        .recv_timeout(TIMEOUT)
-        .expect("the handler is entered");
     // A request and the end of the stream, edge-triggered once, while the
     // connection is claimed: the drive again must read to the end.
     c.send(&get("/hello"));

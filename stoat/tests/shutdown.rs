@@ -8,15 +8,13 @@ mod common;
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use stoat::app::{Request, Response};
 use stoat::config::Model;
 
 use common::{
-    app, config, get, join, start, start_with, stop, wait_connections, wait_until, Client, TIMEOUT,
+    app, blocking_server, config, get, join, start, start_with, stop, wait_connections, wait_until,
+    Client, TIMEOUT,
 };
 
 both_models!(
@@ -162,22 +160,7 @@ fn reset_does_not_leak_output(model: Model) {
 /// 200, with `Connection: close`, then EOF; idle keep-alive connections
 /// are closed; new connections are refused; `join` returns.
 fn graceful_shutdown_answers_in_flight(model: Model) {
-    let (entered_tx, entered_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let entered_tx = Mutex::new(entered_tx);
-    let release_rx = Mutex::new(release_rx);
-    let server = start_with(config(model), move |s| {
-        app(s).get("/block", move |_: &Request<'_>| {
-            let _ = entered_tx.lock().unwrap().send(());
-            // Bounded: a broken test must not hang the server thread.
-            let released = release_rx.lock().unwrap().recv_timeout(TIMEOUT * 2);
-            Response::text(if released.is_ok() {
-                "finished"
-            } else {
-                "timed out"
-            })
-        })
-    });
+    let (server, entered_rx, release_tx) = blocking_server(model);
     let addr = server.local_addr();
 
     let mut idle: Vec<Client> = (0..4)

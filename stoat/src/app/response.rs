@@ -284,20 +284,16 @@ impl Response {
     /// Encodes this response into the connection's output.
     #[inline(always)]
     pub(crate) fn send(self, sink: &mut ResponseSink<'_>) {
-        if let ContentType::Preset(preset) = self.content_type {
-            // No field list (not even an allocated empty one: nothing to
-            // drop either).
-            if self.status == 200 && self.headers.capacity() == 0 {
-                if let Body::Static(bytes) = self.body {
-                    if bytes.len() <= SMALL_BODY {
-                        let close = self.close;
-                        // Nothing to drop: no field list was allocated
-                        // (capacity 0), the content type and the body are
-                        // `&'static`. Forgotten explicitly, so that no drop
-                        // code is left on this path.
-                        std::mem::forget(self);
-                        return sink.send_preset_small(&preset.head, bytes, close);
-                    }
+        if let Some(preset) = self.preset() {
+            if let Body::Static(bytes) = self.body {
+                if bytes.len() <= SMALL_BODY {
+                    let close = self.close;
+                    // Nothing to drop: no field list was allocated
+                    // (capacity 0), the content type and the body are
+                    // `&'static`. Forgotten explicitly, so that no drop
+                    // code is left on this path.
+                    std::mem::forget(self);
+                    return sink.send_preset_small(preset, bytes, close);
                 }
             }
         }
@@ -307,12 +303,21 @@ impl Response {
     /// [`Response::send`] for all but a preset with a small static body.
     #[inline(never)]
     fn send_other(self, sink: &mut ResponseSink<'_>) {
-        if let ContentType::Preset(preset) = self.content_type {
-            if self.status == 200 && self.headers.capacity() == 0 {
-                return sink.send_preset(&preset.head, self.body, self.close);
-            }
+        if let Some(preset) = self.preset() {
+            return sink.send_preset(preset, self.body, self.close);
         }
         self.emit(|status, headers, body, close| sink.send(status, headers, body, close));
+    }
+
+    /// The preformatted start of this response, when it is a `200` with a
+    /// preset content type and no field list (not even an allocated empty
+    /// one: nothing to drop either).
+    #[inline(always)]
+    fn preset(&self) -> Option<&'static Preset> {
+        let ContentType::Preset(preset) = self.content_type else {
+            return None;
+        };
+        (self.status == 200 && self.headers.capacity() == 0).then_some(&preset.head)
     }
 
     /// Gives this response's parts to `f`: status, header fields as the

@@ -285,31 +285,6 @@ impl Default for HeadMemo {
 }
 
 impl HeadMemo {
-    /// [`encode_response`] for a `200` with `HeadStart::Preformatted` of
-    /// `preset`: the same bytes, given to `copy` (to append to `out`) from
-    /// the memo when the last response had the same key
-    /// ([`HeadMemo::find`], else [`HeadMemo::fill`]).
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn encode(
-        &mut self,
-        out: &mut Vec<u8>,
-        preset: &'static Preset,
-        body: ResponseBody,
-        framing: Framing,
-        ctx: EncodeCtx<'_>,
-        small: &'static [u8],
-        copy: impl FnOnce(&mut Vec<u8>, &MemoBytes),
-    ) -> BodyMode {
-        match self.find(preset, body, framing, ctx, small) {
-            Ok(found) => {
-                copy(out, found);
-                found.mode
-            }
-            Err(miss) => self.fill(miss, out, body, framing, ctx.date, ctx.server, small),
-        }
-    }
-
     /// The remembered response for these inputs, if the last one had them
     /// all: its mode is [`BodyMode::None`] or [`BodyMode::Raw`] (a
     /// `Chunked` body is never remembered). Else what
@@ -1169,6 +1144,30 @@ mod tests {
         };
     }
 
+    /// [`encode_response`] for a `200` with `HeadStart::Preformatted` of
+    /// `preset`, through `memo` as `Conn::respond_preset` uses it: the
+    /// remembered bytes given to `copy` on a hit ([`HeadMemo::find`]),
+    /// else [`HeadMemo::fill`].
+    #[allow(clippy::too_many_arguments)]
+    fn memo_encode(
+        memo: &mut HeadMemo,
+        out: &mut Vec<u8>,
+        preset: &'static Preset,
+        body: ResponseBody,
+        framing: Framing,
+        ctx: EncodeCtx<'_>,
+        small: &'static [u8],
+        copy: impl FnOnce(&mut Vec<u8>, &MemoBytes),
+    ) -> BodyMode {
+        match memo.find(preset, body, framing, ctx, small) {
+            Ok(found) => {
+                copy(out, found);
+                found.mode
+            }
+            Err(miss) => memo.fill(miss, out, body, framing, ctx.date, ctx.server, small),
+        }
+    }
+
     /// The memo gives exactly the encoder's bytes and mode, whatever came
     /// before: every case is encoded after every other case (a miss), and
     /// twice in a row (the second a hit), including a date change. The
@@ -1228,9 +1227,16 @@ mod tests {
             };
             let want_mode = encode_response(&mut want, head, framing, ctx, small);
             let mut got = b"before".to_vec();
-            let mode = memo.encode(&mut got, preset, body, framing, ctx, small, |out, m| {
-                out.extend_from_slice(&m.bytes[..m.len])
-            });
+            let mode = memo_encode(
+                &mut memo,
+                &mut got,
+                preset,
+                body,
+                framing,
+                ctx,
+                small,
+                |out, m| out.extend_from_slice(&m.bytes[..m.len]),
+            );
             assert_eq!(
                 (mode, String::from_utf8_lossy(&got)),
                 (want_mode, String::from_utf8_lossy(&want))
@@ -1265,7 +1271,7 @@ mod tests {
         for _ in 0..2 {
             let mut got = Vec::new();
             let copy = |_: &mut Vec<u8>, _: &MemoBytes| panic!("a chunked head was remembered");
-            let mode = memo.encode(&mut got, &PRESET, Chunked, GET, ctx, b"", copy);
+            let mode = memo_encode(&mut memo, &mut got, &PRESET, Chunked, GET, ctx, b"", copy);
             assert_eq!(mode, BodyMode::Chunked);
             assert_eq!(
                 got,

@@ -109,10 +109,10 @@ pub struct ResponseSink<'a> {
     pub(crate) status: u16,
 }
 
-/// A body's framing, from its length.
+/// The framing of a body of `len` bytes.
 #[inline(always)]
-fn framing_of(body: &Body) -> ResponseBody {
-    match body.len() as u64 {
+fn framing_of(len: usize) -> ResponseBody {
+    match len as u64 {
         0 => ResponseBody::Empty,
         n => ResponseBody::Length(n),
     }
@@ -155,7 +155,7 @@ impl ResponseSink<'_> {
         let head = ResponseHead {
             status,
             start,
-            body: framing_of(&body),
+            body: framing_of(body.len()),
         };
         let ctx = EncodeCtx {
             date: self.date,
@@ -180,28 +180,11 @@ impl ResponseSink<'_> {
     /// preset of `Response`): the response comes from the thread's
     /// [`HeadMemo`] when the last one was the same.
     #[inline(always)]
-    // `append_memo` passed by name is called through an out-of-line
-    // `FnOnce::call_once` (+54 per response, measured): a closure inlines.
-    #[allow(clippy::redundant_closure)]
     pub(crate) fn send_preset(&mut self, preset: &'static Preset, body: Body, close: bool) {
         let Some(close) = self.begin(200, close) else {
             return;
         };
-        let mode = self.conn.respond_preset(
-            preset,
-            framing_of(&body),
-            close,
-            self.now,
-            self.out.head_mut(),
-            EncodeCtx {
-                date: self.date,
-                server: self.server,
-            },
-            &[],
-            self.memo,
-            #[inline(always)]
-            |out, memo| append_memo(out, memo),
-        );
+        let mode = self.respond_preset(preset, framing_of(body.len()), close, &[]);
         if mode == BodyMode::Raw {
             self.out.push_body(body);
         }
@@ -211,7 +194,6 @@ impl ResponseSink<'_> {
     /// [`encode::SMALL_BODY`] bytes), which goes out with its head, in one
     /// copy.
     #[inline(always)]
-    #[allow(clippy::redundant_closure)] // see `send_preset`
     pub(crate) fn send_preset_small(
         &mut self,
         preset: &'static Preset,
@@ -222,10 +204,23 @@ impl ResponseSink<'_> {
         let Some(close) = self.begin(200, close) else {
             return;
         };
-        let framing = match small.len() {
-            0 => ResponseBody::Empty,
-            n => ResponseBody::Length(n as u64),
-        };
+        self.respond_preset(preset, framing_of(small.len()), close, small);
+    }
+
+    /// The preset response's head (and `small`, its small static body, or
+    /// nothing) through the thread's memo, for [`ResponseSink::send_preset`]
+    /// and [`ResponseSink::send_preset_small`].
+    #[inline(always)]
+    // `append_memo` passed by name is called through an out-of-line
+    // `FnOnce::call_once` (+54 per response, measured): a closure inlines.
+    #[allow(clippy::redundant_closure)]
+    fn respond_preset(
+        &mut self,
+        preset: &'static Preset,
+        framing: ResponseBody,
+        close: bool,
+        small: &'static [u8],
+    ) -> BodyMode {
         self.conn.respond_preset(
             preset,
             framing,
@@ -240,7 +235,7 @@ impl ResponseSink<'_> {
             self.memo,
             #[inline(always)]
             |out, memo| append_memo(out, memo),
-        );
+        )
     }
 
     /// Marks the response sent: `None` if one was sent already (a bug,

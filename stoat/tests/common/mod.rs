@@ -95,6 +95,30 @@ pub fn start_with(config: Config, routes: impl FnOnce(Server) -> Server) -> Serv
     routes(Server::new(config)).start().expect("server starts")
 }
 
+/// A server of `model` with the [`app`] routes and `/block`, whose handler
+/// says it was entered, then waits until released (bounded: a broken test
+/// must not hang the server thread) and answers `finished` (`timed out`
+/// when never released). Returns the server and the channels: entered,
+/// release.
+pub fn blocking_server(model: Model) -> (ServerHandle, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let entered_tx = std::sync::Mutex::new(entered_tx);
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let server = start_with(config(model), move |s| {
+        app(s).get("/block", move |_: &Request<'_>| {
+            let _ = entered_tx.lock().unwrap().send(());
+            let released = release_rx.lock().unwrap().recv_timeout(TIMEOUT * 2);
+            Response::text(if released.is_ok() {
+                "finished"
+            } else {
+                "timed out"
+            })
+        })
+    });
+    (server, entered_rx, release_tx)
+}
+
 /// Stops a server: `shutdown`, then `join`, which must return within
 /// [`TIMEOUT`] (then the test fails rather than hangs).
 pub fn stop(handle: ServerHandle) {

@@ -11,7 +11,10 @@
 //! empty lines before the request line, a version other than
 //! `HTTP/1.0` or `HTTP/1.1`, a framing field the rules refuse, a line that
 //! may be a framing field after the 64th field line (its mark would not fit
-//! the word of marks), a limit reached, and every fault.
+//! the word of marks), a limit reached, and every fault. So every error
+//! verdict is the full scan's, by construction;
+//! `tests::fast_path_agrees_with_full_scan` checks the complete and partial
+//! verdicts against it over mutated heads and every prefix of them.
 //!
 //! The usual head (`GET /path HTTP/1.1`, `Host: ` first, nothing else: what
 //! load generators and most API clients send) takes the shortest way: the
@@ -19,10 +22,7 @@
 //! checked as it is scanned, and the head's end (`CRLF CRLF`) in one more
 //! compare. Other field lines go through a loop with no call on its usual
 //! path, so the class constants stay in registers from line to line; the
-//! lines that may be framing fields are given to `Fields::note` after it. So every error verdict is the full scan's, by
-//! construction; `tests::fast_path_agrees_with_full_scan` checks the
-//! complete and partial verdicts against it over mutated heads and every
-//! prefix of them.
+//! lines that may be framing fields are given to `Fields::note` after it.
 
 use super::{
     is, span, BodyKind, Fields, HeaderSpan, Limits, Method, RequestHead, Span, Version, F_HOST,

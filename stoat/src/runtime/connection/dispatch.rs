@@ -170,13 +170,14 @@ impl Connection {
 
     /// [`Connection::dispatch`] of a request without a body whose head is
     /// in the input buffer at `start`: the read loop's usual case, inlined
-    /// there (no call, no [`Req`] to build), observed or not.
+    /// there (no call), observed or not.
     #[inline(always)]
     pub(super) fn dispatch_head(&mut self, shared: &Shared, ctx: &mut ThreadCtx, start: usize) {
+        let req = Req::InBuffer { start, body: 0..0 };
         if ctx.obs.on() {
-            self.dispatch_in::<true>(shared, ctx, Req::Head { start });
+            self.dispatch_in::<true>(shared, ctx, req);
         } else {
-            self.dispatch_in::<false>(shared, ctx, Req::Head { start });
+            self.dispatch_in::<false>(shared, ctx, req);
         }
     }
 
@@ -202,13 +203,16 @@ impl Connection {
         req: Req,
     ) {
         let (buf, body): (&[u8], &[u8]) = match &req {
-            Req::Head { start } => {
-                let mem = &self.input.as_ref().expect("input present").mem;
-                (&mem[*start..], &[])
-            }
             Req::InBuffer { start, body } => {
                 let mem = &self.input.as_ref().expect("input present").mem;
-                (&mem[*start..], &mem[body.clone()])
+                // No body: nothing to index (and, inlined with `0..0`,
+                // no bounds to check).
+                let body = if body.is_empty() {
+                    &[][..]
+                } else {
+                    &mem[body.clone()]
+                };
+                (&mem[*start..], body)
             }
             Req::Spilled(spill) => (&spill.data[..spill.head_len], &spill.data[spill.head_len..]),
         };
@@ -294,10 +298,6 @@ impl Connection {
     /// read, and `ctx.head` has served other connections since).
     pub(super) fn reparse_head(&mut self, req: &Req, shared: &Shared, ctx: &mut ThreadCtx) -> bool {
         let bytes: &[u8] = match req {
-            Req::Head { start } => match &self.input {
-                Some(i) => &i.mem[*start..],
-                None => return false,
-            },
             Req::InBuffer { start, body } => match &self.input {
                 Some(i) => &i.mem[*start..body.start],
                 None => return false,

@@ -333,8 +333,6 @@ impl Connection {
 
 /// Where a complete request's bytes are.
 pub(super) enum Req {
-    /// A request without a body, its head in the input buffer at `start`.
-    Head { start: usize },
     /// In the input buffer: head at `start`, body (decoded) at `body`
     /// (empty: no body; otherwise the head ends where the body starts).
     InBuffer {
